@@ -1,0 +1,59 @@
+# visiontune: every command a developer or CI runs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+STACK ?= dev
+# The Functions worker's indexer: pure Python, declares Python >= 3.13, so it is installed without its checks.
+FUNCTIONS_RUNTIME := azure-functions-runtime==1.3.0
+
+.PHONY: help setup test demo bench conformance local-up deploy package clean
+
+help:
+	@echo "make demo         run the whole pipeline on the local stack (Azurite + emulator + functions host)"
+	@echo "make test         install what is missing, then run the test suite"
+	@echo "make bench        converter speed and memory benchmark"
+	@echo "make conformance  schemathesis against the Azure OpenAI authoring spec, on the emulator"
+	@echo "make local-up     start Azurite, the emulator and the functions host in the foreground"
+	@echo "make deploy STACK=dev   provision on Azure, publish the app, wire Event Grid (needs az + pulumi)"
+
+setup: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python $(FUNCTIONS_RUNTIME)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed for Azurite: install Node.js"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/visiontune demo --out demo-out
+
+bench: setup
+	$(BIN)/python -m bench.convert_bench
+
+conformance: setup
+	$(BIN)/python -m local.conformance
+
+local-up: setup
+	$(BIN)/visiontune local up
+
+package: setup
+	$(BIN)/python -m infra.package --out dist/app.zip
+
+deploy: setup
+	bash infra/deploy.sh $(STACK)
+
+clean:
+	rm -rf $(VENV) node_modules dist demo-out .pytest_cache

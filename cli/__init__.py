@@ -1,0 +1,1 @@
+"""The ``visiontune`` command line. Each module registers one group of subcommands."""

@@ -1,0 +1,1 @@
+"""Scoring models on a test set: answer matching, metrics, and the promotion gate."""

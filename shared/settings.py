@@ -1,0 +1,176 @@
+"""The one settings object, built from the environment (and, locally, ``local.settings.json``).
+
+Nothing else in the code reads ``os.environ``. Every field names the exact environment variable (app
+setting) it comes from, so the Pulumi program, ``local.settings.json`` and this file agree by
+construction: ``Settings.environment_names()`` is the list infra and the local stack write.
+
+Fields that only some commands need are optional here; the services call ``require(...)`` so a missing
+value fails with the name of the setting to set, not with an ``AttributeError`` deep inside a call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_API_VERSION = "2024-10-21"
+DEFAULT_BASE_MODEL = "gpt-4.1-2025-04-14"
+
+
+def _env(name: str, *more: str) -> Any:
+    return Field(validation_alias=AliasChoices(name, *more))
+
+
+class SettingsError(ValueError):
+    """A setting the current operation needs is missing or invalid."""
+
+
+class Settings(BaseSettings):
+    """Everything visiontune reads from its environment. Build with ``load_settings()``."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True, populate_by_name=True)
+
+    # --- storage -------------------------------------------------------------------------------
+    # Locally a connection string (Azurite); on Azure the identity-based form (blob service URI + MI).
+    storage_connection_string: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
+    storage_blob_service_uri: str | None = Field(
+        default=None, validation_alias="AzureWebJobsStorage__blobServiceUri"
+    )
+    storage_queue_service_uri: str | None = Field(
+        default=None, validation_alias="AzureWebJobsStorage__queueServiceUri"
+    )
+    # Client id of the user-assigned managed identity (None: system identity / developer login).
+    azure_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")
+
+    # --- Azure OpenAI data plane ---------------------------------------------------------------
+    openai_endpoint: str | None = Field(default=None, validation_alias="AZURE_OPENAI_ENDPOINT")
+    openai_api_version: str = Field(default=DEFAULT_API_VERSION, validation_alias="OPENAI_API_VERSION")
+    # Only for the local emulator. On Azure local auth is disabled and Entra ID tokens are used.
+    openai_api_key: str | None = Field(default=None, validation_alias="AZURE_OPENAI_API_KEY")
+
+    # --- Azure OpenAI control plane (deployments) ----------------------------------------------
+    management_endpoint: str = Field(
+        default="https://management.azure.com", validation_alias="AZURE_MANAGEMENT_ENDPOINT"
+    )
+    subscription_id: str | None = Field(default=None, validation_alias="AZURE_SUBSCRIPTION_ID")
+    resource_group: str | None = Field(default=None, validation_alias="AZURE_RESOURCE_GROUP")
+    openai_account: str | None = Field(default=None, validation_alias="AZURE_OPENAI_ACCOUNT")
+
+    # --- models and deployments ----------------------------------------------------------------
+    base_model: str = Field(default=DEFAULT_BASE_MODEL, validation_alias="VISIONTUNE_BASE_MODEL")
+    base_deployment: str | None = Field(default=None, validation_alias="AZURE_OPENAI_BASE_DEPLOYMENT")
+    # GlobalBatch deployment of the base model; None: the base model is scored with real-time calls.
+    batch_deployment: str | None = Field(default=None, validation_alias="AZURE_OPENAI_BATCH_DEPLOYMENT")
+    candidate_sku: Literal["Standard", "GlobalStandard", "DeveloperTier"] = Field(
+        default="GlobalStandard", validation_alias="VISIONTUNE_CANDIDATE_SKU"
+    )
+    production_sku: Literal["Standard", "GlobalStandard"] = Field(
+        default="GlobalStandard", validation_alias="VISIONTUNE_PRODUCTION_SKU"
+    )
+    deployment_capacity: int = Field(default=10, ge=1, validation_alias="VISIONTUNE_DEPLOYMENT_CAPACITY")
+
+    # --- fine-tuning ---------------------------------------------------------------------------
+    training_type: Literal["standard", "globalstandard", "developer"] = Field(
+        default="globalstandard", validation_alias="VISIONTUNE_TRAINING_TYPE"
+    )
+    n_epochs: int | None = Field(default=None, ge=1, le=50, validation_alias="VISIONTUNE_EPOCHS")
+    batch_size: int | None = Field(default=None, ge=1, validation_alias="VISIONTUNE_BATCH_SIZE")
+    learning_rate_multiplier: float | None = Field(
+        default=None, gt=0, validation_alias="VISIONTUNE_LEARNING_RATE_MULTIPLIER"
+    )
+    seed: int = Field(default=42, validation_alias="VISIONTUNE_SEED")
+    continue_from_production: bool = Field(
+        default=False, validation_alias="VISIONTUNE_CONTINUE_FROM_PRODUCTION"
+    )
+
+    # --- conversion ----------------------------------------------------------------------------
+    max_side: int = Field(default=512, ge=16, le=2048, validation_alias="VISIONTUNE_MAX_SIDE")
+    jpeg_quality: int = Field(default=85, ge=1, le=95, validation_alias="VISIONTUNE_JPEG_QUALITY")
+    # 0 means one worker per core.
+    convert_workers: int = Field(default=0, ge=0, validation_alias="VISIONTUNE_CONVERT_WORKERS")
+
+    # --- schedules (NCRONTAB, six fields; the timer triggers read them as %SETTING%) -----------
+    advance_schedule: str = Field(default="0 */5 * * * *", validation_alias="VISIONTUNE_ADVANCE_SCHEDULE")
+    evaluation_schedule: str = Field(default="0 0 3 * * *", validation_alias="VISIONTUNE_EVALUATION_SCHEDULE")
+
+    # --- evaluation and promotion --------------------------------------------------------------
+    promotion_margin: float = Field(default=0.01, ge=0, le=1, validation_alias="VISIONTUNE_PROMOTION_MARGIN")
+    promotion_p_value: float = Field(default=0.05, gt=0, le=1, validation_alias="VISIONTUNE_PROMOTION_P_VALUE")
+    eval_concurrency: int = Field(default=4, ge=1, le=64, validation_alias="VISIONTUNE_EVAL_CONCURRENCY")
+    # Seconds of work one timer tick may spend evaluating before it saves progress and yields.
+    eval_tick_seconds: float = Field(default=240.0, gt=0, validation_alias="VISIONTUNE_EVAL_TICK_SECONDS")
+    regression_threshold: float = Field(
+        default=0.02, ge=0, le=1, validation_alias="VISIONTUNE_REGRESSION_THRESHOLD"
+    )
+    rollback_window_hours: float = Field(default=24.0, ge=0, validation_alias="VISIONTUNE_ROLLBACK_WINDOW_HOURS")
+
+    # --- budget and prices (USD; illustrative defaults, keep real ones in config) ---------------
+    max_training_tokens: int = Field(
+        default=50_000_000, ge=1, validation_alias="VISIONTUNE_MAX_TRAINING_TOKENS"
+    )
+    max_run_usd: float = Field(default=500.0, ge=0, validation_alias="VISIONTUNE_MAX_RUN_USD")
+    price_training_per_1m_tokens: float = Field(default=25.0, ge=0, validation_alias="VISIONTUNE_PRICE_TRAINING_PER_1M")
+    price_input_per_1m_tokens: float = Field(default=2.50, ge=0, validation_alias="VISIONTUNE_PRICE_INPUT_PER_1M")
+    price_output_per_1m_tokens: float = Field(default=10.0, ge=0, validation_alias="VISIONTUNE_PRICE_OUTPUT_PER_1M")
+    price_hosting_per_hour: float = Field(default=1.70, ge=0, validation_alias="VISIONTUNE_PRICE_HOSTING_PER_HOUR")
+    batch_discount: float = Field(default=0.5, ge=0, le=1, validation_alias="VISIONTUNE_BATCH_DISCOUNT")
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def uses_api_key(self) -> bool:
+        """True against the local emulator (an API key is set); on Azure, Entra ID tokens are used."""
+        return bool(self.openai_api_key)
+
+    def require(self, *fields: str) -> None:
+        """Raise ``SettingsError`` naming the environment variables of every unset field in ``fields``."""
+        missing = [self.environment_name(f) for f in fields if getattr(self, f) in (None, "")]
+        if missing:
+            raise SettingsError("missing setting(s): " + ", ".join(missing))
+
+    def require_storage(self) -> None:
+        """Raise ``SettingsError`` unless a storage connection string or blob service URI is set."""
+        if not (self.storage_connection_string or self.storage_blob_service_uri):
+            raise SettingsError(
+                "missing setting: AzureWebJobsStorage (connection string, local) or "
+                "AzureWebJobsStorage__blobServiceUri (identity-based, Azure)"
+            )
+
+    @classmethod
+    def environment_name(cls, field: str) -> str:
+        """The environment variable (app setting) a field is read from."""
+        alias = cls.model_fields[field].validation_alias
+        if isinstance(alias, AliasChoices):
+            return str(alias.choices[0])
+        return str(alias)
+
+    @classmethod
+    def environment_names(cls) -> list[str]:
+        """Every environment variable the settings object reads, in field order."""
+        return [cls.environment_name(f) for f in cls.model_fields]
+
+
+def read_local_settings(path: Path) -> dict[str, str]:
+    """The ``Values`` of a Core Tools style ``local.settings.json`` (``{}`` if the file is absent)."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    values = data.get("Values", {})
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path}: 'Values' must be an object")
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def load_settings(local_settings: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the environment; values in ``local_settings`` fill what the environment
+    leaves unset (as Core Tools does); keyword ``overrides`` (field names) win over both."""
+    values: dict[str, Any] = {}
+    if local_settings is not None:
+        environment = os.environ
+        values = {k: v for k, v in read_local_settings(local_settings).items() if k not in environment}
+    settings = Settings(**values)
+    return settings.model_copy(update=overrides) if overrides else settings

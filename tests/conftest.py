@@ -1,0 +1,6 @@
+"""Shared pytest setup. Fixtures for the local stack live in ``tests/fixtures`` (one module each)."""
+
+pytest_plugins = [
+    "tests.fixtures.azurite",
+    "tests.fixtures.emulator",
+]
