@@ -9,7 +9,7 @@ STACK ?= dev
 # The Functions worker's indexer: pure Python, declares Python >= 3.13, so it is installed without its checks.
 FUNCTIONS_RUNTIME := azure-functions-runtime==1.3.0
 
-.PHONY: help setup test demo bench conformance local-up deploy package clean
+.PHONY: help setup browser test demo bench conformance local-up deploy package clean
 
 help:
 	@echo "make demo         run the whole pipeline on the local stack (Azurite + emulator + functions host)"
@@ -19,7 +19,17 @@ help:
 	@echo "make local-up     start Azurite, the emulator and the functions host in the foreground"
 	@echo "make deploy STACK=dev   provision on Azure, publish the app, wire Event Grid (needs az + pulumi)"
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+setup: $(PY_STAMP) $(NODE_STAMP) browser
+
+# Headless Chromium for the report tests (Debian packages). Installed when missing and we may (root +
+# apt-get); elsewhere the browser tests skip and say why.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium + chromium-driver (Debian) for the report tests"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "note: chromium not found and cannot be installed here; browser tests will skip"; fi; \
+	fi
 
 $(PY_STAMP): requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

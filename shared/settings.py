@@ -26,6 +26,11 @@ def _env(name: str, *more: str) -> Any:
     return Field(validation_alias=AliasChoices(name, *more))
 
 
+# Settings that exist only against the local stack: on Azure, storage and Azure OpenAI are reached with
+# Entra ID (managed identity), so these must never be set there.
+LOCAL_ONLY_SETTINGS = frozenset({"AzureWebJobsStorage", "AZURE_OPENAI_API_KEY"})
+
+
 class SettingsError(ValueError):
     """A setting the current operation needs is missing or invalid."""
 
