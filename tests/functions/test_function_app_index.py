@@ -1,0 +1,146 @@
+"""Index ``function_app.py`` the way the Azure Functions Python worker does at host start.
+
+``azure_functions_runtime.loader`` is the worker's own indexing code (installed by ``make setup``). Its
+``index_function_app`` imports the app and collects the functions; ``process_indexed_function`` validates
+every function against its bindings (the step that fails a deployment when a parameter and a binding
+disagree) and builds the metadata the host receives. The host reads ``raw_bindings``: that is what these
+tests assert, so the triggers are checked as Azure sees them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+loader = pytest.importorskip("azure_functions_runtime.loader", reason="make setup installs azure-functions-runtime")
+
+
+class _BindingInfo:
+    """The fields of the worker's protobuf ``BindingInfo`` that indexing reads."""
+
+    # Values of the protobuf enums (Direction: in/out/inout; DataType: undefined/string/binary/stream).
+    locals()["in"] = 0
+    out = 1
+    inout = 2
+    undefined = 0
+    string = 1
+    binary = 2
+    stream = 3
+
+    def __init__(self, type: str, data_type: int, direction: int) -> None:  # noqa: A002 - proto field names
+        self.type, self.data_type, self.direction = type, data_type, direction
+
+
+def _protos() -> SimpleNamespace:
+    return SimpleNamespace(
+        BindingInfo=_BindingInfo,
+        RpcFunctionMetadata=lambda **fields: SimpleNamespace(**fields),
+        RpcRetryOptions=lambda **fields: SimpleNamespace(**fields),
+    )
+
+
+@pytest.fixture(scope="module")
+def indexed() -> dict[str, SimpleNamespace]:
+    from azure_functions_runtime.bindings.meta import load_binding_registry
+    from azure_functions_runtime.functions import Registry
+
+    load_binding_registry()  # the worker does this on init, before indexing
+    sys.path.insert(0, str(REPO))
+    try:
+        functions = loader.index_function_app(str(REPO / "function_app.py"))
+        metadata, _logs = loader.process_indexed_function(_protos(), Registry(), functions, str(REPO))
+    finally:
+        sys.path.remove(str(REPO))
+    return {m.name: m for m in metadata}
+
+
+def _raw(meta: SimpleNamespace) -> list[dict]:
+    return [json.loads(b) for b in meta.raw_bindings]
+
+
+def _trigger(meta: SimpleNamespace) -> dict:
+    triggers = [b for b in _raw(meta) if b["type"].endswith("Trigger")]
+    assert len(triggers) == 1, f"{meta.name}: expected one trigger, got {triggers}"
+    return triggers[0]
+
+
+def test_every_function_is_indexed(indexed: dict[str, SimpleNamespace]) -> None:
+    assert sorted(indexed) == sorted(
+        ["dataset_ready", "dataset_archive_ready", "training_ready", "advance_runs", "scheduled_evaluation", "status"]
+    )
+    for meta in indexed.values():
+        assert meta.script_file.endswith("function_app.py") or meta.script_file.endswith(".py"), meta.name
+        assert meta.language == "python"
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("dataset_ready", "datasets/{dataset}/_READY"),
+        ("dataset_archive_ready", "datasets/{dataset}.zip"),
+        ("training_ready", "training/{dataset}/{version}/manifest.json"),
+    ],
+)
+def test_blob_triggers_use_event_grid_and_identity_connection(
+    indexed: dict[str, SimpleNamespace], name: str, path: str
+) -> None:
+    trigger = _trigger(indexed[name])
+    assert trigger["type"] == "blobTrigger"
+    assert trigger["path"] == path
+    # Flex Consumption supports only the Event Grid source for blob triggers.
+    assert trigger["source"] == "EventGrid"
+    # The identity-based connection: AzureWebJobsStorage__blobServiceUri/__queueServiceUri on Azure.
+    assert trigger["connection"] == "AzureWebJobsStorage"
+
+
+def test_blob_trigger_paths_come_from_the_shared_layout(indexed: dict[str, SimpleNamespace]) -> None:
+    from shared import layout
+
+    paths = {_trigger(indexed[n])["path"] for n in ("dataset_ready", "dataset_archive_ready", "training_ready")}
+    assert paths == {layout.DATASET_READY_PATH, layout.DATASET_ARCHIVE_PATH, layout.TRAINING_MANIFEST_PATH}
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [("advance_runs", "VISIONTUNE_ADVANCE_SCHEDULE"), ("scheduled_evaluation", "VISIONTUNE_EVALUATION_SCHEDULE")],
+)
+def test_timer_schedules_are_app_settings_the_settings_object_knows(
+    indexed: dict[str, SimpleNamespace], name: str, setting: str
+) -> None:
+    from shared.settings import Settings
+
+    trigger = _trigger(indexed[name])
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == f"%{setting}%"
+    assert trigger.get("runOnStartup") is False  # a restart must not fire a paid step
+    assert setting in Settings.environment_names()
+
+
+def test_status_is_a_keyed_get_endpoint(indexed: dict[str, SimpleNamespace]) -> None:
+    bindings = _raw(indexed["status"])
+    trigger = _trigger(indexed["status"])
+    assert trigger["type"] == "httpTrigger"
+    assert trigger["methods"] == ["GET"]
+    assert trigger["authLevel"] == "FUNCTION"
+    assert trigger["route"] == "status/{dataset?}"
+    assert {"type": "http", "direction": "OUT", "name": "$return"} in bindings
+
+
+def test_indexing_imports_no_heavy_library(tmp_path: Path) -> None:
+    """Cold start: importing the app must not pull in Pillow, openai, matplotlib or the Azure SDKs."""
+    import subprocess
+
+    code = (
+        "import sys, function_app\n"
+        "heavy = [m for m in ('PIL', 'openai', 'matplotlib', 'numpy', 'azure.storage.blob', "
+        "'azure.mgmt.cognitiveservices', 'tiktoken', 'jinja2') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"function_app imports heavy modules at start: {out.stdout.strip()}"
