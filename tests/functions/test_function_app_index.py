@@ -21,47 +21,54 @@ REPO = Path(__file__).resolve().parents[2]
 loader = pytest.importorskip("azure_functions_runtime.loader", reason="make setup installs azure-functions-runtime")
 
 
-class _BindingInfo:
-    """The fields of the worker's protobuf ``BindingInfo`` that indexing reads."""
+# Runs in a fresh interpreter, as at host start: the worker imports the app once per process (and
+# azure-functions refuses a second ``get_functions()`` on the same app object).
+_INDEX_SCRIPT = r"""
+import json, sys
+from types import SimpleNamespace
+from azure_functions_runtime import loader
+from azure_functions_runtime.bindings.meta import load_binding_registry
+from azure_functions_runtime.functions import Registry
 
-    # Values of the protobuf enums (Direction: in/out/inout; DataType: undefined/string/binary/stream).
+class BindingInfo:
+    # The protobuf enums' values (Direction in/out/inout; DataType undefined/string/binary/stream).
     locals()["in"] = 0
-    out = 1
-    inout = 2
-    undefined = 0
-    string = 1
-    binary = 2
-    stream = 3
-
-    def __init__(self, type: str, data_type: int, direction: int) -> None:  # noqa: A002 - proto field names
+    out, inout = 1, 2
+    undefined, string, binary, stream = 0, 1, 2, 3
+    def __init__(self, type, data_type, direction):
         self.type, self.data_type, self.direction = type, data_type, direction
 
-
-def _protos() -> SimpleNamespace:
-    return SimpleNamespace(
-        BindingInfo=_BindingInfo,
-        RpcFunctionMetadata=lambda **fields: SimpleNamespace(**fields),
-        RpcRetryOptions=lambda **fields: SimpleNamespace(**fields),
-    )
+protos = SimpleNamespace(
+    BindingInfo=BindingInfo,
+    RpcFunctionMetadata=lambda **fields: SimpleNamespace(**fields),
+    RpcRetryOptions=lambda **fields: SimpleNamespace(**fields),
+)
+app_dir = sys.argv[1]
+sys.path.insert(0, app_dir)
+load_binding_registry()  # the worker does this on init, before indexing
+functions = loader.index_function_app(app_dir + "/function_app.py")
+metadata, _logs = loader.process_indexed_function(protos, Registry(), functions, app_dir)
+print(json.dumps([
+    {"name": m.name, "script_file": m.script_file, "language": m.language,
+     "raw_bindings": [json.loads(b) for b in m.raw_bindings]}
+    for m in metadata
+]))
+"""
 
 
 @pytest.fixture(scope="module")
 def indexed() -> dict[str, SimpleNamespace]:
-    from azure_functions_runtime.bindings.meta import load_binding_registry
-    from azure_functions_runtime.functions import Registry
+    import subprocess
 
-    load_binding_registry()  # the worker does this on init, before indexing
-    sys.path.insert(0, str(REPO))
-    try:
-        functions = loader.index_function_app(str(REPO / "function_app.py"))
-        metadata, _logs = loader.process_indexed_function(_protos(), Registry(), functions, str(REPO))
-    finally:
-        sys.path.remove(str(REPO))
-    return {m.name: m for m in metadata}
+    done = subprocess.run(
+        [sys.executable, "-c", _INDEX_SCRIPT, str(REPO)], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, f"indexing failed as it would at host start:\n{done.stderr}"
+    return {m["name"]: SimpleNamespace(**m) for m in json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def _raw(meta: SimpleNamespace) -> list[dict]:
-    return [json.loads(b) for b in meta.raw_bindings]
+    return meta.raw_bindings
 
 
 def _trigger(meta: SimpleNamespace) -> dict:
