@@ -1,0 +1,249 @@
+"""Plain Markdown reports (GitHub-flavoured tables) for a terminal or a pull request.
+
+Same facts as the HTML report, without charts. Table cells are escaped so label names with ``|`` or
+markup cannot break the layout.
+"""
+
+from __future__ import annotations
+
+from shared.reporting import summary as s
+from shared.reporting.schema import DatasetIndex, EvaluationReport, ModelEvaluation, RunReport
+
+_MAX_LABEL_ROWS = 40  # per-label tables beyond this show the worst rows and say how many were left out
+_MAX_REJECTED_ROWS = 50
+
+
+def _cell(value: object) -> str:
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    for ch in "*_`<>[]":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _table(header: list[str], rows: list[list[object]], align: str | None = None) -> list[str]:
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = {"l": ":---", "r": "---:", "c": ":---:"}
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
+             "| " + " | ".join(marks[a] for a in align) + " |"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _model_titles(models: list[ModelEvaluation]) -> list[str]:
+    return [f"{s.ROLE_TITLES[m.role]} ({m.method})" for m in models]
+
+
+def _comparison(models: list[ModelEvaluation], titles: list[str], focus: ModelEvaluation | None = None,
+                baseline: ModelEvaluation | None = None, delta_title: str = "") -> list[str]:
+    rows = []
+    comparison = s.comparison_rows(models, focus, baseline)
+    with_delta = any(row.delta for row in comparison)
+    for row in comparison:
+        cells = [row.metric, *[f"**{v}**" if i in row.best else v for i, v in enumerate(row.values)]]
+        rows.append(cells + [row.delta or "—"] if with_delta else cells)
+    lines = _table(["Metric", *titles, *([delta_title or "Change"] if with_delta else [])], rows)
+    # The bold markers were escaped by _cell; restore them (values never contain '*').
+    return [line.replace("\\*\\*", "**") for line in lines]
+
+
+def _models_list(models: list[ModelEvaluation]) -> list[str]:
+    return [f"- **{s.ROLE_TITLES[m.role]}**: `{m.model}`" + (f" (deployment `{m.deployment}`)" if m.deployment else "")
+            for m in models] + [""]
+
+
+def _per_class(models: list[ModelEvaluation], baseline: ModelEvaluation | None) -> list[str]:
+    rows = s.per_class_rows(models, baseline)
+    if not rows:
+        return []
+    shown = rows[:_MAX_LABEL_ROWS]
+    lines = ["## Per-class F1", ""]
+    if len(rows) > len(shown):
+        lines += [f"The {len(shown)} weakest of {len(rows)} classes (by the candidate's F1); the HTML report lists all.", ""]
+    table = [[r.label, r.support, *[s.pct(v, 0) for v in r.f1], s.points(r.delta) if r.delta is not None else "—"]
+             for r in shown]
+    lines += _table(["Class", "Support", *[s.ROLE_TITLES[m.role] for m in models], "Δ F1 vs baseline"], table)
+    improved, worsened = s.biggest_changes(rows)
+    if improved or worsened:
+        lines += ["Biggest changes against the baseline: "
+                  + ", ".join(f"{r.label} {s.points(r.delta)}" for r in improved[:5] + worsened[:5]) + ".", ""]
+    return lines
+
+
+def _confusions(model: ModelEvaluation) -> list[str]:
+    top = s.top_confusions(model.metrics.confusion, 15)
+    if not top:
+        return ["## Top confusions", "", "No confusions: every answer was right.", ""]
+    rows = [[c.truth, c.answer, c.count, s.pct(c.share, 0)] for c in top]
+    return ["## Top confusions (candidate)" if model.role == "candidate" else f"## Top confusions ({model.role})", "",
+            *_table(["Truth", "Answered", "Count", "Share of truth"], rows)]
+
+
+def _training(report: RunReport) -> list[str]:
+    t = report.training
+    if t is None:
+        return []
+    lines = ["## Training", ""]
+    facts = [
+        ("Job", t.job_id), ("Base model", t.base_model), ("Fine-tuned model", t.fine_tuned_model),
+        ("Status", t.status), ("Trained tokens", s.count(t.trained_tokens) if t.trained_tokens else None),
+        ("Duration", s.duration(t.started_at, t.finished_at) if t.started_at and t.finished_at else None),
+        ("Hyperparameters", ", ".join(f"{k}={v}" for k, v in t.hyperparameters.items()) or None),
+    ]
+    lines += [f"- {k}: `{v}`" if k in ("Job", "Fine-tuned model") else f"- {k}: {v}" for k, v in facts if v]
+    lines.append("")
+    skipped = s.skipped_images(report)
+    if skipped:
+        lines += _table(["Split", "Submitted", "Used by the service", "Skipped"],
+                        [[sp, s.count(sub), s.count(u), s.count(k)] for sp, sub, u, k in skipped])
+    if t.skipped_note:
+        lines += [f"> {t.skipped_note}", ""]
+    final = next((r for r in reversed(t.results) if r.train_loss is not None), None)
+    if final is not None:
+        last_valid = next((r for r in reversed(t.results) if r.valid_loss is not None), None)
+        text = f"Final step {final.step}: train loss {final.train_loss:.3f}"
+        if final.train_mean_token_accuracy is not None:
+            text += f", train token accuracy {s.pct(final.train_mean_token_accuracy)}"
+        if last_valid is not None:
+            text += f"; validation loss {last_valid.valid_loss:.3f}"
+            if last_valid.validation_mean_token_accuracy is not None:
+                text += f", validation token accuracy {s.pct(last_valid.validation_mean_token_accuracy)}"
+        lines += [text + ".", ""]
+    return lines
+
+
+def _dataset(report: RunReport) -> list[str]:
+    d = report.dataset_summary
+    if d is None:
+        return []
+    lines = ["## Dataset", "", f"{len(d.labels)} labels."
+             + "".join(f" {split}: {s.count(sp.examples)}." for split, sp in d.splits.items()), ""]
+    splits = list(d.splits)
+    if len(d.labels) <= _MAX_LABEL_ROWS:
+        lines += _table(["Label", *splits], [[label, *[d.splits[sp].per_label.get(label, 0) for sp in splits]]
+                                             for label in d.labels])
+    else:
+        for sp in splits:
+            counts = sorted(d.splits[sp].per_label.get(label, 0) for label in d.labels)
+            if counts:
+                lines.append(f"- {sp}: {counts[0]}–{counts[-1]} examples per label (median {counts[len(counts) // 2]})")
+        lines.append("")
+    if d.rejected:
+        lines += [f"### Rejected files ({len(d.rejected)})", ""]
+        lines += _table(["Code", "Files", "Example reason"], [list(g) for g in s.rejected_by_code(report)], "lrl")
+        shown = d.rejected[:_MAX_REJECTED_ROWS]
+        lines += _table(["File", "Reason"], [[r.path, r.reason] for r in shown], "ll")
+        if len(d.rejected) > len(shown):
+            lines += [f"…and {len(d.rejected) - len(shown)} more.", ""]
+    if d.ignored:
+        lines += [f"Ignored {len(d.ignored)} file(s) that are not images: "
+                  + ", ".join(f"`{p}`" for p in d.ignored[:10]) + (" …" if len(d.ignored) > 10 else ""), ""]
+    lines += [f"> Warning: {w}" for w in d.warnings] + ([""] if d.warnings else [])
+    return lines
+
+
+def _cost(report: RunReport) -> list[str]:
+    c = report.cost
+    rows = [
+        ["Training (estimate)", s.usd(c.estimated_training_usd),
+         f"{s.count(c.estimated_training_tokens)} tokens" if c.estimated_training_tokens else ""],
+        ["Training (billed)", s.usd(c.training_usd),
+         f"{s.count(report.training.trained_tokens)} tokens" if report.training and report.training.trained_tokens else ""],
+        ["Evaluation", s.usd(c.evaluation_usd), ""],
+        ["Hosting so far", s.usd(s.hosting_usd(report)),
+         f"{c.hosting_hours:.1f} h × {s.usd(c.hosting_usd_per_hour)}/h" if c.hosting_hours is not None and c.hosting_usd_per_hour is not None else ""],
+        ["Total", s.usd(c.total_usd), ""],
+    ]
+    lines = ["## Cost", "", *_table(["Item", "USD", "Detail"], rows, "lrl")]
+    for what, estimate, limit, ratio, over in s.budget_lines(report):
+        lines.append(f"- Budget, {what.lower()}: estimate {estimate} against a limit of {limit}"
+                     + (" — **over budget**" if over else f" ({s.pct(ratio, 0)} of it)" if ratio is not None else ""))
+    return lines + ([""] if s.budget_lines(report) else [])
+
+
+def render_run_markdown(report: RunReport) -> str:
+    """The run report as Markdown: decision, comparison, per-class F1, confusions, training, dataset,
+    cost and timeline."""
+    title = s.OUTCOME_TITLES.get(report.outcome, report.outcome)
+    headline = s.headline(report)
+    verdict = headline if headline.startswith(title) else f"**{title}.** {headline}"
+    lines = [f"# visiontune · {report.dataset} · {report.version}", "", verdict, "",
+             f"Generated {s.when(report.generated_at)}; state `{report.state}`.", ""]
+    if report.failure is not None:
+        lines += ["## Failure", "", f"- Stage: `{report.failure.stage}`", f"- At: {s.when(report.failure.at)}", "",
+                  "```", report.failure.message, "```", ""]
+    if report.decision is not None:
+        d = report.decision
+        lines += ["## Decision", ""]
+        lines += _table(["Gate", "Value"], [
+            ["Compared with", d.baseline_role or "—"],
+            ["Paired test examples", s.count(d.paired_examples)],
+            ["Accuracy change", s.points(d.accuracy_delta)],
+            ["Required margin", s.points(d.margin).replace("+", "")],
+            ["McNemar exact p", s.p_value(d.p_value)],
+            ["p-value threshold", f"{d.p_value_threshold:g}"],
+            ["Only the candidate right", s.count(d.candidate_only_correct)],
+            ["Only the baseline right", s.count(d.baseline_only_correct)],
+        ])
+    if report.production_model:
+        lines += [f"Production after this run: `{report.production_model}`"
+                  + (f" (deployment `{report.production_deployment}`)" if report.production_deployment else ""), ""]
+    models = s.run_models(report)
+    if models:
+        lines += ["## Models", "", *_models_list(models), "## Side by side", "",
+                  *_comparison(models, _model_titles(models), report.candidate, s.baseline_of(report),
+                               "Candidate vs " + (s.baseline_of(report).role if s.baseline_of(report) else "baseline"))]
+        lines += _per_class(models, s.baseline_of(report))
+        focus = report.candidate or models[-1]
+        lines += _confusions(focus)
+    lines += _training(report)
+    lines += _dataset(report)
+    lines += _cost(report)
+    if report.timeline:
+        lines += ["## Timeline", "", *_table(["When", "State", "Detail"],
+                                              [[s.when(t.at), t.state, t.detail] for t in report.timeline], "lll")]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_evaluation_markdown(report: EvaluationReport) -> str:
+    """A scheduled evaluation as Markdown: production (and base) on the latest test set, regression flag."""
+    status = "**Regression**" if report.regression else "No regression"
+    lines = [f"# visiontune · {report.dataset} · scheduled evaluation", "",
+             f"Generated {s.when(report.generated_at)} on the test set of version `{report.test_set_version}`.", ""]
+    accuracy = report.production.metrics.accuracy if report.production else None
+    text = f"{status}: production accuracy {s.pct(accuracy)}"
+    if report.previous_accuracy is not None and accuracy is not None:
+        text += (f", previously {s.pct(report.previous_accuracy)} ({s.points(accuracy - report.previous_accuracy)}; "
+                 f"threshold {s.points(report.regression_threshold).replace('+', '')})")
+    lines += [text + ".", ""]
+    if report.note:
+        lines += [report.note, ""]
+    pairs = s.evaluation_models(report)
+    if pairs:
+        models = [m for _, m in pairs]
+        lines += ["## Models", "", *[f"- **{t}**: `{m.model}`" for t, m in pairs], "",
+                  "## Side by side", "", *_comparison(models, [t for t, _ in pairs], report.production, report.base,
+                                                        "Production vs base")]
+        if report.production is not None:
+            lines += _confusions(report.production)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_index_markdown(index: DatasetIndex) -> str:
+    """The dataset's index as Markdown: production, every version, production accuracy over time."""
+    lines = [f"# visiontune · {index.dataset}", "", f"Generated {s.when(index.generated_at)}.", ""]
+    if index.production_model:
+        lines += [f"Production: `{index.production_model}` from version `{index.production_version}`"
+                  + (f" (deployment `{index.production_deployment}`)" if index.production_deployment else "") + ".", ""]
+    else:
+        lines += ["Nothing is in production yet.", ""]
+    if index.runs:
+        lines += ["## Versions", "", *_table(
+            ["Version", "Outcome", "State", "Accuracy", "Baseline", "Created", "Report"],
+            [[r.version, r.outcome, r.state, s.pct(r.accuracy), s.pct(r.baseline_accuracy), s.when(r.created_at),
+              r.report_path or ""] for r in index.runs], "lllrrll")]
+    if index.history:
+        lines += ["## Production accuracy over time", "", *_table(
+            ["When", "Version", "Accuracy", "Source", "Regression"],
+            [[s.when(h.at), h.version, s.pct(h.accuracy), h.source, "yes" if h.regression else ""]
+             for h in index.history], "llrll")]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,78 @@
+"""Every file of a report, rendered and encoded, ready to upload: the pipeline only writes the dict.
+
+Names are relative to the folder the files belong in (``shared.layout``):
+- run:        ``report_prefix(dataset, version)``  -> report.json, report.md, report.html
+- evaluation: ``evaluations_prefix(dataset)``      -> <stamp>.json, <stamp>.md, <stamp>.html
+- index:      ``<dataset>/`` in the reports container -> index.json, index.md, index.html
+Upload each with ``content_type(name)`` so a browser opens the HTML from a blob URL instead of
+downloading it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from shared.reporting.schema import DatasetIndex, EvaluationReport, RunReport
+
+CONTENT_TYPES = {
+    ".json": "application/json; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+}
+
+
+def content_type(name: str) -> str:
+    """The Content-Type to store a report file with (by extension)."""
+    for extension, value in CONTENT_TYPES.items():
+        if name.endswith(extension):
+            return value
+    return "application/octet-stream"
+
+
+def evaluation_stem(generated_at: datetime) -> str:
+    """The file stem of a scheduled evaluation: UTC time, sortable, no ':' (``20260302T030000Z``)."""
+    if generated_at.tzinfo is not None:
+        generated_at = generated_at.astimezone(timezone.utc)
+    return generated_at.strftime("%Y%m%dT%H%M%SZ")
+
+
+def _json(model) -> bytes:
+    return (model.model_dump_json(indent=2) + "\n").encode("utf-8")
+
+
+def render_report_files(report: RunReport) -> dict[str, bytes]:
+    """``{"report.json", "report.md", "report.html"}`` of one run, UTF-8 encoded."""
+    from shared.reporting.html import render_run_html
+    from shared.reporting.markdown import render_run_markdown
+
+    return {
+        "report.json": _json(report),
+        "report.md": render_run_markdown(report).encode("utf-8"),
+        "report.html": render_run_html(report).encode("utf-8"),
+    }
+
+
+def render_evaluation_files(report: EvaluationReport) -> dict[str, bytes]:
+    """``{"<stamp>.json", "<stamp>.md", "<stamp>.html"}`` of one scheduled evaluation (stamp from
+    ``evaluation_stem(report.generated_at)``), UTF-8 encoded."""
+    from shared.reporting.html import render_evaluation_html
+    from shared.reporting.markdown import render_evaluation_markdown
+
+    stem = evaluation_stem(report.generated_at)
+    return {
+        f"{stem}.json": _json(report),
+        f"{stem}.md": render_evaluation_markdown(report).encode("utf-8"),
+        f"{stem}.html": render_evaluation_html(report).encode("utf-8"),
+    }
+
+
+def render_index_files(index: DatasetIndex) -> dict[str, bytes]:
+    """``{"index.json", "index.md", "index.html"}`` of one dataset, UTF-8 encoded."""
+    from shared.reporting.html import render_index_html
+    from shared.reporting.markdown import render_index_markdown
+
+    return {
+        "index.json": _json(index),
+        "index.md": render_index_markdown(index).encode("utf-8"),
+        "index.html": render_index_html(index).encode("utf-8"),
+    }
