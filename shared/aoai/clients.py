@@ -1,0 +1,151 @@
+"""Build the two Azure OpenAI clients visiontune uses, once per settings.
+
+- ``openai_client``: the data plane (files, fine-tuning, batches, chat completions). On Azure it signs in
+  with Entra ID (``DefaultAzureCredential``, the function app's managed identity); against the local
+  emulator with the API key (``AZURE_OPENAI_API_KEY`` is a local-only setting).
+- ``management_client``: the control plane (deployments) through ARM.
+
+Clients are cached per relevant settings values so warm function instances reuse their connection pools
+and tokens. Heavy SDK imports happen inside the functions (cold start).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    import openai
+    from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
+
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+# The ARM api-version of the deployment routes (azure-facts); the SDK's newer default works too, but
+# this is the version the design (and the local emulator) is written against.
+MANAGEMENT_API_VERSION = "2024-10-01"
+OPENAI_MAX_RETRIES = 5
+# Generous for chat calls; uploads pass their own longer timeout per call.
+OPENAI_TIMEOUT_SECONDS = 120.0
+# azure-core retries 429/5xx itself (honouring Retry-After); keep it bounded so a timer tick stays short.
+MANAGEMENT_RETRY_TOTAL = 3
+
+_lock = threading.Lock()
+_openai_clients: dict[tuple[Any, ...], Any] = {}
+_management_clients: dict[tuple[Any, ...], Any] = {}
+_credentials: dict[str | None, Any] = {}
+
+
+def _credential(settings: Settings) -> Any:
+    """One ``DefaultAzureCredential`` per managed identity client id (it caches tokens internally)."""
+    from azure.identity import DefaultAzureCredential
+
+    key = settings.azure_client_id
+    with _lock:
+        if key not in _credentials:
+            _credentials[key] = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+        return _credentials[key]
+
+
+def openai_client(settings: Settings) -> "openai.AzureOpenAI":
+    """The Azure OpenAI data-plane client for ``settings`` (cached).
+
+    API key when ``AZURE_OPENAI_API_KEY`` is set (the local stack only), otherwise Entra ID through a
+    bearer-token provider. ``max_retries`` is 5: the SDK retries 408/409/429/5xx and honours
+    ``Retry-After`` / ``retry-after-ms`` (up to two minutes) between attempts.
+    """
+    settings.require("openai_endpoint")
+    key = (
+        settings.openai_endpoint,
+        settings.openai_api_version,
+        settings.openai_api_key,
+        settings.azure_client_id,
+    )
+    with _lock:
+        cached = _openai_clients.get(key)
+    if cached is not None:
+        return cached
+
+    import openai
+
+    common: dict[str, Any] = dict(
+        azure_endpoint=settings.openai_endpoint,
+        api_version=settings.openai_api_version,
+        max_retries=OPENAI_MAX_RETRIES,
+        timeout=OPENAI_TIMEOUT_SECONDS,
+    )
+    if settings.uses_api_key:
+        client = openai.AzureOpenAI(api_key=settings.openai_api_key, **common)
+    else:
+        from azure.identity import get_bearer_token_provider
+
+        provider = get_bearer_token_provider(_credential(settings), COGNITIVE_SERVICES_SCOPE)
+        client = openai.AzureOpenAI(azure_ad_token_provider=provider, **common)
+    with _lock:
+        return _openai_clients.setdefault(key, client)
+
+
+class _StaticTokenCredential:
+    """A ``TokenCredential`` that always returns the same token (the local emulator accepts any)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, int(time.time()) + 24 * 3600)
+
+
+def _local_auth_policy(token: str) -> Any:
+    """A bearer-token policy for the local emulator. azure-core refuses bearer tokens over plain http
+    unless the request option ``enforce_https`` is False, so this policy sets it on every request."""
+    from azure.core.pipeline.policies import BearerTokenCredentialPolicy
+
+    class _LocalBearerPolicy(BearerTokenCredentialPolicy):
+        def on_request(self, request: Any) -> None:
+            request.context.options["enforce_https"] = False
+            super().on_request(request)
+
+    return _LocalBearerPolicy(_StaticTokenCredential(token), "https://management.azure.com/.default")
+
+
+def management_client(settings: Settings) -> "CognitiveServicesManagementClient":
+    """The ARM client for deployments (cached): ``base_url`` = ``AZURE_MANAGEMENT_ENDPOINT``.
+
+    On Azure: ``DefaultAzureCredential`` with the ARM scope of that endpoint. Against the local stack
+    (an API key is set): a static bearer token over http (the emulator accepts any token).
+    """
+    settings.require("subscription_id")
+    endpoint = settings.management_endpoint.rstrip("/")
+    key = (endpoint, settings.subscription_id, settings.openai_api_key, settings.azure_client_id)
+    with _lock:
+        cached = _management_clients.get(key)
+    if cached is not None:
+        return cached
+
+    from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
+
+    options: dict[str, Any] = dict(
+        base_url=endpoint,
+        api_version=MANAGEMENT_API_VERSION,
+        retry_total=MANAGEMENT_RETRY_TOTAL,
+        polling_interval=5,
+        credential_scopes=[f"{endpoint}/.default"],
+    )
+    if settings.uses_api_key:
+        credential: Any = _StaticTokenCredential(settings.openai_api_key or "local")
+        options["authentication_policy"] = _local_auth_policy(settings.openai_api_key or "local")
+    else:
+        credential = _credential(settings)
+    client = CognitiveServicesManagementClient(credential, settings.subscription_id, **options)
+    with _lock:
+        return _management_clients.setdefault(key, client)
+
+
+def clear_client_cache() -> None:
+    """Forget cached clients (tests that restart a server on a new port use fresh settings anyway)."""
+    with _lock:
+        _openai_clients.clear()
+        _management_clients.clear()

@@ -1,0 +1,206 @@
+"""Model deployments through the ARM control plane (azure-mgmt-cognitiveservices).
+
+Creating a deployment is a long-running operation; ``Deployments.begin_create`` only sends the PUT and
+returns, and the caller polls ``get`` on later timer ticks (a function must not sit for minutes waiting).
+A deployment's model cannot change: asking for an existing name with another model is an error, so every
+new model gets a new deployment name (``deployment_name``).
+
+Errors are classified for bounded retries by the caller: ``TransientDeploymentError`` for what is worth
+retrying later (``BadRequestForDependentService`` right after training, 429, 5xx, connection failures),
+``DeploymentError`` for the rest, always with the service's own code and message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from shared.aoai.errors import AoaiError, azure_error_code, describe_azure_error
+from shared.settings import Settings
+
+TRANSIENT_ERROR_CODES = frozenset({"BadRequestForDependentService", "TooManyRequests", "ServiceUnavailable"})
+DEPLOYMENT_NAME_MAX_CHARS = 64
+DEPLOYMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
+# provisioningState values after which nothing more will happen without a new request.
+SETTLED_STATES = frozenset({"Succeeded", "Failed", "Canceled", "Cancelled"})
+FAILED_STATES = frozenset({"Failed", "Canceled", "Cancelled"})
+
+
+class DeploymentError(AoaiError):
+    """A deployment request failed for a reason retrying will not fix (quota, bad model, conflict...)."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class TransientDeploymentError(DeploymentError):
+    """A deployment request failed in a way that usually passes: retry on a later tick (bounded)."""
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """One deployment as ARM reports it. ``provisioning_state``: Creating, Accepted, Succeeded, Failed..."""
+
+    name: str
+    model: str | None
+    provisioning_state: str | None
+    sku: str | None = None
+    capacity: int | None = None
+    model_version: str | None = None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.provisioning_state == "Succeeded"
+
+    @property
+    def failed(self) -> bool:
+        return self.provisioning_state in FAILED_STATES
+
+    @property
+    def settled(self) -> bool:
+        """True when provisioning has finished one way or the other."""
+        return self.provisioning_state in SETTLED_STATES
+
+
+def deployment_name(dataset: str, version: str, role: str = "cand") -> str:
+    """``vt-<dataset>-<version[:12]>-<role>``: lower case letters, digits and ``-``, at most 64 chars,
+    deterministic. A dataset name that had to be changed (case, other characters) or shortened gets 6 hex
+    digits of its hash, so two datasets never share a deployment name."""
+    def clean(text: str) -> str:
+        return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", text.lower())).strip("-")
+
+    version_part = clean(version)[:12] or "v"
+    role_part = clean(role)[:12] or "cand"
+    data_part = clean(dataset)
+    room = DEPLOYMENT_NAME_MAX_CHARS - len("vt---") - len(version_part) - len(role_part)
+    if data_part != dataset or len(data_part) > room or not data_part:
+        digest = hashlib.sha256(dataset.encode("utf-8")).hexdigest()[:6]
+        data_part = f"{data_part[: room - len(digest) - 1].rstrip('-')}-{digest}".lstrip("-")
+    return f"vt-{data_part}-{version_part}-{role_part}"
+
+
+def _classify(exc: BaseException, action: str) -> DeploymentError:
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    message = f"{action}: {describe_azure_error(exc)}"
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return TransientDeploymentError(message)
+    code = azure_error_code(exc)
+    status = exc.status_code if isinstance(exc, HttpResponseError) else None
+    if code in TRANSIENT_ERROR_CODES or status == 429 or (status is not None and status >= 500):
+        return TransientDeploymentError(message, code=code, status=status)
+    return DeploymentError(message, code=code, status=status)
+
+
+def _state_of(deployment: Any) -> DeploymentState:
+    properties = getattr(deployment, "properties", None)
+    model = getattr(properties, "model", None)
+    sku = getattr(deployment, "sku", None)
+    extra = getattr(properties, "additional_properties", None) or {}
+    error = extra.get("error") if isinstance(extra, dict) else None
+    if isinstance(error, dict):
+        error = f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
+    return DeploymentState(
+        name=str(deployment.name),
+        model=getattr(model, "name", None),
+        model_version=getattr(model, "version", None),
+        provisioning_state=getattr(properties, "provisioning_state", None),
+        sku=getattr(sku, "name", None),
+        capacity=getattr(sku, "capacity", None),
+        error=str(error) if error else None,
+    )
+
+
+class Deployments:
+    """The deployments of the Azure OpenAI account named by the settings
+    (``AZURE_SUBSCRIPTION_ID`` / ``AZURE_RESOURCE_GROUP`` / ``AZURE_OPENAI_ACCOUNT``)."""
+
+    def __init__(self, settings: Settings, client: Any = None) -> None:
+        settings.require("subscription_id", "resource_group", "openai_account")
+        if client is None:
+            from shared.aoai.clients import management_client
+
+            client = management_client(settings)
+        self._client = client
+        self._resource_group = str(settings.resource_group)
+        self._account = str(settings.openai_account)
+
+    def get(self, name: str) -> DeploymentState | None:
+        """The deployment called ``name``, or None when there is none."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            deployment = self._client.deployments.get(self._resource_group, self._account, name)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _classify(exc, f"could not read deployment {name}") from exc
+        return _state_of(deployment)
+
+    def begin_create(self, name: str, *, model: str, sku: str, capacity: int) -> DeploymentState:
+        """Ask for deployment ``name`` of ``model`` and return without waiting for provisioning.
+
+        Already there with the same model: returned as is (a ``Failed`` one is PUT again, which makes
+        ARM retry provisioning). There with another model: ``DeploymentError`` (a deployment's model
+        cannot change). Raises ``TransientDeploymentError`` for errors worth retrying on a later tick."""
+        if not DEPLOYMENT_NAME_RE.match(name):
+            raise DeploymentError(f"invalid deployment name {name!r}: 2-64 letters, digits, '_', '.', '-'")
+        existing = self.get(name)
+        if existing is not None:
+            if existing.model != model:
+                raise DeploymentError(
+                    f"deployment {name} already serves model {existing.model}; a deployment's model cannot "
+                    f"be changed, so {model} needs a deployment of its own"
+                )
+            if not existing.failed:
+                return existing
+
+        from azure.core.exceptions import AzureError
+        from azure.mgmt.cognitiveservices import models
+
+        body = models.Deployment(
+            sku=models.Sku(name=sku, capacity=capacity),
+            properties=models.DeploymentProperties(
+                model=models.DeploymentModel(format="OpenAI", name=model, version="1")
+            ),
+        )
+        try:
+            poller = self._client.deployments.begin_create_or_update(
+                self._resource_group, self._account, name, body, polling=False
+            )
+            created = poller.result()
+        except AzureError as exc:
+            raise _classify(exc, f"could not deploy {model} as {name}") from exc
+        state = _state_of(created) if created is not None else None
+        if state is None or state.model is None:
+            return DeploymentState(
+                name=name, model=model, provisioning_state="Creating", sku=sku, capacity=capacity
+            )
+        return state
+
+    def delete(self, name: str) -> None:
+        """Delete deployment ``name`` (without waiting for ARM to finish); absent is fine."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            self._client.deployments.begin_delete(
+                self._resource_group, self._account, name, polling=False
+            ).result()
+        except ResourceNotFoundError:
+            return
+        except AzureError as exc:
+            raise _classify(exc, f"could not delete deployment {name}") from exc
+
+    def list(self) -> list[DeploymentState]:
+        """Every deployment of the account."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            return [_state_of(d) for d in self._client.deployments.list(self._resource_group, self._account)]
+        except AzureError as exc:
+            raise _classify(exc, "could not list deployments") from exc
