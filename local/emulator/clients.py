@@ -1,0 +1,67 @@
+"""Official SDK clients pointed at the emulator: copy these patterns to talk to the local stack.
+
+* ``openai_client(url)``: ``openai.AzureOpenAI`` with the emulator's API key (on Azure: Entra ID tokens).
+* ``management_client(url)``: ``CognitiveServicesManagementClient`` whose ARM endpoint is the emulator.
+  azure-core refuses to send a bearer token over plain http (``_enforce_https``); the emulator is on
+  loopback http, so the bearer policy here marks each request as allowed (the same flag azure-core's
+  ``enforce_https=False`` request option sets) and sends a fixed local token, which the emulator accepts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from local.emulator.constants import API_KEY, DATA_PLANE_API_VERSION, SUBSCRIPTION_ID
+
+
+class LocalTokenCredential:
+    """A ``TokenCredential`` that hands out a fixed token (the emulator accepts any bearer token)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any):  # -> azure.core.credentials.AccessToken
+        from azure.core.credentials import AccessToken
+
+        return AccessToken("visiontune-local-token", int(time.time()) + 3600)
+
+
+def loopback_bearer_policy(credential: Any, *scopes: str):  # -> BearerTokenCredentialPolicy
+    """A ``BearerTokenCredentialPolicy`` that also works over http (for the loopback emulator only)."""
+    from azure.core.pipeline.policies import BearerTokenCredentialPolicy
+
+    class _LoopbackBearerTokenPolicy(BearerTokenCredentialPolicy):
+        def on_request(self, request):  # type: ignore[no-untyped-def]
+            request.context.options["enforce_https"] = False
+            super().on_request(request)
+
+    return _LoopbackBearerTokenPolicy(credential, *scopes)
+
+
+def openai_client(url: str, *, max_retries: int = 2, timeout: float = 60.0, **kwargs: Any):  # -> AzureOpenAI
+    """``AzureOpenAI`` for the emulator at ``url`` (api-version 2024-10-21, the emulator's key)."""
+    from openai import AzureOpenAI
+
+    return AzureOpenAI(
+        azure_endpoint=url,
+        api_key=API_KEY,
+        api_version=DATA_PLANE_API_VERSION,
+        max_retries=max_retries,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def management_client(url: str, *, polling_interval: float = 0.2, **kwargs: Any):  # -> CognitiveServicesManagementClient
+    """``CognitiveServicesManagementClient`` whose ARM endpoint is the emulator at ``url``."""
+    from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
+
+    credential = LocalTokenCredential()
+    scope = "https://management.azure.com/.default"
+    return CognitiveServicesManagementClient(
+        credential,
+        SUBSCRIPTION_ID,
+        base_url=url,
+        credential_scopes=[scope],
+        authentication_policy=loopback_bearer_policy(credential, scope),
+        polling_interval=polling_interval,
+        **kwargs,
+    )

@@ -1,0 +1,145 @@
+"""ARM deployments through azure-mgmt-cognitiveservices (LRO pollers) and the rules Azure enforces."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
+
+from local.emulator.admin import EmulatorAdmin
+from local.emulator.clients import management_client, openai_client
+from local.emulator.constants import (
+    ACCOUNT,
+    BASE_DEPLOYMENT,
+    BASE_MODEL,
+    BATCH_DEPLOYMENT,
+    RESOURCE_GROUP,
+)
+from tests.fixtures.emulator import digit_messages, digit_split, digits_examples, fine_tune, to_jsonl
+
+pytestmark = pytest.mark.emulator
+
+
+def _deployment(model: str, sku: str = "GlobalStandard", capacity: int = 1) -> Deployment:
+    return Deployment(
+        sku=Sku(name=sku, capacity=capacity),
+        properties=DeploymentProperties(model=DeploymentModel(format="OpenAI", name=model, version="1")),
+    )
+
+
+def _deploy(mgmt, name: str, model: str, sku: str = "GlobalStandard") -> Deployment:
+    return mgmt.deployments.begin_create_or_update(RESOURCE_GROUP, ACCOUNT, name, _deployment(model, sku)).result()
+
+
+def test_default_deployments_exist(emulator):
+    mgmt = management_client(emulator.url)
+    deployments = {d.name: d for d in mgmt.deployments.list(RESOURCE_GROUP, ACCOUNT)}
+    assert deployments[BASE_DEPLOYMENT].sku.name == "GlobalStandard"
+    assert deployments[BATCH_DEPLOYMENT].sku.name == "GlobalBatch"
+    assert deployments[BASE_DEPLOYMENT].properties.model.name == BASE_MODEL
+    assert deployments[BASE_DEPLOYMENT].properties.provisioning_state == "Succeeded"
+
+
+def test_put_get_list_delete_fine_tuned_deployment(emulator, small_fine_tuned_job):
+    mgmt = management_client(emulator.url)
+    client = openai_client(emulator.url)
+    poller = mgmt.deployments.begin_create_or_update(
+        RESOURCE_GROUP, ACCOUNT, "candidate-crud", _deployment(small_fine_tuned_job.fine_tuned_model, "DeveloperTier")
+    )
+    assert poller.status() in ("Creating", "InProgress")
+    # Not serving until provisioning succeeded: Azure's answer for a deployment that is not there yet.
+    with pytest.raises(openai.NotFoundError) as early:
+        client.chat.completions.create(model="candidate-crud", messages=digit_messages(0))
+    assert early.value.body["code"] == "DeploymentNotFound"
+    result = poller.result()
+    assert result.properties.provisioning_state == "Succeeded"
+    assert result.sku.name == "DeveloperTier"
+    fetched = mgmt.deployments.get(RESOURCE_GROUP, ACCOUNT, "candidate-crud")
+    assert fetched.properties.model.name == small_fine_tuned_job.fine_tuned_model
+    assert fetched.id.endswith(f"/accounts/{ACCOUNT}/deployments/candidate-crud")
+    assert "candidate-crud" in {d.name for d in mgmt.deployments.list(RESOURCE_GROUP, ACCOUNT)}
+    answer = client.chat.completions.create(model="candidate-crud", messages=digit_messages(0), temperature=0)
+    assert answer.choices[0].message.content in [str(d) for d in range(10)]
+    # Same model, other capacity: an update is fine.
+    updated = mgmt.deployments.begin_create_or_update(
+        RESOURCE_GROUP, ACCOUNT, "candidate-crud",
+        _deployment(small_fine_tuned_job.fine_tuned_model, "DeveloperTier", capacity=5),
+    ).result()
+    assert updated.sku.capacity == 5
+    mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "candidate-crud").result()
+    with pytest.raises(ResourceNotFoundError):
+        mgmt.deployments.get(RESOURCE_GROUP, ACCOUNT, "candidate-crud")
+
+
+def test_checkpoint_is_deployable(emulator, small_fine_tuned_job):
+    client = openai_client(emulator.url)
+    mgmt = management_client(emulator.url)
+    oldest_kept = client.fine_tuning.jobs.checkpoints.list(small_fine_tuned_job.id).data[-1]
+    result = _deploy(mgmt, "checkpoint-deploy", oldest_kept.id)
+    assert result.properties.provisioning_state == "Succeeded"
+    mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "checkpoint-deploy").result()
+
+
+def test_deployment_rules(emulator, small_fine_tuned_job):
+    mgmt = management_client(emulator.url)
+    model = small_fine_tuned_job.fine_tuned_model
+    with pytest.raises(HttpResponseError) as batch_sku:
+        _deploy(mgmt, "ft-batch", model, "GlobalBatch")
+    assert batch_sku.value.status_code == 400 and "Standard, GlobalStandard or DeveloperTier" in str(batch_sku.value)
+    with pytest.raises(HttpResponseError) as unknown:
+        _deploy(mgmt, "unknown-model", "gpt-4.1-2025-04-14.ft-00000000000000000000000000000000")
+    assert unknown.value.error.code == "DeploymentModelNotSupported"
+    _deploy(mgmt, "fixed-model", model)
+    with pytest.raises(HttpResponseError) as changed:
+        _deploy(mgmt, "fixed-model", BASE_MODEL)
+    assert 400 <= changed.value.status_code < 500 and "cannot be changed" in str(changed.value)
+    mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "fixed-model").result()
+    with pytest.raises(HttpResponseError) as wrong_account:
+        mgmt.deployments.get(RESOURCE_GROUP, "someone-else", BASE_DEPLOYMENT)
+    assert wrong_account.value.status_code == 404
+
+
+def test_at_most_five_fine_tuned_deployments(emulator_factory):
+    server = emulator_factory()
+    client = openai_client(server.url)
+    mgmt = management_client(server.url)
+    job = fine_tune(client, to_jsonl(digits_examples(digit_split()[0][:30])), hyperparameters={"n_epochs": 1})
+    for number in range(5):
+        _deploy(mgmt, f"ft-{number}", job.fine_tuned_model)
+    with pytest.raises(HttpResponseError) as refused:
+        _deploy(mgmt, "ft-5", job.fine_tuned_model)
+    assert refused.value.error.code == "QuotaExceeded" and "limit is 5" in str(refused.value)
+    _deploy(mgmt, "base-copy", BASE_MODEL)  # base model deployments do not count
+    mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "ft-0").result()
+    assert _deploy(mgmt, "ft-5", job.fine_tuned_model).properties.provisioning_state == "Succeeded"
+
+
+def test_transient_dependent_service_failures(emulator_factory):
+    server = emulator_factory()
+    mgmt = management_client(server.url)
+    with EmulatorAdmin(server.url) as admin:
+        admin.fail_next_deployments(2)
+        for _ in range(2):
+            with pytest.raises(HttpResponseError) as failed:
+                _deploy(mgmt, "retry-me", BASE_MODEL)
+            assert failed.value.error.code == "BadRequestForDependentService"
+        assert _deploy(mgmt, "retry-me", BASE_MODEL).properties.provisioning_state == "Succeeded"
+        admin.fail_next_deployments(1, phase="provisioning")
+        with pytest.raises(HttpResponseError) as provisioning:
+            _deploy(mgmt, "fails-late", BASE_MODEL)
+        assert "BadRequestForDependentService" in str(provisioning.value)
+        assert mgmt.deployments.get(RESOURCE_GROUP, ACCOUNT, "fails-late").properties.provisioning_state == "Failed"
+        assert _deploy(mgmt, "fails-late", BASE_MODEL).properties.provisioning_state == "Succeeded"
+        assert admin.stats().count("deployments_create_or_update") == 5  # 2 refused, 1 ok, 1 failed late, 1 ok
+
+
+def test_control_plane_needs_credentials(emulator):
+    import httpx
+
+    url = f"{emulator.url}/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{RESOURCE_GROUP}" \
+          f"/providers/Microsoft.CognitiveServices/accounts/{ACCOUNT}/deployments"
+    missing = httpx.get(url, params={"api-version": "2024-10-01"})
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "AuthenticationFailed"
+    assert httpx.get(url, params={"api-version": "2024-10-01"}, headers={"Authorization": "Bearer x"}).status_code == 200
+    assert httpx.get(url, headers={"Authorization": "Bearer x"}).status_code == 400  # api-version required
