@@ -1,0 +1,652 @@
+"""``convert_dataset``: an ImageFolder source in, fine-tuning JSONL + ``rejected.json`` + ``manifest.json``
+out, streamed to an ``ArtifactSink``.
+
+Pass 1 reads every file once (in worker processes when the source has local paths, otherwise the main
+process reads and ships the bytes), hashes it and normalises the image; the small JPEGs are spilled to
+a temporary file, so memory holds only one record per file and a bounded number of images in flight.
+Pass 2 resolves duplicates and ambiguous labels, assigns splits, and writes the artifacts in a
+deterministic order: the same input and options give byte-identical artifacts and the same version,
+whatever the number of workers or the order of the source's listing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO, ContextManager, Protocol
+
+from shared.conversion.estimate import estimate, split_tokens, tokens_per_label
+from shared.conversion.examples import IMAGE_DETAIL, build_prompt, example_line
+from shared.conversion.images import (
+    BACKGROUND,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DRAFT_TOLERANCE,
+    ImageResult,
+    ImageSettings,
+    normalise_image,
+)
+from shared.conversion.sources import DatasetSource, SourceEntry, ignored_reason
+from shared.conversion.splits import LayoutError, detect_split_layout, hash_split, line_order_key, normalise_ratios, place
+from shared.layout import MANIFEST_NAME, READY_MARKER, REJECTED_NAME, SPLITS
+
+CONVERTER_FORMAT = 1  # bump when the output of the same input and options changes
+MAX_EXAMPLES_PER_FILE = 50_000  # Azure: examples with images per training file
+MIN_TRAINING_EXAMPLES = 10
+MIN_LABELS = 2
+FILE_LIMIT_BYTES = 512 * 1024 * 1024  # Files API upload limit
+QUOTA_BYTES = 1024 * 1024 * 1024  # fine-tuning files per resource
+NEAR_LIMIT = 0.8  # warn above this share of a limit
+FEW_EXAMPLES_PER_LABEL = 10
+ARTIFACT_ORDER = ("train.jsonl", "validation.jsonl", "test.jsonl", REJECTED_NAME, MANIFEST_NAME)
+_IN_FLIGHT_PER_WORKER = 3  # batches queued per worker
+_BATCH_FILES = 8  # files per batch sent to a worker ...
+_BATCH_BYTES = 4 * 1024 * 1024  # ... or fewer, once their source bytes reach this
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """The dataset as a whole cannot be converted (too few examples or labels, a label without training
+    examples, ...). The message says what to change."""
+
+
+class ArtifactSink(Protocol):
+    """Where the artifacts go. ``commit`` is called once, last, after every artifact is closed."""
+
+    def open(self, name: str) -> ContextManager[BinaryIO]: ...
+
+    def commit(self, version: str) -> None: ...
+
+
+class FolderSink:
+    """Writes the artifacts to a temporary folder next to ``out_dir`` and moves them into ``out_dir``
+    on ``commit`` (``manifest.json`` last), so ``out_dir`` never holds a half-written conversion.
+    ``abort`` removes the temporary folder (``convert_dataset`` calls it when it fails)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self._staging: Path | None = None
+        self._written: list[str] = []
+
+    def _staging_dir(self) -> Path:
+        if self._staging is None:
+            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+            self._staging = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.partial-", dir=self.out_dir.parent))
+        return self._staging
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[BinaryIO]:
+        path = self._staging_dir() / name
+        with open(path, "wb") as handle:
+            yield handle
+        if name not in self._written:
+            self._written.append(name)
+
+    def commit(self, version: str) -> None:
+        staging = self._staging_dir()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # never an old manifest beside new data
+        names = [n for n in self._written if n != MANIFEST_NAME] + [n for n in self._written if n == MANIFEST_NAME]
+        for name in names:
+            os.replace(staging / name, self.out_dir / name)
+        shutil.rmtree(staging, ignore_errors=True)
+        self._staging = None
+
+    def abort(self) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+
+@dataclass
+class ConvertOptions:
+    """Conversion settings. All but ``workers`` are part of the dataset version."""
+
+    max_side: int = 512
+    quality: int = 85
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # ignored when the dataset gives its splits
+    seed: int = 0
+    workers: int = 0  # 0 = one per core; 1 = in this process
+    prompt: str | None = None  # None = the default classifier prompt; "{categories}" = the label lines
+    model: str = "gpt-4.1-2025-04-14"
+    epochs: int = 2  # for the estimate
+    price_per_1m_training_tokens: float = 25.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    def validated(self) -> ConvertOptions:
+        """A copy with the split normalised; ``ValueError`` naming the bad option."""
+        if not 16 <= self.max_side <= 2048:
+            raise ValueError(f"max_side must be 16..2048 pixels, got {self.max_side}")
+        if not 1 <= self.quality <= 95:
+            raise ValueError(f"quality must be 1..95, got {self.quality}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = all cores), got {self.workers}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.price_per_1m_training_tokens < 0:
+            raise ValueError("price_per_1m_training_tokens must be >= 0")
+        ratios = normalise_ratios(tuple(float(r) for r in self.split))  # type: ignore[arg-type]
+        return ConvertOptions(**{**asdict(self), "split": ratios})
+
+
+@dataclass
+class ConversionResult:
+    """``manifest`` is exactly what ``manifest.json`` holds; ``rejected`` exactly ``rejected.json``.
+    ``stats`` holds run figures that are not part of the output (timings, workers)."""
+
+    version: str
+    manifest: dict[str, Any]
+    rejected: list[dict[str, str]]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Record:
+    index: int
+    path: str
+    label: str
+    given_split: str | None
+    size: int
+    sha256: str = ""
+    code: str | None = None
+    reason: str | None = None
+    offset: int = 0
+    length: int = 0
+    split: str | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Pass 1: read, hash, normalise (possibly in worker processes)
+
+_Task = tuple[int, "str | None", "bytes | None"]  # record index, local path or the file's bytes
+
+
+def _process(task: _Task, settings: ImageSettings, max_bytes: int) -> tuple[int, str, ImageResult]:
+    """Read (if given a local path), hash and normalise one file."""
+    index, local_path, data = task
+    if data is None:
+        try:
+            with open(local_path, "rb") as handle:  # type: ignore[arg-type]
+                data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            return index, "", ImageResult(code="unreadable", reason=f"cannot read the file: {exc.strerror or exc}")
+        if len(data) > max_bytes:
+            return index, "", _too_large(len(data), max_bytes)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        return index, digest, normalise_image(data, settings)
+    except Exception as exc:  # a decoder bug on one odd file must not stop the rest
+        return index, digest, ImageResult(code="corrupt", reason=f"cannot decode the image: {type(exc).__name__}: {exc}")
+
+
+def _process_batch(batch: list[_Task], settings: ImageSettings, max_bytes: int) -> list[tuple[int, str, ImageResult]]:
+    """Worker entry point: a few files per call, so small images do not drown in messaging overhead."""
+    return [_process(task, settings, max_bytes) for task in batch]
+
+
+def _too_large(size: int, max_bytes: int) -> ImageResult:
+    return ImageResult(
+        code="too_large",
+        reason=f"file is {size / 1e6:.1f} MB, above the {max_bytes / 1e6:.0f} MB limit per source image; "
+        "save a smaller copy",
+    )
+
+
+def _worker_count(requested: int, tasks: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(requested or cores, tasks or 1))
+
+
+def _mp_context():
+    import multiprocessing
+
+    # forkserver: workers start fast and never inherit the caller's threads (progress bars, SDK pools).
+    # It re-imports __main__ by path in the workers, which fails for `python -` (stdin): fork then.
+    methods = multiprocessing.get_all_start_methods()
+    method = "forkserver" if "forkserver" in methods else "spawn"
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file and not os.path.isfile(main_file) and "fork" in methods:
+        method = "fork"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["shared.conversion.images", "PIL.Image", "PIL.JpegImagePlugin"])
+    return context
+
+
+def _run_pass_one(
+    source: DatasetSource,
+    records: list[_Record],
+    settings: ImageSettings,
+    options: ConvertOptions,
+    spill: IO[bytes],
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    """Process every record; returns the number of workers used."""
+    local_path = getattr(source, "local_path", None)
+    todo = [r for r in records if r.code is None]
+    total = len(todo)
+    done = 0
+    if progress:
+        progress(0, total)
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
+    def tasks() -> Iterator[_Task]:
+        for record in todo:
+            if local_path is not None:
+                yield record.index, str(local_path(record.path)), None
+                continue
+            try:
+                data = source.read(record.path)
+            except Exception as exc:  # one unreadable file must not stop the rest
+                record.code, record.reason = "unreadable", f"cannot read the file: {type(exc).__name__}: {exc}"
+                advance()
+                continue
+            if len(data) > options.max_file_bytes:
+                result = _too_large(len(data), options.max_file_bytes)
+                record.code, record.reason = result.code, result.reason
+                advance()
+                continue
+            yield record.index, None, data
+
+    def batches() -> Iterator[list[_Task]]:
+        batch: list[_Task] = []
+        batch_bytes = 0
+        for task in tasks():
+            batch.append(task)
+            batch_bytes += records[task[0]].size
+            if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
+                yield batch
+                batch, batch_bytes = [], 0
+        if batch:
+            yield batch
+
+    def handle(index: int, digest: str, result: ImageResult) -> None:
+        record = records[index]
+        record.sha256 = digest
+        if result.ok:
+            record.offset = spill.tell()
+            record.length = len(result.jpeg)  # type: ignore[arg-type]
+            spill.write(result.jpeg)  # type: ignore[arg-type]
+        else:
+            record.code, record.reason = result.code, result.reason
+        advance()
+
+    workers = _worker_count(options.workers, total)
+    pool = None
+    if workers > 1:
+        try:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context())
+        except (OSError, ImportError, NotImplementedError) as exc:  # no working semaphores (e.g. no /dev/shm)
+            log.warning("converting in one process: cannot start worker processes (%s)", exc)
+    max_bytes = options.max_file_bytes
+    if pool is None:
+        for task in tasks():
+            handle(*_process(task, settings, max_bytes))
+        return 1
+
+    limit = workers * _IN_FLIGHT_PER_WORKER  # bounds the memory held by images in flight
+    try:
+        with pool:
+            pending: set[Future] = set()
+            for batch in batches():
+                if len(pending) >= limit:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        for result in future.result():
+                            handle(*result)
+                pending.add(pool.submit(_process_batch, batch, settings, max_bytes))
+            for future in pending:
+                for result in future.result():
+                    handle(*result)
+    except BrokenProcessPool as exc:
+        # A worker could not start or died: finish the files that have no result in this process.
+        log.warning("worker processes failed (%s); converting the remaining files in this process", exc)
+        todo = [r for r in todo if not r.sha256 and r.code is None]
+        for task in tasks():
+            handle(*_process(task, settings, max_bytes))
+        return 1
+    return workers
+
+
+# --------------------------------------------------------------------------------------------------
+# Pass 2: decide, then write
+
+def _resolve_duplicates(records: list[_Record]) -> None:
+    """Same bytes twice under one label: keep the first (train before validation before test, then by
+    path), report the rest. Same bytes under two labels: report every copy as ambiguous."""
+    groups: dict[str, list[_Record]] = defaultdict(list)
+    for record in records:
+        if record.code is None and record.sha256:
+            groups[record.sha256].append(record)
+    for copies in groups.values():
+        if len(copies) < 2:
+            continue
+        copies.sort(key=lambda r: (SPLITS.index(r.given_split) if r.given_split else 0, r.path))
+        labels = sorted({r.label for r in copies})
+        if len(labels) > 1:
+            where = "; ".join(f"{r.label!r} ({r.path})" for r in copies)
+            for record in copies:
+                record.code = "ambiguous_label"
+                record.reason = (
+                    f"the same image (identical bytes) is filed under {len(labels)} labels: {where}; "
+                    "not used for training - keep it under one label only"
+                )
+        else:
+            for record in copies[1:]:
+                record.code = "duplicate"
+                record.reason = f"exact duplicate (identical bytes) of {copies[0].path}, which is used instead"
+
+
+def _source_digest(records: list[_Record]) -> str:
+    digest = hashlib.sha256()
+    for record in sorted(records, key=lambda r: r.path):
+        digest.update(f"{record.path}\t{record.size}\t{record.sha256 or '-'}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _dump(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def convert_dataset(
+    source: DatasetSource,
+    sink: ArtifactSink,
+    options: ConvertOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> ConversionResult:
+    """Convert an ImageFolder ``source`` into ``train.jsonl``, ``validation.jsonl``, ``test.jsonl``,
+    ``rejected.json`` and ``manifest.json`` (written in that order, then ``sink.commit(version)``).
+
+    One bad file never stops the rest: it lands in ``rejected.json`` with a code and a reason.
+    ``DatasetError`` when the dataset as a whole cannot train (fewer than 2 labels or 10 training
+    examples, a label without training examples); ``ValueError`` for bad options. ``progress(done,
+    total)`` is called from this thread as files are processed. On any failure the sink's ``abort()``
+    (if it has one) is called and nothing is committed.
+    """
+    try:
+        return _convert(source, sink, options.validated(), progress)
+    except BaseException:
+        abort = getattr(sink, "abort", None)
+        if callable(abort):
+            abort()
+        raise
+
+
+def _convert(
+    source: DatasetSource, sink: ArtifactSink, options: ConvertOptions, progress: Callable[[int, int], None] | None
+) -> ConversionResult:
+    started = time.perf_counter()
+    entries: dict[str, SourceEntry] = {}
+    for entry in source.entries():
+        entries.setdefault(entry.path, entry)
+    ordered = [entries[p] for p in sorted(entries)]
+
+    ignored: list[str] = []
+    layout_rejects: list[dict[str, str]] = []
+    candidates: list[SourceEntry] = []
+    for entry in ordered:
+        if ignored_reason(entry.path) is not None or entry.path == READY_MARKER:
+            ignored.append(entry.path)
+        else:
+            candidates.append(entry)
+    splits_given = detect_split_layout(e.path for e in candidates)
+
+    records: list[_Record] = []
+    for entry in candidates:
+        try:
+            placement = place(entry.path, splits_given)
+        except LayoutError as exc:
+            layout_rejects.append({"path": entry.path, "code": "outside_layout", "reason": str(exc)})
+            continue
+        record = _Record(len(records), entry.path, placement.label, placement.split, entry.size)
+        if entry.size > options.max_file_bytes:
+            too_large = _too_large(entry.size, options.max_file_bytes)
+            record.code, record.reason = too_large.code, too_large.reason
+        records.append(record)
+
+    layout_hint = (
+        "expected <split>/<label>/<image> with split in train, validation, test"
+        if splits_given
+        else "expected <label>/<image> (or train/, validation/, test/ folders holding label folders)"
+    )
+    found_labels = sorted({r.label for r in records})
+    if len(found_labels) < MIN_LABELS:
+        raise DatasetError(
+            f"found {len(found_labels)} label folder(s) ({', '.join(found_labels) or 'none'}) with files; "
+            f"at least {MIN_LABELS} labels are needed ({layout_hint})"
+        )
+    if len(records) < MIN_TRAINING_EXAMPLES:
+        raise DatasetError(
+            f"found only {len(records)} image file(s); at least {MIN_TRAINING_EXAMPLES} training examples "
+            f"are needed, and hundreds per label are better ({layout_hint})"
+        )
+
+    settings = ImageSettings(max_side=options.max_side, quality=options.quality, max_pixels=options.max_pixels)
+    with tempfile.TemporaryFile(prefix="visiontune-images-") as spill:
+        workers = _run_pass_one(source, records, settings, options, spill, progress)
+        processed_at = time.perf_counter()
+        _resolve_duplicates(records)
+
+        for record in records:
+            if record.code is None:
+                record.split = record.given_split or hash_split(record.path, options.split, options.seed)
+        by_split: dict[str, list[_Record]] = {s: [] for s in SPLITS}
+        for record in records:
+            if record.code is None:
+                by_split[record.split].append(record)  # type: ignore[index]
+        for split, members in by_split.items():
+            members.sort(key=lambda r: line_order_key(r.path, options.seed))
+            for record in members[MAX_EXAMPLES_PER_FILE:]:
+                record.code = "too_many_examples"
+                record.reason = (
+                    f"the {split} split already holds {MAX_EXAMPLES_PER_FILE:,} examples, Azure's limit per file"
+                )
+            del members[MAX_EXAMPLES_PER_FILE:]
+
+        labels = sorted({r.label for members in by_split.values() for r in members})
+        _check_trainable(records, by_split, found_labels, labels)
+
+        prompt = build_prompt(labels, options.prompt)
+        converter_settings = {
+            "name": "visiontune",
+            "format": CONVERTER_FORMAT,
+            "max_side": options.max_side,
+            "quality": options.quality,
+            "max_pixels": options.max_pixels,
+            "max_file_bytes": options.max_file_bytes,
+            "draft_tolerance": DRAFT_TOLERANCE,
+            "split": "given" if splits_given else list(options.split),
+            "seed": options.seed,
+            "prompt_template": options.prompt,
+            "model": options.model,
+            "epochs": options.epochs,
+            "price_per_1m_training_tokens": options.price_per_1m_training_tokens,
+        }
+        source_digest = _source_digest(records)
+        version = hashlib.sha256(_dump({"source": source_digest, "converter": converter_settings})).hexdigest()[:16]
+
+        label_tokens = tokens_per_label(prompt, labels, options.model)
+        splits_manifest: dict[str, Any] = {}
+        for split in SPLITS:
+            members = by_split[split]
+            written = 0
+            with sink.open(f"{split}.jsonl") as out:
+                for record in members:
+                    spill.seek(record.offset)
+                    line = example_line(prompt, record.label, spill.read(record.length))
+                    out.write(line)
+                    written += len(line)
+            per_label = Counter(r.label for r in members)
+            text_tokens, image_tokens = split_tokens(per_label, label_tokens)
+            splits_manifest[split] = {
+                "examples": len(members),
+                "per_label": {label: per_label.get(label, 0) for label in labels},
+                "files": [r.path for r in members],
+                "bytes": written,
+                "text_tokens": text_tokens,
+                "image_tokens": image_tokens,
+            }
+
+    rejected = sorted(
+        layout_rejects + [{"path": r.path, "code": r.code, "reason": r.reason} for r in records if r.code],  # type: ignore[misc]
+        key=lambda item: item["path"],
+    )
+    with sink.open(REJECTED_NAME) as out:
+        out.write(_dump(rejected))
+
+    train = splits_manifest["train"]
+    manifest: dict[str, Any] = {
+        "version": version,
+        "labels": labels,
+        "prompt": prompt,
+        "image": {
+            "format": "jpeg",
+            "detail": IMAGE_DETAIL,
+            "max_side": options.max_side,
+            "quality": options.quality,
+            "draft_tolerance": DRAFT_TOLERANCE,
+            "background": "#%02x%02x%02x" % BACKGROUND,
+            "max_pixels": options.max_pixels,
+        },
+        "split": {
+            "given": splits_given,
+            "method": "folders" if splits_given else "hash of the relative path",
+            "ratios": None if splits_given else list(options.split),
+            "seed": options.seed,
+        },
+        "splits": splits_manifest,
+        "examples": sum(s["examples"] for s in splits_manifest.values()),
+        "rejected": len(rejected),
+        "rejected_by_code": dict(sorted(Counter(r["code"] for r in rejected).items())),
+        "ignored": ignored,
+        "warnings": _warnings(splits_manifest, labels),
+        "estimate": estimate(
+            train["text_tokens"],
+            train["image_tokens"],
+            epochs=options.epochs,
+            price_per_1m=options.price_per_1m_training_tokens,
+            model=options.model,
+        ),
+        "source": {
+            "files": len(ordered),
+            "bytes": sum(e.size for e in ordered),
+            "digest": source_digest,
+        },
+        "converter": {**converter_settings, "pillow": _pillow_version()},
+    }
+    with sink.open(MANIFEST_NAME) as out:
+        out.write(_dump(manifest))
+    sink.commit(version)
+
+    finished = time.perf_counter()
+    processed = sum(1 for r in records if r.sha256)
+    return ConversionResult(
+        version=version,
+        manifest=manifest,
+        rejected=rejected,
+        stats={
+            "workers": workers,
+            "files_processed": processed,
+            "seconds": round(finished - started, 3),
+            "seconds_processing": round(processed_at - started, 3),
+            "images_per_second": round(processed / max(processed_at - started, 1e-9), 2),
+        },
+    )
+
+
+def _check_trainable(
+    records: list[_Record], by_split: dict[str, list[_Record]], found_labels: list[str], labels: list[str]
+) -> None:
+    train_counts = Counter(r.label for r in by_split["train"])
+    problems = []
+    for label in found_labels:
+        if train_counts.get(label):
+            continue
+        mine = [r for r in records if r.label == label]
+        kept = Counter(r.split for r in mine if r.code is None)
+        rejected = Counter(r.code for r in mine if r.code)
+        detail = []
+        if kept:
+            detail.append(", ".join(f"{n} in {s}" for s, n in sorted(kept.items())))
+        if rejected:
+            detail.append("rejected: " + ", ".join(f"{n} {c}" for c, n in sorted(rejected.items())))
+        problems.append(f"{label!r} ({'; '.join(detail) or 'no files'})")
+    if problems:
+        raise DatasetError(
+            "every label needs training examples; none for " + ", ".join(problems)
+            + ". Add more images to these labels (see rejected files), or give the splits explicitly "
+            "with train/<label>/ folders."
+        )
+    if len(labels) < MIN_LABELS:
+        raise DatasetError(f"only {len(labels)} label(s) have usable images; at least {MIN_LABELS} are needed")
+    if sum(train_counts.values()) < MIN_TRAINING_EXAMPLES:
+        raise DatasetError(
+            f"only {sum(train_counts.values())} usable training example(s); at least {MIN_TRAINING_EXAMPLES} "
+            "are needed (hundreds per label are better): add images or fix the rejected ones"
+        )
+
+
+def _warnings(splits: dict[str, Any], labels: list[str]) -> list[str]:
+    warnings: list[str] = []
+    shrink = "lower --quality or --max-side, or train on fewer images"
+    total = 0
+    for split in SPLITS:
+        size = splits[split]["bytes"]
+        total += size
+        if size >= FILE_LIMIT_BYTES:
+            warnings.append(
+                f"{split}.jsonl is {size / 2**20:.0f} MiB, above the 512 MiB Files API limit: upload it with the "
+                f"Uploads API, or {shrink}"
+            )
+        elif size >= NEAR_LIMIT * FILE_LIMIT_BYTES:
+            warnings.append(f"{split}.jsonl is {size / 2**20:.0f} MiB, near the 512 MiB Files API limit: {shrink}")
+    if total >= NEAR_LIMIT * QUOTA_BYTES:
+        warnings.append(
+            f"the JSONL files total {total / 2**20:.0f} MiB, near the resource's 1 GiB fine-tuning file quota: "
+            f"{shrink}, and delete old training files"
+        )
+    if splits["validation"]["examples"] == 0:
+        warnings.append("validation.jsonl is empty: the job will run without a validation file")
+    if splits["test"]["examples"] == 0:
+        warnings.append("test.jsonl is empty: the model cannot be evaluated on held-out images")
+    few = [label for label in labels if splits["train"]["per_label"][label] < FEW_EXAMPLES_PER_LABEL]
+    if few:
+        warnings.append(
+            f"{len(few)} label(s) have fewer than {FEW_EXAMPLES_PER_LABEL} training examples "
+            f"({', '.join(few[:10])}{', ...' if len(few) > 10 else ''}): hundreds per label are better"
+        )
+    for split in ("validation", "test"):
+        if splits[split]["examples"]:
+            missing = [label for label in labels if not splits[split]["per_label"][label]]
+            if missing:
+                warnings.append(
+                    f"{len(missing)} label(s) have no {split} examples ({', '.join(missing[:10])}"
+                    f"{', ...' if len(missing) > 10 else ''})"
+                )
+    return warnings
+
+
+def _pillow_version() -> str:
+    import PIL
+
+    return PIL.__version__
