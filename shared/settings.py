@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     )
     rollback_window_hours: float = Field(default=24.0, ge=0, validation_alias="VISIONTUNE_ROLLBACK_WINDOW_HOURS")
 
+    # --- retries of pipeline steps across timer ticks (after the SDKs' own in-call retries) ------
+    # Backoff before retry n is retry_base_seconds * 2**(n-1), capped at 30 min; Retry-After wins if longer.
+    retry_base_seconds: float = Field(default=30.0, ge=0, validation_alias="VISIONTUNE_RETRY_BASE_SECONDS")
+    max_step_attempts: int = Field(default=8, ge=1, le=100, validation_alias="VISIONTUNE_MAX_STEP_ATTEMPTS")
+
     # --- budget and prices (USD; illustrative defaults, keep real ones in config) ---------------
     max_training_tokens: int = Field(
         default=50_000_000, ge=1, validation_alias="VISIONTUNE_MAX_TRAINING_TOKENS"

@@ -1,0 +1,201 @@
+"""``visiontune demo`` (``make demo``): the whole loop on this machine, in a few minutes.
+
+1. Start the local stack (Azurite, the Azure OpenAI emulator on a fast clock, the functions host that
+   runs ``function_app.py``) in a temporary folder.
+2. Export scikit-learn's bundled handwritten digits as an image folder: v1 = 60% of each label, v2 = all
+   (v2 contains v1's files under the same names, so the hash split keeps them in the same split).
+3. Push v1 (parallel upload, marker last) and drive the host: the blob triggers convert and start the
+   fine-tuning; the advance timer (fired with ``tick``) polls, deploys, evaluates, decides and promotes.
+4. Push v2: the retrain is judged against the incumbent (v1's model) on v2's test split.
+5. Re-evaluate production once (the daily timer), download every report to ``--out`` and print a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATASET = "digits"
+TICK_PAUSE_SECONDS = 0.3
+RUN_TIMEOUT_SECONDS = 200.0
+
+
+def _settings_for(stack: Any) -> Any:
+    from shared.settings import Settings
+
+    return Settings.model_validate(stack.settings)
+
+
+def follow_run(
+    stack: Any, settings: Any, console: Any, *, label: str, timeout: float = RUN_TIMEOUT_SECONDS
+) -> Any:
+    """Drive the host (blob triggers + the advance timer) until the newest run has ended and its report
+    is written; prints each state change. Returns the run."""
+    from shared.pipeline.store import RunStore
+
+    store = RunStore.from_settings(settings)
+    deadline = time.monotonic() + timeout
+    seen: set[tuple[str, str]] = set()
+    started = time.monotonic()
+    known = {r.version for r in store.list(DATASET)}
+    run = None
+    while time.monotonic() < deadline:
+        stack.host.run_until_idle(timeout=120)
+        runs = store.list(DATASET)
+        fresh = [r for r in runs if r.version not in known]
+        if fresh:
+            run = fresh[-1]
+            for transition in run.transitions:
+                key = (transition.at.isoformat(), transition.detail)
+                if key not in seen:
+                    seen.add(key)
+                    console.print(
+                        f"  [dim]{time.monotonic() - started:6.1f}s[/dim] {label} "
+                        f"[cyan]{transition.state:<10}[/cyan] {transition.detail}"
+                    )
+            if run.terminal and run.report_written_for == run.state.value:
+                return run
+        stack.host.tick("advance_runs")
+        time.sleep(TICK_PAUSE_SECONDS)
+    raise TimeoutError(f"the {label} run did not finish within {timeout:.0f} s")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cli.pipeline import download_reports, push_dataset
+    from local.emulator.server import EmulatorConfig
+    from local.sample_data import export_digits
+    from local.stack import LocalStack
+
+    console = Console()
+    if not console.is_terminal:  # a log file or CI: do not fold every line at 80 columns
+        console = Console(width=130)
+    started = time.monotonic()
+    temp = Path(tempfile.mkdtemp(prefix="visiontune-demo-")) if args.data is None else args.data
+    config = EmulatorConfig(
+        step_seconds=args.step_seconds, file_processing_seconds=0.5, deployment_seconds=1.0
+    )
+    extra = {
+        "VISIONTUNE_EVAL_TICK_SECONDS": "60",
+        "VISIONTUNE_EVAL_CONCURRENCY": "8",
+        "VISIONTUNE_RETRY_BASE_SECONDS": "1",
+        "VISIONTUNE_ROLLBACK_WINDOW_HOURS": "0",
+        "VISIONTUNE_EPOCHS": "2",
+    }
+    summary: list[dict[str, Any]] = []
+    try:
+        console.rule("[bold]visiontune demo")
+        console.print(f"local stack in {temp} (Azurite + Azure OpenAI emulator + functions host)")
+        with LocalStack(
+            temp / "stack", app_root=REPO_ROOT, emulator_config=config, start_host=False, extra_settings=extra
+        ) as stack:
+            settings = _settings_for(stack)
+            console.print(f"functions: {', '.join(f.name for f in stack.host.functions())}")
+            v1 = export_digits(temp / "v1", size=64, fraction=args.v1_fraction)
+            v2 = export_digits(temp / "v2", size=64)
+            for label, folder in (("v1", v1), ("v2", v2)):
+                images = sum(1 for p in folder.rglob("*.png"))
+                console.rule(f"[bold]{label}: {images} images of handwritten digits")
+                t0 = time.monotonic()
+                pushed = push_dataset(settings, folder, DATASET)
+                console.print(
+                    f"pushed {pushed.uploaded} files ({pushed.unchanged} unchanged) "
+                    f"in {time.monotonic() - t0:.1f} s; wrote {pushed.marker}"
+                )
+                run = follow_run(stack, settings, console, label=label)
+                summary.append(_row(label, images, run, time.monotonic() - t0))
+            console.rule("[bold]scheduled evaluation of production")
+            stack.host.tick("scheduled_evaluation")
+            for _ in range(40):
+                if _scheduled_done(settings):
+                    break
+                stack.host.tick("advance_runs")
+                time.sleep(TICK_PAUSE_SECONDS)
+            out = args.out
+            if out.exists():
+                shutil.rmtree(out)
+            files = download_reports(settings, DATASET, None, out)
+            production = json.loads((out / DATASET / "production.json").read_text())
+    finally:
+        if args.data is None:
+            shutil.rmtree(temp, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    if args.json:
+        print(
+            json.dumps(
+                {"runs": summary, "production": production, "reports": str(out), "seconds": elapsed},
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    table = Table(title="visiontune demo: digits", title_justify="left")
+    for column in (
+        "run",
+        "images",
+        "outcome",
+        "candidate",
+        "judged against",
+        "baseline",
+        "p-value",
+        "minutes",
+    ):
+        table.add_column(column)
+    for row in summary:
+        table.add_row(
+            row["run"],
+            str(row["images"]),
+            row["outcome"],
+            row["candidate"],
+            row["against"],
+            row["baseline"],
+            row["p_value"],
+            f"{row['seconds'] / 60:.1f}",
+        )
+    console.print(table)
+    for row in summary:
+        console.print(f"[bold]{row['run']}[/bold]: {row['reason']}")
+    console.print(
+        f"production: {production['model']} as {production['deployment']} "
+        f"(version {production['version']}, accuracy {production['accuracy']:.1%})"
+    )
+    index = out / DATASET / "index.html"
+    console.print(f"{len(files)} report files in {out}/ — start with {index}")
+    for row in summary:
+        console.print(f"  {row['run']}: {out / DATASET / row['version'] / 'report.html'}")
+    console.print(f"demo finished in {elapsed / 60:.1f} minutes")
+    return 0
+
+
+def _scheduled_done(settings: Any) -> bool:
+    from shared.pipeline.context import Pipeline
+    from shared.pipeline.scheduled import _documents
+
+    documents = _documents(Pipeline(settings), DATASET)
+    return bool(documents) and all(doc.get("done") for doc, _ in documents)
+
+
+def _row(label: str, images: int, run: Any, seconds: float) -> dict[str, Any]:
+    decision = run.decision
+    baseline_role = decision.baseline_role if decision and decision.baseline_role else "base"
+    baseline = run.scores.get(baseline_role)
+    return {
+        "run": label,
+        "version": run.version,
+        "images": images,
+        "outcome": run.state.value,
+        "candidate": f"{run.scores['candidate']:.1%}" if "candidate" in run.scores else "—",
+        "against": "incumbent" if baseline_role == "incumbent" else "base model",
+        "baseline": f"{baseline:.1%}" if baseline is not None else "—",
+        "p_value": f"{decision.p_value:.2g}" if decision and decision.p_value is not None else "—",
+        "reason": decision.reason if decision else (run.failure.message if run.failure else run.state.value),
+        "seconds": seconds,
+    }

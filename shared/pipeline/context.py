@@ -1,0 +1,100 @@
+"""The services one pipeline call works with (storage containers, run store, Azure OpenAI clients),
+built lazily from the settings so a call that only reads runs never builds an OpenAI client."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import TYPE_CHECKING, Any
+
+from shared.layout import (
+    DATASETS_CONTAINER,
+    MANIFEST_NAME,
+    REPORTS_CONTAINER,
+    RUNS_CONTAINER,
+    TRAINING_CONTAINER,
+    production_blob,
+    training_prefix,
+)
+from shared.pipeline.store import ConcurrentUpdateError, RunStore
+from shared.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from azure.storage.blob import ContainerClient
+
+    from shared.aoai.deployments import Deployments
+
+
+class Pipeline:
+    """Storage and Azure OpenAI access for one call into the pipeline."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # --- storage ------------------------------------------------------------------------------------
+    def container(self, name: str) -> ContainerClient:
+        from shared.storage import container_client
+
+        return container_client(self.settings, name)
+
+    @functools.cached_property
+    def datasets(self) -> ContainerClient:
+        return self.container(DATASETS_CONTAINER)
+
+    @functools.cached_property
+    def training(self) -> ContainerClient:
+        return self.container(TRAINING_CONTAINER)
+
+    @functools.cached_property
+    def reports(self) -> ContainerClient:
+        return self.container(REPORTS_CONTAINER)
+
+    @functools.cached_property
+    def store(self) -> RunStore:
+        return RunStore(self.container(RUNS_CONTAINER))
+
+    # --- Azure OpenAI -------------------------------------------------------------------------------
+    @functools.cached_property
+    def openai(self) -> Any:
+        from shared.aoai.clients import openai_client
+
+        return openai_client(self.settings)
+
+    @functools.cached_property
+    def deployments(self) -> Deployments:
+        from shared.aoai.deployments import Deployments
+
+        return Deployments(self.settings)
+
+    # --- documents ----------------------------------------------------------------------------------
+    def manifest(self, dataset: str, version: str) -> dict[str, Any] | None:
+        from shared.storage import read_json
+
+        return read_json(self.training, training_prefix(dataset, version) + MANIFEST_NAME)
+
+    def production(self, dataset: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(production.json, its ETag) of ``dataset``, or (None, None) before the first promotion."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            downloader = self.reports.get_blob_client(production_blob(dataset)).download_blob()
+            return json.loads(downloader.readall()), downloader.properties.etag
+        except ResourceNotFoundError:
+            return None, None
+
+    def write_production(self, dataset: str, record: dict[str, Any], etag: str | None) -> None:
+        """Write production.json with If-Match ``etag`` (If-None-Match * when None)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.storage.blob import ContentSettings
+
+        blob = self.reports.get_blob_client(production_blob(dataset))
+        kwargs: dict[str, Any] = {"content_settings": ContentSettings(content_type="application/json")}
+        if etag is None:
+            kwargs["overwrite"] = False
+        else:
+            kwargs.update(overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
+        try:
+            blob.upload_blob(json.dumps(record, indent=2, default=str).encode(), **kwargs)
+        except (ResourceExistsError, ResourceModifiedError) as error:
+            raise ConcurrentUpdateError(f"{dataset}/production.json changed since it was read") from error

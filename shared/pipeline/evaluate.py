@@ -1,0 +1,261 @@
+"""Evaluation in bounded, resumable steps: every model (role) answers one test split; the scored examples
+are kept in side blobs in the runs container and picked up again on the next tick.
+
+- Real-time roles (candidate, incumbent, and the base model when no batch deployment is configured) are
+  scored at bounded concurrency until the tick's deadline; each tick continues with what is left. Requests
+  that failed after the SDK's retries are asked once more in a second pass; what still fails is counted
+  as an error in the metrics (and left out of the paired comparison by the gate's caller).
+- The base model on a ``GlobalBatch`` deployment goes through the Batch API: upload the input (find or
+  create), submit (find or create), poll. A batch that ends ``expired``/``failed``/``cancelled`` keeps the
+  answers it has; the rest are scored in real time on the base deployment when there is one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from shared.layout import training_prefix
+from shared.pipeline.models import RoleProgress
+from shared.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.aoai.scoring import TestItem
+    from shared.evaluation.metrics import ScoredExample
+    from shared.pipeline.context import Pipeline
+    from shared.reporting.schema import ModelEvaluation
+
+log = logging.getLogger(__name__)
+
+ROLE_ORDER = ("candidate", "incumbent", "base")
+
+
+MIN_CHUNK = 8
+
+
+class ScoringStalledError(RuntimeError):
+    """A deployment answered none of a chunk of requests (after the SDK's retries): retry the step later."""
+
+
+class EvaluationSetupError(ValueError):
+    """The evaluation cannot be planned (e.g. no way to score the base model is configured)."""
+
+
+def load_test_items(pipeline: Pipeline, dataset: str, version: str) -> list[TestItem]:
+    """The test split of a converted version, streamed line by line from the training container."""
+    from shared.aoai.scoring import read_test_items
+    from shared.storage import open_blob_reader
+
+    blob = pipeline.training.get_blob_client(training_prefix(dataset, version) + "test.jsonl")
+    with open_blob_reader(blob) as reader:
+        return read_test_items(reader)
+
+
+def base_role(settings: Settings, total: int) -> RoleProgress:
+    """How the base model is scored: Batch on the GlobalBatch deployment, else real time on the base one."""
+    if settings.batch_deployment:
+        return RoleProgress(
+            role="base",
+            model=settings.base_model,
+            deployment=settings.batch_deployment,
+            method="batch",
+            total=total,
+        )
+    if settings.base_deployment:
+        return RoleProgress(
+            role="base",
+            model=settings.base_model,
+            deployment=settings.base_deployment,
+            method="realtime",
+            total=total,
+        )
+    raise EvaluationSetupError(
+        "no way to score the base model: set AZURE_OPENAI_BATCH_DEPLOYMENT (a GlobalBatch deployment) or "
+        "AZURE_OPENAI_BASE_DEPLOYMENT"
+    )
+
+
+# --- side blobs -------------------------------------------------------------------------------------
+def _side_name(prefix: str, role: str) -> str:
+    return f"{prefix}eval-{role}.json"
+
+
+def load_examples(pipeline: Pipeline, prefix: str, role: str) -> list[ScoredExample]:
+    """The examples ``role`` has scored so far (side blob ``<prefix>eval-<role>.json``)."""
+    from shared.evaluation.metrics import ScoredExample
+
+    data, _ = pipeline.store.read_document(_side_name(prefix, role))
+    return [ScoredExample(**item) for item in (data or {}).get("examples", [])]
+
+
+def _save_examples(pipeline: Pipeline, prefix: str, role: str, examples: Sequence[ScoredExample]) -> None:
+    pipeline.store.write_document(
+        _side_name(prefix, role), {"examples": [dataclasses.asdict(e) for e in examples]}
+    )
+
+
+# --- stepping ---------------------------------------------------------------------------------------
+def advance_evaluation(
+    pipeline: Pipeline,
+    roles: dict[str, RoleProgress],
+    *,
+    prefix: str,
+    tag: str,
+    items: Sequence[TestItem],
+    deadline: float,
+) -> bool:
+    """Do what can be done before ``deadline`` (a ``time.monotonic()`` value) on every unfinished role.
+    Mutates ``roles`` (the caller saves them). Returns True when anything moved."""
+    progressed = False
+    for name in sorted(roles, key=lambda r: ROLE_ORDER.index(r) if r in ROLE_ORDER else 99):
+        role = roles[name]
+        if role.done:
+            continue
+        if time.monotonic() >= deadline:
+            break
+        if role.method == "batch" and role.batch_status not in _BATCH_TERMINAL:
+            progressed |= _batch_step(pipeline, role, prefix=prefix, tag=tag, items=items)
+        else:
+            progressed |= _realtime_step(pipeline, role, prefix=prefix, items=items, deadline=deadline)
+    return progressed
+
+
+_BATCH_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled", "input_error"})
+
+
+def _realtime_deployment(pipeline: Pipeline, role: RoleProgress) -> str | None:
+    if role.method == "batch":  # the batch is over: what it did not answer goes to the base deployment
+        return pipeline.settings.base_deployment
+    return role.deployment
+
+
+def _realtime_step(
+    pipeline: Pipeline, role: RoleProgress, *, prefix: str, items: Sequence[TestItem], deadline: float
+) -> bool:
+    from shared.aoai.scoring import score_realtime
+
+    done = load_examples(pipeline, prefix, role.role)
+    done_ids = {e.custom_id for e in done}
+    remaining = [i for i in items if i.custom_id not in done_ids]
+    if not remaining:
+        failed = [e for e in done if e.failed]
+        if failed and not role.retried_errors:
+            role.retried_errors = True
+            kept = [e for e in done if not e.failed]
+            _save_examples(pipeline, prefix, role.role, kept)
+            role.scored = len(kept)
+            return True
+        role.done = True
+        role.scored = len(done)
+        return True
+    deployment = _realtime_deployment(pipeline, role)
+    if deployment is None:  # a batch without a real-time fallback: what it did not answer stays an error
+        role.done = True
+        return True
+    concurrency = pipeline.settings.eval_concurrency
+    chunk = max(2 * concurrency, MIN_CHUNK)
+    progressed = False
+    while remaining and time.monotonic() < deadline:
+        part, remaining = remaining[:chunk], remaining[chunk:]
+        scored = score_realtime(pipeline.openai, deployment, part, concurrency=concurrency, deadline=deadline)
+        if len(scored) == len(part) and all(e.failed for e in scored):
+            # A whole chunk without one answer: the deployment is down, not the examples hard. Keep nothing
+            # from the chunk and let the run retry later (bounded), instead of hammering it to the end.
+            raise ScoringStalledError(
+                f"{role.role}: {len(part)} requests in a row to {deployment} got no answer; first error: "
+                f"{scored[0].error}"
+            )
+        if scored:
+            done.extend(scored)
+            _save_examples(pipeline, prefix, role.role, done)
+            role.scored = len(done)
+            progressed = True
+        if len(scored) < len(part):  # the deadline stopped it: resume next tick
+            break
+    return progressed
+
+
+def _batch_step(
+    pipeline: Pipeline, role: RoleProgress, *, prefix: str, tag: str, items: Sequence[TestItem]
+) -> bool:
+    from shared.aoai.files import file_state, upload_file
+    from shared.aoai.scoring import batch_input_lines, batch_snapshot, submit_batch
+
+    client = pipeline.openai
+    if role.batch_input_file is None:
+        data = batch_input_lines(items, str(role.deployment))
+        role.batch_input_file = upload_file(
+            client,
+            name=f"vt-{tag}-base-batch.jsonl",
+            size=len(data),
+            open_stream=lambda: io.BytesIO(data),
+            purpose="batch",
+        )
+        role.remote_files.append(role.batch_input_file)
+        return True
+    if role.batch_id is None:
+        state = file_state(client, role.batch_input_file)
+        if state.status == "pending":
+            return False
+        if state.status == "error":
+            role.batch_status = "input_error"
+            role.note = f"the batch input file was rejected ({state.error}); scored in real time instead"
+            return True
+        role.batch_id = submit_batch(client, input_file_id=role.batch_input_file)
+        return True
+    snapshot = batch_snapshot(client, role.batch_id, items)
+    if not snapshot.terminal:
+        if snapshot.status != role.batch_status:
+            role.batch_status = snapshot.status
+            return True
+        return False
+    results = snapshot.results or []
+    answered = [r for r in results if not r.failed]
+    for file_id in (snapshot.output_file_id, snapshot.error_file_id):
+        if file_id and file_id not in role.remote_files:
+            role.remote_files.append(file_id)
+    fallback = pipeline.settings.base_deployment
+    role.batch_status = snapshot.status
+    if len(answered) < len(items):
+        missing = len(items) - len(answered)
+        why = f"batch {snapshot.status}" + (f" ({snapshot.error})" if snapshot.error else "")
+        role.note = f"{why}: {len(answered)}/{len(items)} answered; the other {missing} " + (
+            f"were scored in real time on {fallback}"
+            if fallback
+            else "count as errors (no real-time base deployment)"
+        )
+    # Keep the answers; the unanswered are re-asked in real time (or kept as errors without a fallback).
+    kept = answered if fallback else results
+    _save_examples(pipeline, prefix, role.role, kept)
+    role.scored = len(kept)
+    role.retried_errors = True  # the real-time pass after a batch is the retry
+    return True
+
+
+# --- results ----------------------------------------------------------------------------------------
+def model_evaluation(
+    settings: Settings, labels: Sequence[str], role: RoleProgress, examples: Sequence[ScoredExample]
+) -> ModelEvaluation:
+    """The report's ``ModelEvaluation`` of one role (metrics, tokens, cost; Batch at its discount)."""
+    from shared.evaluation.metrics import compute_metrics
+    from shared.reporting.schema import ModelEvaluation
+
+    metrics = compute_metrics(
+        labels,
+        examples,
+        price_input_per_1m=settings.price_input_per_1m_tokens,
+        price_output_per_1m=settings.price_output_per_1m_tokens,
+        discount=settings.batch_discount if role.method == "batch" else 0.0,
+    )
+    return ModelEvaluation(
+        role=role.role, model=role.model, deployment=role.deployment, method=role.method, metrics=metrics
+    )
+
+
+def error_share(examples: Sequence[Any]) -> float:
+    """Fraction of examples that got no answer at all."""
+    return sum(1 for e in examples if e.failed) / len(examples) if examples else 1.0

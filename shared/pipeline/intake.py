@@ -1,0 +1,174 @@
+"""``accept_dataset``: a dataset was dropped (a ``_READY`` marker or a ``.zip``). Convert it by streaming
+from the drop zone to the training container, create its run, and publish the version (manifest last,
+which fires ``training_ready``).
+
+Replays are harmless: the version is a digest of the source files and the conversion settings, so the
+same drop converts to the same version, the run already exists, and nothing is published twice.
+A problem with the drop itself (a marker that is not valid JSON, a dataset that cannot train) is
+written as a failure report under ``reports/<dataset>/intake/`` and the call returns normally: retrying
+would fail the same way, so the trigger must not retry it into the poison queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from shared.layout import MANIFEST_NAME, report_prefix, validate_dataset_name
+from shared.pipeline.context import Pipeline
+from shared.pipeline.models import OverridesError, Run, RunOverrides, utcnow
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INTAKE_RECEIPTS = "_intake/"  # runs/<dataset>/_intake/<fingerprint>.json: drops already converted
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    dataset: str
+    version: str
+    published: bool  # False: this version was already there (the same data dropped again)
+    run_created: bool
+    examples: int
+
+
+def convert_options(settings: Settings, overrides: RunOverrides):  # -> ConvertOptions
+    """The converter's options from the (overridden) settings."""
+    from shared.conversion.converter import ConvertOptions
+
+    effective = overrides.apply(settings)
+    return ConvertOptions(
+        max_side=effective.max_side,
+        quality=effective.jpeg_quality,
+        seed=effective.seed,
+        workers=effective.convert_workers,
+        prompt=overrides.prompt,
+        model=effective.base_model,
+        epochs=effective.n_epochs or ConvertOptions.epochs,
+        price_per_1m_training_tokens=effective.price_training_per_1m_tokens,
+    )
+
+
+def accept_dataset(
+    settings: Settings, dataset: str, *, archive: bool, marker_body: bytes
+) -> IntakeResult | None:
+    """Convert ``datasets/<dataset>/`` (or ``datasets/<dataset>.zip`` when ``archive``) into
+    ``training/<dataset>/<version>/`` and create the run (state ``converted``) just before the version is
+    published. Returns None (after writing a failure report) when the drop cannot be used."""
+    from shared.conversion.converter import DatasetError, convert_dataset
+    from shared.pipeline.advance import fill_from_manifest
+    from shared.pipeline.reports import publish_intake_failure
+    from shared.reporting.schema import Transition
+    from shared.storage import BlobArtifactSink, BlobDatasetSource, open_blob_reader
+
+    try:
+        validate_dataset_name(dataset)
+    except ValueError as error:
+        log.error("ignoring a drop: %s", error)
+        return None
+    pipeline = Pipeline(settings)
+    try:
+        overrides = RunOverrides.parse_marker(marker_body)
+    except OverridesError as error:
+        log.error("%s: %s", dataset, error)
+        publish_intake_failure(pipeline, dataset, "marker", str(error))
+        return None
+
+    what = f"datasets/{dataset}.zip" if archive else f"datasets/{dataset}/"
+    options = convert_options(settings, overrides)
+    receipt_name = f"{dataset}/{INTAKE_RECEIPTS}{drop_fingerprint(pipeline, dataset, archive, marker_body, options)}.json"
+    receipt, _ = pipeline.store.read_document(receipt_name)
+    if receipt and pipeline.manifest(dataset, receipt["version"]) is not None:
+        # A replay of a drop already converted (same blobs, same ETags, same options): skip the conversion.
+        log.info("%s: this drop was already converted to version %s", dataset, receipt["version"])
+        if pipeline.store.get(dataset, receipt["version"]) is not None:
+            return IntakeResult(
+                dataset=dataset,
+                version=receipt["version"],
+                published=False,
+                run_created=False,
+                examples=int(receipt.get("examples", 0)),
+            )
+    created: dict[str, object] = {}
+
+    def create_run(version: str) -> None:
+        manifest = json.loads(sink.read_staged(MANIFEST_NAME))
+        run = Run(dataset=dataset, version=version, overrides=overrides.values())
+        fill_from_manifest(run, manifest)
+        examples = sum(int(s.get("examples", 0)) for s in run.splits.values())
+        run.transitions.append(
+            Transition(
+                state="converted",
+                at=utcnow(),
+                detail=f"{examples} examples, {len(run.labels)} labels from {what}",
+            )
+        )
+        stored, was_created = pipeline.store.create(run)
+        created.update(run=stored, created=was_created)
+
+    sink = BlobArtifactSink(pipeline.training, dataset, before_publish=create_run)
+    try:
+        with ExitStack() as stack:
+            if archive:
+                from shared.conversion.sources import ZipSource
+
+                blob = pipeline.datasets.get_blob_client(f"{dataset}.zip")
+                source = ZipSource(stack.enter_context(open_blob_reader(blob)))
+            else:
+                source = BlobDatasetSource(pipeline.datasets, f"{dataset}/")
+            result = convert_dataset(source, sink, options)
+    except DatasetError as error:
+        log.error("%s: the dataset cannot be used: %s", dataset, error)
+        publish_intake_failure(pipeline, dataset, "convert", str(error))
+        return None
+    except ValueError as error:  # an unreadable archive, a path outside the layout
+        log.error("%s: %s", dataset, error)
+        publish_intake_failure(pipeline, dataset, "convert", f"{what}: {error}")
+        return None
+
+    if not created:  # the version was already published: make sure its run exists all the same
+        run = Run(dataset=dataset, version=result.version, overrides=overrides.values())
+        fill_from_manifest(run, result.manifest)
+        _, was_created = pipeline.store.create(run)
+        created.update(created=was_created)
+        log.info("%s: version %s is already there; nothing new to train", dataset, result.version)
+    _clear_intake_failure(pipeline, dataset)
+    examples = sum(int(s.get("examples", 0)) for s in (result.manifest.get("splits") or {}).values())
+    pipeline.store.write_document(
+        receipt_name, {"version": result.version, "examples": examples, "at": utcnow().isoformat()}
+    )
+    return IntakeResult(
+        dataset=dataset,
+        version=result.version,
+        published=sink.published,
+        run_created=bool(created.get("created")),
+        examples=examples,
+    )
+
+
+def drop_fingerprint(
+    pipeline: Pipeline, dataset: str, archive: bool, marker_body: bytes, options: object
+) -> str:
+    """A digest of what a conversion would read: every blob of the drop (name, size, ETag), the marker and
+    the conversion options. Equal fingerprints convert to the same version, so a replay can skip the work."""
+    digest = hashlib.sha256()
+    if archive:
+        properties = pipeline.datasets.get_blob_client(f"{dataset}.zip").get_blob_properties()
+        digest.update(f"zip\t{properties.size}\t{properties.etag}\n".encode())
+    else:
+        for blob in pipeline.datasets.list_blobs(name_starts_with=f"{dataset}/"):
+            digest.update(f"{blob.name}\t{blob.size}\t{blob.etag}\n".encode())
+    digest.update(marker_body or b"")
+    digest.update(repr(options).encode())
+    return digest.hexdigest()[:32]
+
+
+def _clear_intake_failure(pipeline: Pipeline, dataset: str) -> None:
+    from shared.pipeline.reports import INTAKE_VERSION
+
+    for blob in pipeline.reports.list_blobs(name_starts_with=report_prefix(dataset, INTAKE_VERSION)):
+        pipeline.reports.delete_blob(blob.name)

@@ -1,0 +1,297 @@
+"""The run: one dataset version's durable state, its states and allowed transitions, and the per-dataset
+overrides a ``_READY`` marker may carry.
+
+A run is one JSON blob (``runs/<dataset>/<version>.json``). It records what the pipeline intends to do
+before each remote side effect (``intent``) and what came back right after (ids, statuses), so a crash
+between two steps is resumed by looking for the remote object first, never by creating a second one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from shared.reporting.schema import Decision, Failure, ResultsRow, Transition
+from shared.settings import Settings
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now (UTC); every timestamp in a run is UTC."""
+    return datetime.now(UTC)
+
+
+class RunState(StrEnum):
+    CONVERTED = "converted"
+    UPLOADING = "uploading"
+    TRAINING = "training"
+    TRAINED = "trained"
+    DEPLOYING = "deploying"
+    DEPLOYED = "deployed"
+    EVALUATING = "evaluating"
+    EVALUATED = "evaluated"
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    OVER_BUDGET = "over_budget"  # stopped before anything was uploaded
+
+
+TERMINAL_STATES = frozenset(
+    {RunState.PROMOTED, RunState.REJECTED, RunState.FAILED, RunState.CANCELLED, RunState.OVER_BUDGET}
+)
+
+# The forward path of the architecture note; failed / cancelled are reachable from every live state.
+ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.CONVERTED: frozenset({RunState.UPLOADING, RunState.OVER_BUDGET}),
+    RunState.UPLOADING: frozenset({RunState.TRAINING}),
+    RunState.TRAINING: frozenset({RunState.TRAINED}),
+    RunState.TRAINED: frozenset({RunState.DEPLOYING}),
+    RunState.DEPLOYING: frozenset(
+        {RunState.DEPLOYED, RunState.TRAINED}
+    ),  # TRAINED: redeploy after a failed provisioning
+    RunState.DEPLOYED: frozenset({RunState.EVALUATING}),
+    RunState.EVALUATING: frozenset({RunState.EVALUATED}),
+    RunState.EVALUATED: frozenset({RunState.PROMOTED, RunState.REJECTED}),
+}
+for _state in list(ALLOWED_TRANSITIONS):
+    ALLOWED_TRANSITIONS[_state] = ALLOWED_TRANSITIONS[_state] | {RunState.FAILED, RunState.CANCELLED}
+
+
+class TransitionError(ValueError):
+    """A state change the state machine does not allow."""
+
+
+class OverridesError(ValueError):
+    """A ``_READY`` marker whose body is not a valid overrides object."""
+
+
+class RunOverrides(BaseModel):
+    """Per-dataset settings a ``_READY`` marker may carry as a JSON object. Unknown keys are an error
+    (a typo must not silently train with the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str | None = None
+    epochs: int | None = Field(default=None, ge=1, le=50)
+    batch_size: int | None = Field(default=None, ge=1)
+    learning_rate_multiplier: float | None = Field(default=None, gt=0)
+    seed: int | None = None
+    prompt: str | None = Field(default=None, min_length=1)
+    max_side: int | None = Field(default=None, ge=16, le=2048)
+    jpeg_quality: int | None = Field(default=None, ge=1, le=95)
+    training_type: Literal["standard", "globalstandard", "developer"] | None = None
+    candidate_sku: Literal["Standard", "GlobalStandard", "DeveloperTier"] | None = None
+    continue_from_production: bool | None = None
+    promotion_margin: float | None = Field(default=None, ge=0, le=1)
+    promotion_p_value: float | None = Field(default=None, gt=0, le=1)
+    max_training_tokens: int | None = Field(default=None, ge=1)
+    budget_usd: float | None = Field(default=None, ge=0)
+
+    @classmethod
+    def parse_marker(cls, body: bytes) -> RunOverrides:
+        """Overrides from a marker body: empty/whitespace -> none; else a JSON object of known keys.
+        Raises ``OverridesError`` with a message a person can act on."""
+        text = body.decode("utf-8-sig", errors="strict").strip() if body else ""
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise OverridesError(
+                f"the _READY marker is not valid JSON ({error}); leave it empty or write an object "
+                f'such as {{"epochs": 3}}'
+            ) from error
+        if not isinstance(data, dict):
+            raise OverridesError(f"the _READY marker must hold a JSON object, not {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'marker'}: {e['msg']}" for e in error.errors()
+            )
+            allowed = ", ".join(sorted(cls.model_fields))
+            raise OverridesError(
+                f"invalid override(s) in the _READY marker: {problems} (allowed keys: {allowed})"
+            ) from error
+
+    def values(self) -> dict[str, Any]:
+        """The overrides that were set (key -> value)."""
+        return self.model_dump(exclude_none=True)
+
+    def apply(self, settings: Settings) -> Settings:
+        """``settings`` with these overrides applied (the prompt is not a setting: see ``prompt``)."""
+        update = {
+            OVERRIDE_SETTINGS_FIELDS[key]: value
+            for key, value in self.values().items()
+            if key in OVERRIDE_SETTINGS_FIELDS
+        }
+        return settings.model_copy(update=update) if update else settings
+
+
+# override key -> Settings field
+OVERRIDE_SETTINGS_FIELDS = {
+    "base_model": "base_model",
+    "epochs": "n_epochs",
+    "batch_size": "batch_size",
+    "learning_rate_multiplier": "learning_rate_multiplier",
+    "seed": "seed",
+    "max_side": "max_side",
+    "jpeg_quality": "jpeg_quality",
+    "training_type": "training_type",
+    "candidate_sku": "candidate_sku",
+    "continue_from_production": "continue_from_production",
+    "promotion_margin": "promotion_margin",
+    "promotion_p_value": "promotion_p_value",
+    "max_training_tokens": "max_training_tokens",
+    "budget_usd": "max_run_usd",
+}
+
+
+class UploadedFile(BaseModel):
+    split: str
+    name: str  # the filename on the resource, unique per dataset version + split
+    blob: str  # training container blob it was read from
+    size: int
+    file_id: str | None = None
+    status: str | None = None  # pending | processed | error
+    deleted: bool = False
+
+
+class JobInfo(BaseModel):
+    job_id: str | None = None
+    model: str | None = None  # what the job fine-tunes (base model, or production model when continued)
+    status: str | None = None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    error: str | None = None
+    events: list[str] = Field(default_factory=list)
+    checkpoints: list[str] = Field(default_factory=list)
+    results: list[ResultsRow] = Field(default_factory=list)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class DeploymentInfo(BaseModel):
+    name: str
+    model: str
+    sku: str
+    state: str | None = None  # provisioning state as last seen
+    requested_at: datetime | None = None
+    ready_at: datetime | None = None
+    deleted_at: datetime | None = None
+    attempts: int = 0
+
+
+class RoleProgress(BaseModel):
+    """One model's evaluation on the run's test split. The scored examples live in a side blob."""
+
+    role: Literal["base", "candidate", "incumbent"]
+    model: str
+    deployment: str | None = None
+    method: Literal["batch", "realtime"]
+    total: int = 0
+    scored: int = 0
+    done: bool = False
+    retried_errors: bool = False
+    batch_input_file: str | None = None
+    batch_id: str | None = None
+    batch_status: str | None = None
+    note: str | None = None
+    remote_files: list[str] = Field(default_factory=list)  # batch input/output/error files to delete later
+    incumbent_version: str | None = None  # for role incumbent: the production version it was
+
+
+class RetryState(BaseModel):
+    stage: str
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+
+
+class Lease(BaseModel):
+    owner: str
+    until: datetime
+
+
+class Run(BaseModel):
+    """One dataset version's durable state. ``etag`` is the blob's ETag as last read or written."""
+
+    model_config = ConfigDict(use_enum_values=False)
+
+    dataset: str
+    version: str
+    state: RunState = RunState.CONVERTED
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    transitions: list[Transition] = Field(default_factory=list)
+    intent: dict[str, Any] | None = None  # the side effect in flight: {"action", "at", ...}
+    lease: Lease | None = None
+    retry: RetryState | None = None
+    failure: Failure | None = None
+    estimate: dict[str, Any] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)
+    splits: dict[str, dict[str, Any]] = Field(default_factory=dict)  # split -> {examples, per_label}
+    files: list[UploadedFile] = Field(default_factory=list)
+    job: JobInfo = Field(default_factory=JobInfo)
+    candidate: DeploymentInfo | None = None
+    production_deployment: DeploymentInfo | None = None  # a separate one when production_sku != candidate_sku
+    evaluation: dict[str, RoleProgress] = Field(default_factory=dict)
+    decision: Decision | None = None
+    scores: dict[str, float] = Field(default_factory=dict)  # role -> accuracy, once its evaluation is done
+    report_written_for: str | None = None  # the state whose report was last written
+
+    _etag: str | None = PrivateAttr(default=None)
+
+    @property
+    def etag(self) -> str | None:
+        return self._etag
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.version}"
+
+    def overrides_model(self) -> RunOverrides:
+        return RunOverrides.model_validate(self.overrides)
+
+    def effective_settings(self, settings: Settings) -> Settings:
+        """``settings`` with this run's marker overrides applied."""
+        return self.overrides_model().apply(settings) if self.overrides else settings
+
+    def transition(self, state: RunState, detail: str = "") -> None:
+        """Move to ``state`` (if the state machine allows it) and record the transition with time and detail."""
+        if state == self.state:
+            return
+        if state not in ALLOWED_TRANSITIONS.get(self.state, frozenset()):
+            raise TransitionError(f"{self.key}: {self.state.value} -> {state.value} is not allowed")
+        self.state = state
+        self.retry = None
+        self.transitions.append(Transition(state=state.value, at=utcnow(), detail=detail))
+
+    def fail(self, stage: str, message: str, *, cancelled: bool = False) -> None:
+        """Record a failure (stage + the service's own message) and move to failed (or cancelled)."""
+        self.failure = Failure(stage=stage, message=message, at=utcnow())
+        self.intent = None
+        self.transition(RunState.CANCELLED if cancelled else RunState.FAILED, f"{stage}: {message}")
+
+    def note(self, detail: str) -> None:
+        """Record a notable event that is not a state change (kept in the timeline with the current state)."""
+        self.transitions.append(Transition(state=self.state.value, at=utcnow(), detail=detail))
+
+    def live_deployments(self) -> list[DeploymentInfo]:
+        """Deployments this run created (or may have created) that are not known to be deleted."""
+        return [
+            d for d in (self.candidate, self.production_deployment) if d is not None and d.deleted_at is None
+        ]
+
+    def file(self, split: str) -> UploadedFile | None:
+        return next((f for f in self.files if f.split == split), None)

@@ -1,0 +1,268 @@
+"""Build the report documents (``shared.reporting.schema``) from runs and write the rendered files.
+
+- ``publish_run_report``: ``reports/<dataset>/<version>/report.{json,md,html}``
+- ``publish_index``: ``reports/<dataset>/index.{json,md,html}`` (every version, production, history)
+- ``publish_intake_failure``: a dataset that could not even be converted (bad marker, too few images)
+  gets ``reports/<dataset>/intake/report.*`` so the person who dropped it sees why.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.layout import REJECTED_NAME, evaluations_prefix, report_prefix, training_prefix
+from shared.pipeline.models import Run, RunState, utcnow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.pipeline.context import Pipeline
+    from shared.reporting.schema import DatasetIndex, EvaluationReport, RunReport
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = {
+    RunState.PROMOTED: "promoted",
+    RunState.REJECTED: "rejected",
+    RunState.FAILED: "failed",
+    RunState.CANCELLED: "cancelled",
+    RunState.OVER_BUDGET: "over_budget",
+}
+INTAKE_VERSION = "intake"
+# Trained tokens below this share of the estimate suggest the service skipped examples (token counts of
+# the estimate and the service differ by some percent anyway, so only a clear gap is reported).
+SKIPPED_SHARE = 0.75
+
+
+def _upload(pipeline: Pipeline, prefix: str, files: dict[str, bytes]) -> None:
+    from azure.storage.blob import ContentSettings
+
+    from shared.reporting.publish import content_type
+
+    for name, data in files.items():
+        pipeline.reports.upload_blob(
+            prefix + name,
+            data,
+            overwrite=True,
+            content_settings=ContentSettings(content_type=content_type(name)),
+        )
+
+
+def run_evaluations(pipeline: Pipeline, run: Run, labels: list[str]) -> dict[str, Any]:
+    """role -> ModelEvaluation for every role of the run that has scored examples."""
+    from shared.pipeline.evaluate import load_examples, model_evaluation
+
+    prefix = pipeline.store.side_blob_name(run.dataset, run.version, "")
+    settings = run.effective_settings(pipeline.settings)
+    evaluations = {}
+    for name, role in run.evaluation.items():
+        examples = load_examples(pipeline, prefix, name)
+        if examples and labels:
+            evaluations[name] = model_evaluation(settings, labels, role, examples)
+    return evaluations
+
+
+def _dataset_summary(pipeline: Pipeline, run: Run, manifest: dict[str, Any] | None) -> Any:
+    from shared.reporting.schema import DatasetSummary, RejectedFile, SplitSummary
+    from shared.storage import read_json
+
+    if not manifest:
+        return None
+    rejected = read_json(pipeline.training, training_prefix(run.dataset, run.version) + REJECTED_NAME) or []
+    return DatasetSummary(
+        labels=list(manifest.get("labels", [])),
+        splits={
+            name: SplitSummary(
+                examples=int(split.get("examples", 0)), per_label=dict(split.get("per_label", {}))
+            )
+            for name, split in (manifest.get("splits") or {}).items()
+        },
+        rejected=[
+            RejectedFile(
+                path=str(r.get("path", "")), code=str(r.get("code", "")), reason=str(r.get("reason", ""))
+            )
+            for r in rejected
+            if isinstance(r, dict)
+        ],
+        ignored=[str(p) for p in manifest.get("ignored", [])],
+        warnings=[str(w) for w in manifest.get("warnings", [])],
+    )
+
+
+def _hours(start: datetime | None, end: datetime | None) -> float:
+    if start is None:
+        return 0.0
+    return max(0.0, ((end or utcnow()) - start).total_seconds() / 3600.0)
+
+
+def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
+    """The run's ``RunReport`` as of now."""
+    from shared.reporting.schema import CostSummary, RunReport, TrainingSummary
+
+    settings = run.effective_settings(pipeline.settings)
+    manifest = pipeline.manifest(run.dataset, run.version)
+    labels = list(run.labels or (manifest or {}).get("labels", []))
+    evaluations = run_evaluations(pipeline, run, labels)
+    job = run.job
+    submitted = {split: int(info.get("examples", 0)) for split, info in run.splits.items()}
+    skipped_note = None
+    if job.trained_tokens and run.estimate.get("tokens_per_epoch") and job.hyperparameters.get("n_epochs"):
+        expected = int(run.estimate["tokens_per_epoch"]) * int(job.hyperparameters["n_epochs"])
+        if job.trained_tokens < SKIPPED_SHARE * expected:
+            skipped_note = (
+                f"The job trained on {job.trained_tokens:,} tokens where the submitted examples come to about "
+                f"{expected:,} ({1 - job.trained_tokens / expected:.0%} fewer): the service may have skipped "
+                f"images (it silently drops images with people, faces, children or CAPTCHAs)."
+            )
+    training = (
+        TrainingSummary(
+            job_id=job.job_id,
+            base_model=job.model or settings.base_model,
+            fine_tuned_model=job.fine_tuned_model,
+            status=job.status,
+            hyperparameters={
+                k: v for k, v in job.hyperparameters.items() if isinstance(v, (int, float, str)) or v is None
+            },
+            trained_tokens=job.trained_tokens,
+            submitted_examples=submitted,
+            skipped_note=skipped_note,
+            results=job.results,
+            events=job.events,
+            checkpoints=job.checkpoints,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+        if job.job_id or run.state not in (RunState.CONVERTED, RunState.OVER_BUDGET)
+        else None
+    )
+
+    estimate_tokens = run.estimate.get("training_tokens")
+    estimate_usd = (
+        estimate_tokens * settings.price_training_per_1m_tokens / 1e6 if estimate_tokens is not None else None
+    )
+    training_usd = (
+        job.trained_tokens * settings.price_training_per_1m_tokens / 1e6 if job.trained_tokens else None
+    )
+    evaluation_usd = sum(e.metrics.cost_usd for e in evaluations.values())
+    hosting_hours = sum(
+        _hours(d.ready_at or d.requested_at, d.deleted_at)
+        for d in (run.candidate, run.production_deployment)
+        if d is not None and d.requested_at is not None and d.sku != "DeveloperTier"
+    )
+    hosting_usd = hosting_hours * settings.price_hosting_per_hour
+    cost = CostSummary(
+        estimated_training_tokens=estimate_tokens,
+        estimated_training_usd=estimate_usd,
+        training_usd=training_usd,
+        evaluation_usd=round(evaluation_usd, 6),
+        hosting_usd_per_hour=settings.price_hosting_per_hour
+        if settings.candidate_sku != "DeveloperTier"
+        else 0.0,
+        hosting_hours=round(hosting_hours, 4),
+        total_usd=round((training_usd or 0.0) + evaluation_usd + hosting_usd, 4),
+        budget_usd=settings.max_run_usd,
+        budget_tokens=settings.max_training_tokens,
+    )
+    production, _ = pipeline.production(run.dataset)
+    return RunReport(
+        dataset=run.dataset,
+        version=run.version,
+        generated_at=utcnow(),
+        outcome=OUTCOMES.get(run.state, "in_progress"),
+        state=run.state.value,
+        decision=run.decision,
+        base=evaluations.get("base"),
+        candidate=evaluations.get("candidate"),
+        incumbent=evaluations.get("incumbent"),
+        training=training,
+        dataset_summary=_dataset_summary(pipeline, run, manifest),
+        cost=cost,
+        failure=run.failure,
+        timeline=run.transitions,
+        production_model=(production or {}).get("model"),
+        production_deployment=(production or {}).get("deployment"),
+    )
+
+
+def publish_run_report(pipeline: Pipeline, run: Run) -> RunReport:
+    """Render and write the run's report files; returns the report."""
+    from shared.reporting.publish import render_report_files
+
+    report = build_run_report(pipeline, run)
+    _upload(pipeline, report_prefix(run.dataset, run.version), render_report_files(report))
+    return report
+
+
+def build_index(pipeline: Pipeline, dataset: str) -> DatasetIndex:
+    """``index.json`` of a dataset: every run with its outcome and accuracy, production, history."""
+    from shared.reporting.schema import DatasetIndex, ProductionHistoryPoint, RunIndexEntry
+
+    production, _ = pipeline.production(dataset)
+    entries = []
+    for run in pipeline.store.list(dataset):
+        entries.append(
+            RunIndexEntry(
+                version=run.version,
+                outcome=OUTCOMES.get(run.state, "in_progress"),
+                state=run.state.value,
+                accuracy=_accuracy(run, "candidate"),
+                baseline_accuracy=_accuracy(run, "incumbent" if "incumbent" in run.evaluation else "base"),
+                created_at=run.created_at,
+                report_path=f"{run.version}/report.html",
+            )
+        )
+    history = [ProductionHistoryPoint.model_validate(p) for p in (production or {}).get("history", [])]
+    return DatasetIndex(
+        dataset=dataset,
+        generated_at=utcnow(),
+        production_version=(production or {}).get("version"),
+        production_model=(production or {}).get("model"),
+        production_deployment=(production or {}).get("deployment"),
+        runs=entries,
+        history=history,
+        regression_threshold=pipeline.settings.regression_threshold,
+    )
+
+
+def _accuracy(run: Run, role: str) -> float | None:
+    return run.scores.get(role)
+
+
+def publish_index(pipeline: Pipeline, dataset: str) -> None:
+    from shared.reporting.publish import render_index_files
+
+    _upload(pipeline, f"{dataset}/", render_index_files(build_index(pipeline, dataset)))
+
+
+def publish_evaluation_report(pipeline: Pipeline, report: EvaluationReport) -> str:
+    """Write a scheduled evaluation's files; returns the blob prefix + stem they were written under."""
+    from shared.reporting.publish import evaluation_stem, render_evaluation_files
+
+    _upload(pipeline, evaluations_prefix(report.dataset), render_evaluation_files(report))
+    return evaluations_prefix(report.dataset) + evaluation_stem(report.generated_at)
+
+
+def publish_intake_failure(pipeline: Pipeline, dataset: str, stage: str, message: str) -> None:
+    """A failure before any version exists (bad marker, unusable dataset): ``reports/<dataset>/intake/``."""
+    from shared.reporting.publish import render_report_files
+    from shared.reporting.schema import Failure, RunReport, Transition
+
+    now = utcnow()
+    report = RunReport(
+        dataset=dataset,
+        version=INTAKE_VERSION,
+        generated_at=now,
+        outcome="failed",
+        state="failed",
+        failure=Failure(stage=stage, message=message, at=now),
+        timeline=[Transition(state="failed", at=now, detail=f"{stage}: {message}")],
+    )
+    _upload(pipeline, report_prefix(dataset, INTAKE_VERSION), render_report_files(report))
+
+
+def intake_failure(pipeline: Pipeline, dataset: str) -> dict[str, Any] | None:
+    """The last intake failure of a dataset (stage, message, at), if any."""
+    from shared.storage import read_json
+
+    data = read_json(pipeline.reports, report_prefix(dataset, INTAKE_VERSION) + "report.json")
+    return (data or {}).get("failure")

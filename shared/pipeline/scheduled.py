@@ -1,0 +1,268 @@
+"""Scheduled re-evaluation of production: each dataset's production model and the base model answer the
+latest test set again; the result is a report under ``reports/<dataset>/evaluations/<stamp>.*`` and a point
+in the production history, flagged as a regression when accuracy fell by more than
+``regression_threshold`` since the previous point.
+
+The work is resumable like a run's evaluation: a document ``runs/<dataset>/_scheduled/<stamp>.json``
+holds the progress (scored examples in side blobs next to it); ``evaluate_production`` starts one per
+dataset and does what fits in ``eval_tick_seconds``; ``advance_runs`` ticks continue the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from shared.pipeline.context import Pipeline
+from shared.pipeline.models import RoleProgress, utcnow
+from shared.pipeline.store import INSTANCE_ID, ConcurrentUpdateError
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCHEDULED_DIR = "_scheduled/"
+
+
+def scheduled_prefix(dataset: str) -> str:
+    return f"{dataset}/{SCHEDULED_DIR}"
+
+
+def evaluate_production(settings: Settings) -> list[str]:
+    """Start a re-evaluation for every dataset that has a production model (unless one is still running)
+    and advance all unfinished ones. Returns the names of the evaluation documents it started."""
+    from shared.pipeline.evaluate import base_role, load_test_items
+    from shared.reporting.publish import evaluation_stem
+
+    pipeline = Pipeline(settings)
+    started = []
+    for dataset in pipeline.store.datasets():
+        production, _ = pipeline.production(dataset)
+        if not production:
+            continue
+        if any(not doc.get("done") for doc, _ in _documents(pipeline, dataset)):
+            log.info("%s: a scheduled evaluation is still running; not starting another", dataset)
+            continue
+        runs = pipeline.store.list(dataset)
+        test_version = runs[-1].version if runs else str(production["version"])
+        items = load_test_items(pipeline, dataset, test_version)
+        if not items:
+            log.warning("%s: the latest test set (%s) is empty; nothing to evaluate", dataset, test_version)
+            continue
+        now = utcnow()
+        stem = evaluation_stem(now)
+        roles = {
+            "incumbent": RoleProgress(
+                role="incumbent",
+                model=str(production["model"]),
+                deployment=str(production["deployment"]),
+                method="realtime",
+                total=len(items),
+                incumbent_version=str(production.get("version")),
+            ),
+            "base": base_role(settings, len(items)),
+        }
+        document = {
+            "id": stem,
+            "dataset": dataset,
+            "created_at": now.isoformat(),
+            "test_set_version": test_version,
+            "production_version": production.get("version"),
+            "roles": {name: role.model_dump(mode="json") for name, role in roles.items()},
+            "done": False,
+            "report": None,
+            "lease": None,
+        }
+        name = f"{scheduled_prefix(dataset)}{stem}.json"
+        try:
+            pipeline.store.write_document(name, document, create_only=True)
+        except ConcurrentUpdateError:
+            continue  # the same second's evaluation already started elsewhere
+        started.append(name)
+    continue_scheduled_evaluations(pipeline)
+    return started
+
+
+def _documents(pipeline: Pipeline, dataset: str) -> list[tuple[dict[str, Any], str]]:
+    documents = []
+    for name in pipeline.store.list_documents(scheduled_prefix(dataset)):
+        if not name.endswith(".json") or ".d/" in name:
+            continue
+        doc, etag = pipeline.store.read_document(name)
+        if doc is not None:
+            documents.append((doc, etag))
+    return documents
+
+
+def continue_scheduled_evaluations(pipeline: Pipeline) -> None:
+    """Advance every unfinished scheduled evaluation (each within ``eval_tick_seconds``)."""
+    for dataset in pipeline.store.datasets():
+        for name in pipeline.store.list_documents(scheduled_prefix(dataset)):
+            if name.endswith(".json") and ".d/" not in name:
+                try:
+                    _advance_document(pipeline, name)
+                except ConcurrentUpdateError:
+                    log.info("%s is being advanced by another worker", name)
+
+
+def _advance_document(pipeline: Pipeline, name: str) -> None:
+    from shared.pipeline.advance import lease_seconds
+    from shared.pipeline.evaluate import advance_evaluation, load_test_items
+
+    doc, etag = pipeline.store.read_document(name)
+    if doc is None or doc.get("done"):
+        return
+    now = utcnow()
+    lease = doc.get("lease")
+    if lease and lease.get("owner") != INSTANCE_ID and lease.get("until", "") > now.isoformat():
+        return
+    doc["lease"] = {
+        "owner": INSTANCE_ID,
+        "until": (now + timedelta(seconds=lease_seconds(pipeline.settings))).isoformat(),
+    }
+    etag = pipeline.store.write_document(name, doc, etag=etag)  # the claim: fails if someone else wrote first
+
+    settings = pipeline.settings
+    dataset, version = doc["dataset"], doc["test_set_version"]
+    roles = {role: RoleProgress.model_validate(data) for role, data in doc["roles"].items()}
+    items = load_test_items(pipeline, dataset, version)
+    prefix = name[: -len(".json")] + ".d/"
+    deadline = time.monotonic() + settings.eval_tick_seconds
+    try:
+        advance_evaluation(
+            pipeline, roles, prefix=prefix, tag=f"{dataset}-sched-{doc['id']}", items=items, deadline=deadline
+        )
+    except Exception as error:  # noqa: BLE001 - recorded; the next tick tries again
+        log.warning("%s: scheduled evaluation step failed: %s", name, error)
+        doc["last_error"] = str(error)
+        doc["errors"] = int(doc.get("errors", 0)) + 1
+        if doc["errors"] >= settings.max_step_attempts:
+            doc["failed"] = f"gave up after {doc['errors']} attempts: {error}"
+            doc["report"] = _finish_evaluation(pipeline, doc, roles, prefix, failure=doc["failed"])
+            doc["done"] = True
+    doc["roles"] = {role: progress.model_dump(mode="json") for role, progress in roles.items()}
+    if not doc.get("done") and all(progress.done for progress in roles.values()):
+        doc["report"] = _finish_evaluation(pipeline, doc, roles, prefix)
+        doc["done"] = True
+    if doc.get("done"):
+        _delete_remote_files(pipeline, roles)
+        doc["roles"] = {role: progress.model_dump(mode="json") for role, progress in roles.items()}
+    doc["lease"] = None
+    pipeline.store.write_document(name, doc, etag=etag)
+
+
+def _delete_remote_files(pipeline: Pipeline, roles: dict[str, RoleProgress]) -> None:
+    from shared.aoai.files import delete_file
+
+    for progress in roles.values():
+        for file_id in list(progress.remote_files):
+            try:
+                delete_file(pipeline.openai, file_id)
+                progress.remote_files.remove(file_id)
+            except Exception as error:  # noqa: BLE001 - a leftover batch file is only quota, retried never
+                log.warning("could not delete file %s: %s", file_id, error)
+
+
+def _finish_evaluation(
+    pipeline: Pipeline,
+    doc: dict[str, Any],
+    roles: dict[str, RoleProgress],
+    prefix: str,
+    failure: str | None = None,
+) -> str:
+    """Write the evaluation report, add the point to the production history, refresh the index. With
+    ``failure`` (production could not be evaluated at all) the report says so and is flagged."""
+    from shared.pipeline.advance import history_point
+    from shared.pipeline.evaluate import load_examples, model_evaluation
+    from shared.pipeline.reports import publish_evaluation_report, publish_index
+    from shared.reporting.schema import EvaluationReport, ProductionHistoryPoint
+
+    settings = pipeline.settings
+    dataset = doc["dataset"]
+    run = pipeline.store.get(dataset, doc["test_set_version"])
+    labels = list(run.labels) if run else []
+    evaluations = {}
+    for role, progress in roles.items():
+        examples = load_examples(pipeline, prefix, role)
+        if progress.done or examples:
+            evaluations[role] = model_evaluation(settings, labels, progress, examples)
+    production, _ = pipeline.production(dataset)
+    if failure is not None and (not roles["incumbent"].done or "incumbent" not in evaluations):
+        report = EvaluationReport(
+            dataset=dataset,
+            generated_at=utcnow(),
+            test_set_version=doc["test_set_version"],
+            production=None,
+            base=evaluations.get("base") if roles["base"].done else None,
+            previous_accuracy=None,
+            regression=True,
+            regression_threshold=settings.regression_threshold,
+            note=f"Production ({roles['incumbent'].model} on {roles['incumbent'].deployment}) could not be "
+            f"evaluated: {failure}",
+        )
+        path = publish_evaluation_report(pipeline, report)
+        publish_index(pipeline, dataset)
+        log.error("%s: production could not be evaluated: %s", dataset, failure)
+        return path
+    test_set = doc["test_set_version"]
+    history = (production or {}).get("history", [])
+    # Only a measurement on the same test set is comparable (a newer test set has other, maybe harder, images).
+    same_set = [p for p in history if p.get("test_set_version") == test_set]
+    previous = float(same_set[-1]["accuracy"]) if same_set else None
+    current = evaluations["incumbent"].metrics.accuracy
+    regression = previous is not None and previous - current > settings.regression_threshold
+    note = (
+        f"Production ({roles['incumbent'].model}) answered {current:.1%} of {evaluations['incumbent'].metrics.n} "
+        f"test examples of version {test_set} correctly"
+        + (
+            f", against {previous:.1%} at the previous measurement on the same test set"
+            if previous is not None
+            else "; this is the first measurement on this test set, so there is nothing to compare it with"
+        )
+        + (
+            f": a regression of {(previous - current) * 100:.1f} points, beyond the "
+            f"{settings.regression_threshold * 100:.1f}-point threshold."
+            if regression
+            else "."
+        )
+    )
+    notes = [p.note for p in roles.values() if p.note]
+    report = EvaluationReport(
+        dataset=dataset,
+        generated_at=utcnow(),
+        test_set_version=doc["test_set_version"],
+        production=evaluations["incumbent"],
+        base=evaluations.get("base"),
+        previous_accuracy=previous,
+        regression=regression,
+        regression_threshold=settings.regression_threshold,
+        note=" ".join([note, *notes]),
+    )
+    path = publish_evaluation_report(pipeline, report)
+    for _ in range(10):
+        record, etag = pipeline.production(dataset)
+        if not record:
+            break
+        record.setdefault("history", []).append(
+            history_point(
+                ProductionHistoryPoint(
+                    at=report.generated_at,
+                    version=str(record.get("version")),
+                    model=str(record.get("model")),
+                    accuracy=current,
+                    source="scheduled",
+                    regression=regression,
+                ),
+                test_set,
+            )
+        )
+        try:
+            pipeline.write_production(dataset, record, etag)
+            break
+        except ConcurrentUpdateError:
+            continue
+    publish_index(pipeline, dataset)
+    if regression:
+        log.warning("%s: production accuracy fell from %.3f to %.3f", dataset, previous, current)
+    return path

@@ -1,0 +1,371 @@
+"""Blob storage adapters: the service client, a dataset source over blobs, a seekable range-reading
+file over one blob, and a streaming artifact sink that publishes a converted version atomically.
+
+Nothing here holds a whole dataset in memory: sources read one blob at a time, the range reader keeps
+one buffer, and the sink stages blocks of a few MB as it is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from shared.layout import ALL_CONTAINERS, MANIFEST_NAME, READY_MARKER
+from shared.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+
+    from shared.conversion.sources import SourceEntry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
+DEFAULT_READ_BUFFER = 4 * 1024 * 1024
+STAGING_PREFIX = "_staging/"
+# Staged artifacts carry this suffix so that no trigger pattern or Event Grid suffix filter
+# (``.../manifest.json``) ever matches a half-published version.
+STAGING_SUFFIX = ".part"
+
+
+class BlobChangedError(IOError):
+    """The blob changed while it was being read (its ETag moved): the reader stops rather than mix versions."""
+
+
+@functools.lru_cache(maxsize=8)
+def _service_client(connection_string: str | None, blob_service_uri: str | None, client_id: str | None):
+    from azure.storage.blob import BlobServiceClient
+
+    if connection_string:
+        return BlobServiceClient.from_connection_string(connection_string)
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential(managed_identity_client_id=client_id)
+    return BlobServiceClient(account_url=blob_service_uri, credential=credential)
+
+
+def blob_service_client(settings: Settings) -> BlobServiceClient:
+    """The blob service of ``settings``: the connection string locally (Azurite), else the identity-based
+    form (``AzureWebJobsStorage__blobServiceUri`` + ``DefaultAzureCredential`` with ``AZURE_CLIENT_ID``).
+    Cached per connection, so warm function instances reuse one client (and its connection pool)."""
+    settings.require_storage()
+    return _service_client(
+        settings.storage_connection_string,
+        None if settings.storage_connection_string else settings.storage_blob_service_uri,
+        settings.azure_client_id,
+    )
+
+
+def container_client(settings: Settings, container: str) -> ContainerClient:
+    """A client for one of the containers in ``shared.layout``."""
+    return blob_service_client(settings).get_container_client(container)
+
+
+def ensure_containers(service: BlobServiceClient, names: Iterable[str] = ALL_CONTAINERS) -> None:
+    """Create the containers that are missing (existing ones are left alone)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    for name in names:
+        try:
+            service.create_container(name)
+        except ResourceExistsError:
+            pass
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------------
+class BlobRangeReader(io.RawIOBase):
+    """A read-only, seekable raw file over one blob: every read is a ranged download.
+
+    Pinned to the blob's ETag at open time: if the blob is replaced while being read, reads raise
+    ``BlobChangedError`` instead of silently mixing two versions. Wrap it in ``io.BufferedReader`` (see
+    ``open_blob_reader``) so small reads (zip headers) do not each become a request.
+    """
+
+    def __init__(self, blob: BlobClient) -> None:
+        super().__init__()
+        properties = blob.get_blob_properties()
+        self._blob = blob
+        self._size = int(properties.size)
+        self._etag = properties.etag
+        self._position = 0
+        self.name = blob.blob_name
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._position + offset
+        elif whence == io.SEEK_END:
+            position = self._size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._position = position
+        return position
+
+    def readinto(self, buffer: Any) -> int:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        view = memoryview(buffer).cast("B")
+        length = min(len(view), self._size - self._position)
+        if length <= 0:
+            return 0
+        try:
+            data = self._blob.download_blob(
+                offset=self._position,
+                length=length,
+                etag=self._etag,
+                match_condition=MatchConditions.IfNotModified,
+                max_concurrency=1,
+            ).readall()
+        except ResourceModifiedError as error:
+            raise BlobChangedError(f"{self.name} changed while it was being read; read it again") from error
+        view[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def open_blob_reader(blob: BlobClient, buffer_size: int = DEFAULT_READ_BUFFER) -> io.BufferedReader:
+    """A buffered, seekable binary file over ``blob`` (ranged downloads of ``buffer_size``)."""
+    return io.BufferedReader(BlobRangeReader(blob), buffer_size=buffer_size)
+
+
+class BlobDatasetSource:
+    """A ``DatasetSource`` over the blobs under ``prefix`` (e.g. ``"<dataset>/"`` in ``datasets``).
+
+    Entry paths are relative to ``prefix``. The ``_READY`` marker at the top of the prefix is skipped;
+    everything else is reported to the converter, which decides what to use and what to reject.
+    """
+
+    def __init__(self, container: ContainerClient, prefix: str) -> None:
+        self._container = container
+        self._prefix = prefix if prefix.endswith("/") else prefix + "/"
+
+    def entries(self) -> Iterator[SourceEntry]:
+        from shared.conversion.sources import SourceEntry
+
+        for blob in self._container.list_blobs(name_starts_with=self._prefix):
+            relative = blob.name[len(self._prefix) :]
+            if not relative or relative == READY_MARKER:
+                continue
+            yield SourceEntry(path=relative, size=int(blob.size))
+
+    def read(self, path: str) -> bytes:
+        return self._container.get_blob_client(self._prefix + path).download_blob(max_concurrency=1).readall()
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------------
+class BlockBlobWriter(io.RawIOBase):
+    """A write-only stream to a block blob: buffers up to ``block_size`` bytes, stages each full block,
+    and commits the block list on ``close()``. Memory use is one block, whatever the blob's size."""
+
+    def __init__(self, blob: BlobClient, block_size: int = DEFAULT_BLOCK_SIZE) -> None:
+        super().__init__()
+        self._blob = blob
+        self._block_size = block_size
+        self._buffer = bytearray()
+        self._block_ids: list[str] = []
+        self._prefix = uuid.uuid4().hex[:16]
+        self.bytes_written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.closed:
+            raise ValueError("write to a closed blob writer")
+        chunk = memoryview(data).cast("B")
+        self._buffer += chunk
+        self.bytes_written += len(chunk)
+        while len(self._buffer) >= self._block_size:
+            self._stage(bytes(self._buffer[: self._block_size]))
+            del self._buffer[: self._block_size]
+        return len(chunk)
+
+    def _stage(self, block: bytes) -> None:
+        # Block ids must all have the same length within a blob; base64 of a fixed-width string.
+        block_id = base64.b64encode(f"{self._prefix}-{len(self._block_ids):08d}".encode()).decode()
+        self._blob.stage_block(block_id=block_id, data=block, length=len(block))
+        self._block_ids.append(block_id)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        from azure.storage.blob import BlobBlock
+
+        try:
+            if self._buffer or not self._block_ids:
+                self._stage(bytes(self._buffer))
+                self._buffer.clear()
+            self._blob.commit_block_list([BlobBlock(block_id=b) for b in self._block_ids])
+        finally:
+            super().close()
+
+    def abort(self) -> None:
+        """Drop what was buffered without committing (the staged blocks expire on their own)."""
+        self._buffer.clear()
+        super().close()
+
+
+class BlobArtifactSink:
+    """An ``ArtifactSink`` that streams each artifact to ``_staging/<dataset>/<token>/<name>.part`` in the
+    training container and, on ``commit(version)``, copies them to ``<dataset>/<version>/`` with
+    ``manifest.json`` last, so the ``training_ready`` trigger fires only once everything is in place.
+
+    ``before_publish(version)`` runs after staging and before anything is published (the pipeline creates
+    the run there, so the trigger always finds it). If ``<dataset>/<version>/manifest.json`` already
+    exists, the version is already published: nothing is copied (same data dropped twice starts nothing).
+    ``published`` says afterwards whether this sink published the version.
+    """
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        dataset: str,
+        *,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        before_publish: Callable[[str], None] | None = None,
+        copy_timeout: float = 600.0,
+    ) -> None:
+        self._container = container
+        self._dataset = dataset
+        self._block_size = block_size
+        self._before_publish = before_publish
+        self._copy_timeout = copy_timeout
+        self._staging = f"{STAGING_PREFIX}{dataset}/{uuid.uuid4().hex}/"
+        self._names: list[str] = []
+        self.version: str | None = None
+        self.published = False
+
+    def _staged_name(self, name: str) -> str:
+        return f"{self._staging}{name}{STAGING_SUFFIX}"
+
+    @contextmanager
+    def open(self, name: str) -> Iterator[BinaryIO]:
+        if "/" in name or not name:
+            raise ValueError(f"artifact names are plain file names, got {name!r}")
+        writer = BlockBlobWriter(self._container.get_blob_client(self._staged_name(name)), self._block_size)
+        try:
+            yield writer  # type: ignore[misc]
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        if name not in self._names:
+            self._names.append(name)
+
+    def read_staged(self, name: str) -> bytes:
+        """The bytes of an artifact staged by this sink (small ones: the manifest)."""
+        return self._container.get_blob_client(self._staged_name(name)).download_blob().readall()
+
+    def commit(self, version: str) -> None:
+        if MANIFEST_NAME not in self._names:
+            raise ValueError(f"commit({version!r}) before {MANIFEST_NAME} was written")
+        self.version = version
+        final_prefix = f"{self._dataset}/{version}/"
+        try:
+            if self._container.get_blob_client(final_prefix + MANIFEST_NAME).exists():
+                log.info("%s%s already published; nothing to copy", final_prefix, MANIFEST_NAME)
+            else:
+                if self._before_publish is not None:
+                    self._before_publish(version)
+                ordered = [n for n in self._names if n != MANIFEST_NAME] + [MANIFEST_NAME]
+                for name in ordered:
+                    self._copy(self._staged_name(name), final_prefix + name)
+                self.published = True
+        finally:
+            self.discard()
+
+    def _copy(self, source: str, target: str) -> None:
+        """Server-side copy within the account (authorised by this request, also with Entra ID)."""
+        source_client = self._container.get_blob_client(source)
+        target_client = self._container.get_blob_client(target)
+        result = target_client.start_copy_from_url(source_client.url)
+        status = result.get("copy_status")
+        deadline = time.monotonic() + self._copy_timeout
+        while status == "pending":
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"copying {source} to {target} did not finish in {self._copy_timeout:.0f} s"
+                )
+            time.sleep(0.2)
+            status = target_client.get_blob_properties().copy.status
+        if status not in (None, "success"):
+            raise OSError(f"copying {source} to {target} ended with status {status}")
+
+    def discard(self) -> None:
+        """Delete the staged blobs (best effort: leftovers are only wasted space under ``_staging/``)."""
+        for blob in self._container.list_blobs(name_starts_with=self._staging):
+            try:
+                self._container.delete_blob(blob.name)
+            except Exception as error:  # noqa: BLE001 - cleanup must not hide the real outcome
+                log.warning("could not delete staged %s: %s", blob.name, error)
+
+    abort = discard  # the converter calls ``abort()`` when a conversion fails
+
+
+# --------------------------------------------------------------------------------------------------
+# small JSON helpers
+# --------------------------------------------------------------------------------------------------
+def read_json(container: ContainerClient, name: str) -> Any | None:
+    """The JSON document in blob ``name``, or None when the blob does not exist."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return json.loads(container.get_blob_client(name).download_blob().readall())
+    except ResourceNotFoundError:
+        return None
+
+
+def write_bytes(container: ContainerClient, name: str, data: bytes, content_type: str | None = None) -> None:
+    """Write (overwrite) blob ``name``."""
+    from azure.storage.blob import ContentSettings
+
+    settings = ContentSettings(content_type=content_type) if content_type else None
+    container.upload_blob(name, data, overwrite=True, content_settings=settings)
+
+
+CONTENT_TYPES = {
+    ".json": "application/json",
+    ".md": "text/markdown; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".csv": "text/csv",
+    ".jsonl": "application/jsonl",
+}
+
+
+def content_type_for(name: str) -> str | None:
+    """The Content-Type to store a report file with (so browsers open it right from storage)."""
+    for suffix, value in CONTENT_TYPES.items():
+        if name.endswith(suffix):
+            return value
+    return None

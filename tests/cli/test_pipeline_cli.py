@@ -1,0 +1,154 @@
+"""``visiontune push | status | report`` against the local stack, reading a local.settings.json."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+
+
+@pytest.fixture
+def settings_file(pipeline_env, tmp_path: Path) -> Path:
+    path = tmp_path / "local.settings.json"
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": pipeline_env.values}))
+    return path
+
+
+def _blobs(env, prefix):
+    container = env.service.get_container_client("datasets")
+    return {b.name: b for b in container.list_blobs(name_starts_with=prefix)}
+
+
+def test_push_uploads_then_writes_the_marker_and_mirrors_on_the_next_push(
+    pipeline_env, settings_file, digits_dir, tmp_path, capsys
+):
+    env = pipeline_env
+    rc = main(
+        [
+            "push",
+            str(digits_dir),
+            "--dataset",
+            "pets",
+            "--settings",
+            str(settings_file),
+            "--set",
+            "epochs=3",
+            "--set",
+            "prompt=Which digit is it?",
+            "--json",
+        ]
+    )
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    files = sorted(p for p in digits_dir.rglob("*") if p.is_file())
+    assert result["uploaded"] == len(files) and result["unchanged"] == 0
+    blobs = _blobs(env, "pets/")
+    assert len(blobs) == len(files) + 1
+    marker = env.service.get_container_client("datasets").download_blob("pets/_READY").readall()
+    assert json.loads(marker) == {"epochs": 3, "prompt": "Which digit is it?"}
+    # the marker is written after every file
+    assert blobs["pets/_READY"].last_modified >= max(
+        b.last_modified for n, b in blobs.items() if n != "pets/_READY"
+    )
+
+    # a second push of a copy with one file gone and one changed: only the change goes up
+    copy = tmp_path / "copy"
+    for path in files:
+        target = copy / path.relative_to(digits_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    removed = copy / files[0].relative_to(digits_dir)
+    removed.unlink()
+    changed = copy / files[1].relative_to(digits_dir)
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    assert main(["push", str(copy), "--dataset", "pets", "--settings", str(settings_file), "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert (second["uploaded"], second["unchanged"], second["deleted"]) == (1, len(files) - 2, 1)
+    assert f"pets/{files[0].relative_to(digits_dir).as_posix()}" not in _blobs(env, "pets/")
+    assert env.service.get_container_client("datasets").download_blob("pets/_READY").readall() == b""
+
+
+def test_push_refuses_bad_overrides_and_names_before_uploading(
+    pipeline_env, settings_file, digits_dir, capsys
+):
+    assert (
+        main(
+            [
+                "push",
+                str(digits_dir),
+                "--dataset",
+                "pets",
+                "--settings",
+                str(settings_file),
+                "--set",
+                "epoch=3",
+            ]
+        )
+        == 2
+    )
+    assert "epoch: Extra inputs are not permitted" in capsys.readouterr().err
+    assert main(["push", str(digits_dir), "--dataset", "bad/name", "--settings", str(settings_file)]) == 2
+    assert "invalid dataset name" in capsys.readouterr().err
+    assert _blobs(pipeline_env, "") == {}
+
+
+def test_push_a_zip_uploads_the_archive(pipeline_env, settings_file, digits_dir, tmp_path, capsys):
+    archive = tmp_path / "digits.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in digits_dir.rglob("*.png"):
+            handle.write(path, f"digits/{path.relative_to(digits_dir).as_posix()}")
+    assert main(["push", str(archive), "--dataset", "zipped", "--settings", str(settings_file)]) == 0
+    assert "datasets/zipped.zip" in capsys.readouterr().out
+    blob = pipeline_env.service.get_container_client("datasets").download_blob("zipped.zip").readall()
+    assert blob == archive.read_bytes()
+    assert (
+        main(
+            [
+                "push",
+                str(archive),
+                "--dataset",
+                "zipped",
+                "--settings",
+                str(settings_file),
+                "--set",
+                "epochs=2",
+            ]
+        )
+        == 2
+    )
+    assert "--set needs a folder" in capsys.readouterr().err
+
+
+def test_status_and_report_show_a_finished_run(pipeline_env, settings_file, digits_dir, tmp_path, capsys):
+    env = pipeline_env
+    run = env.through(digits_dir, "digits", {"budget_usd": 0.01})  # over budget: ends at once, with a report
+    assert main(["status", "--settings", str(settings_file), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    [entry] = status["datasets"]
+    assert entry["dataset"] == "digits" and entry["runs"][0]["version"] == run.version
+    assert entry["runs"][0]["state"] == "over_budget" and entry["production"] is None
+
+    assert main(["status", "digits", "--settings", str(settings_file)]) == 0
+    table = capsys.readouterr().out
+    assert run.version in table and "over_budget" in table and "production: none yet" in table
+
+    out = tmp_path / "out"
+    assert main(["report", "digits", "--settings", str(settings_file), "--out", str(out)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    assert {p.name for p in (out / "digits" / run.version).iterdir()} == {
+        "report.json",
+        "report.md",
+        "report.html",
+    }
+    assert (out / "digits" / "index.html").exists()
+
+    assert main(["report", "digits", run.version, "--settings", str(settings_file), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == "over_budget"
+    assert main(["report", "digits", "--settings", str(settings_file)]) == 0
+    assert "budget" in capsys.readouterr().out.lower()
+    assert main(["report", "nothing-here", "--settings", str(settings_file)]) == 2
+    assert "has no runs yet" in capsys.readouterr().err

@@ -1,0 +1,95 @@
+"""End to end on the local stack the way it runs in production: ``visiontune push`` writes blobs, the
+functions host turns them into blob-trigger calls of ``function_app.py`` and fires its timers; every blob
+trigger is then replayed 10 times through the host (as Event Grid may), and the result is read back with
+the HTTP ``status`` function and ``visiontune status`` / ``report``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from tests.fixtures.pipeline import FAST_CLOCK
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def stack(tmp_path: Path):
+    from local.emulator.server import EmulatorConfig
+    from local.stack import LocalStack
+
+    extra = {
+        "VISIONTUNE_RETRY_BASE_SECONDS": "0",
+        "VISIONTUNE_CONVERT_WORKERS": "1",
+        "VISIONTUNE_EVAL_TICK_SECONDS": "20",
+        "VISIONTUNE_PROMOTION_P_VALUE": "0.5",
+    }
+    with LocalStack(
+        tmp_path / "stack",
+        app_root=REPO,
+        emulator_config=EmulatorConfig(**FAST_CLOCK),
+        start_host=False,
+        local_settings_path=tmp_path / "local.settings.json",
+        extra_settings=extra,
+    ) as running:
+        yield running
+
+
+def test_push_to_promoted_through_the_functions_host_with_every_trigger_replayed(
+    stack, tmp_path, digits_dir, capsys
+):
+    from local.emulator.admin import EmulatorAdmin
+    from shared.pipeline.store import RunStore
+    from shared.settings import Settings
+
+    settings_file = tmp_path / "local.settings.json"
+    settings = Settings.model_validate(stack.settings)
+    assert main(["push", str(digits_dir), "--dataset", "digits", "--settings", str(settings_file)]) == 0
+    capsys.readouterr()
+
+    fired = stack.host.run_until_idle(timeout=120)
+    outcomes = {(i.function_name, i.outcome) for i in fired}
+    assert ("dataset_ready", "succeeded") in outcomes and ("training_ready", "succeeded") in outcomes, fired
+    [run] = RunStore.from_settings(settings).list("digits")
+    assert run.state.value == "training"
+    manifest = f"training/digits/{run.version}/manifest.json"
+
+    for _ in range(10):  # at-least-once delivery: the same events again
+        assert stack.host.tick("dataset_ready", "datasets/digits/_READY").succeeded
+        assert stack.host.tick("training_ready", manifest).succeeded
+    deadline = time.monotonic() + 120
+    while True:
+        run = RunStore.from_settings(settings).get("digits", run.version)
+        if run.terminal and run.report_written_for == run.state.value:
+            break
+        assert time.monotonic() < deadline, run.transitions
+        assert stack.host.tick("advance_runs").succeeded
+        time.sleep(0.1)
+    assert run.state.value == "promoted", [t.detail for t in run.transitions]
+    for _ in range(10):
+        assert stack.host.tick("advance_runs").succeeded
+    assert stack.host.run_until_idle(timeout=60) == []  # nothing new to fire: no blob changed again
+
+    stats = EmulatorAdmin(stack.emulator.url).stats()
+    assert stats.count("fine_tuning_jobs_create") == 1
+    assert stats.count("deployments_create_or_update") == 1
+    assert stats.count("files_create") == 3
+
+    response = stack.host.tick("status").response
+    body = json.loads(response.get_body())
+    [entry] = body["datasets"]
+    assert entry["production"]["version"] == run.version and entry["runs"][0]["state"] == "promoted"
+
+    assert main(["status", "--settings", str(settings_file), "--json"]) == 0
+    assert (
+        json.loads(capsys.readouterr().out)["datasets"][0]["production"]["model"] == run.job.fine_tuned_model
+    )
+    out = tmp_path / "reports"
+    assert main(["report", "digits", "--settings", str(settings_file), "--out", str(out)]) == 0
+    report = json.loads((out / "digits" / run.version / "report.json").read_text())
+    assert report["outcome"] == "promoted" and report["decision"]["promoted"]
+    assert (out / "digits" / run.version / "report.html").stat().st_size > 1000
