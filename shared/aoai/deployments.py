@@ -26,6 +26,9 @@ DEPLOYMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 # provisioningState values after which nothing more will happen without a new request.
 SETTLED_STATES = frozenset({"Succeeded", "Failed", "Canceled", "Cancelled"})
 FAILED_STATES = frozenset({"Failed", "Canceled", "Cancelled"})
+DEVELOPER_TIER_SKU = "DeveloperTier"
+# Developer tier (no hosting fee, 24 h) is offered for the gpt-4.1 family only (azure-facts).
+DEVELOPER_TIER_MODEL_RE = re.compile(r"^gpt-4\.1(?:[-.:]|$)")
 
 
 class DeploymentError(AoaiError):
@@ -82,6 +85,15 @@ def deployment_name(dataset: str, version: str, role: str = "cand") -> str:
         digest = hashlib.sha256(dataset.encode("utf-8")).hexdigest()[:6]
         data_part = f"{data_part[: room - len(digest) - 1].rstrip('-')}-{digest}".lstrip("-")
     return f"vt-{data_part}-{version_part}-{role_part}"
+
+
+def deployable_sku(requested: str, model: str, *, fallback: str) -> str:
+    """The SKU to deploy ``model`` (a base, fine-tuned or checkpoint id) with: ``requested``, except that
+    ``DeveloperTier`` exists only for the gpt-4.1 family (``gpt-4.1-...``, ``gpt-4.1-mini-...``); any other
+    model gets ``fallback`` (a paid SKU: Standard / GlobalStandard)."""
+    if requested != DEVELOPER_TIER_SKU:
+        return requested
+    return requested if DEVELOPER_TIER_MODEL_RE.match(model) else fallback
 
 
 def _classify(exc: BaseException, action: str) -> DeploymentError:

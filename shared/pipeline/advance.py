@@ -131,8 +131,13 @@ def advance_run(
             if not retry_due(run) or time.monotonic() >= deadline:
                 break
             settings = run.effective_settings(pipeline.settings)
+            retry_before = run.retry
             try:
                 progressed = _step(pipeline, settings, run, deadline=deadline, wait_for_files=wait_for_files)
+                if run.retry is not None and run.retry is retry_before:
+                    # The step worked: retries are bounded per run of consecutive failures, not per stage
+                    # lifetime (a 4 h training must not fail after a few blips hours apart).
+                    run.retry = None
             except ConcurrentUpdateError:
                 raise
             except Exception as error:  # noqa: BLE001 - classified and recorded on the run
@@ -389,13 +394,15 @@ def _deploy(pipeline: Pipeline, settings: Settings, run: Run, info: DeploymentIn
 
 
 def _deploy_candidate(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
-    from shared.aoai.deployments import deployment_name
+    from shared.aoai.deployments import deployable_sku, deployment_name
 
     if run.candidate is None:
+        model = str(run.job.fine_tuned_model)
+        sku = deployable_sku(settings.candidate_sku, model, fallback=settings.production_sku)
+        if sku != settings.candidate_sku:
+            run.note(f"{settings.candidate_sku} is for the gpt-4.1 family only: {model} is deployed as {sku}")
         run.candidate = DeploymentInfo(
-            name=deployment_name(run.dataset, run.version, "cand"),
-            model=str(run.job.fine_tuned_model),
-            sku=settings.candidate_sku,
+            name=deployment_name(run.dataset, run.version, "cand"), model=model, sku=sku
         )
     _deploy(pipeline, settings, run, run.candidate)
     run.transition(RunState.DEPLOYING, f"{run.candidate.name} ({run.candidate.sku}): {run.candidate.state}")

@@ -156,7 +156,7 @@ def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
         training_usd=training_usd,
         evaluation_usd=round(evaluation_usd, 6),
         hosting_usd_per_hour=settings.price_hosting_per_hour
-        if settings.candidate_sku != "DeveloperTier"
+        if (run.candidate.sku if run.candidate else settings.candidate_sku) != "DeveloperTier"
         else 0.0,
         hosting_hours=round(hosting_hours, 4),
         total_usd=round((training_usd or 0.0) + evaluation_usd + hosting_usd, 4),
