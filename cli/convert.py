@@ -178,6 +178,14 @@ def run_validate(args: argparse.Namespace) -> int:
     failed = False
     reports = {}
     for path in args.files:
+        if path.is_dir():
+            print(
+                f"visiontune validate: error: {path} is a folder: pass the .jsonl files in it "
+                f"(e.g. {path / 'train.jsonl'})",
+                file=sys.stderr,
+            )
+            failed = True
+            continue
         if not path.is_file():
             print(f"visiontune validate: error: no such file: {path}", file=sys.stderr)
             failed = True
@@ -190,8 +198,9 @@ def run_validate(args: argparse.Namespace) -> int:
         status = "OK" if report.ok else "ERRORS"
         print(f"{path}: {status} - {report.examples} examples, {report.image_examples} with images, {report.images} images")
         for error, count in sorted(report.errors.items()):
-            where = ", ".join(str(n) for n in report.lines.get(error, []) if n) or "whole file"
-            print(f"  {error}: {count}  ({ERROR_TYPES.get(error, '')}; lines {where})")
+            numbers = [str(n) for n in report.lines.get(error, []) if n]
+            where = f"lines {', '.join(numbers)}" if numbers else "whole file"
+            print(f"  {error}: {count}  ({ERROR_TYPES.get(error, '')}; {where})")
     if args.json:
         print(json.dumps(reports, indent=2))
     return 1 if failed else 0

@@ -163,16 +163,50 @@ def run_demo(args: argparse.Namespace) -> int:
     console.print(table)
     for row in summary:
         console.print(f"[bold]{row['run']}[/bold]: {row['reason']}")
-    console.print(
-        f"production: {production['model']} as {production['deployment']} "
-        f"(version {production['version']}, accuracy {production['accuracy']:.1%})"
-    )
+    console.print(production_line(production))
+    scheduled = scheduled_line(out / DATASET)
+    if scheduled:
+        console.print(scheduled)
     index = out / DATASET / "index.html"
     console.print(f"{len(files)} report files in {out}/ — start with {index}")
     for row in summary:
         console.print(f"  {row['run']}: {out / DATASET / row['version'] / 'report.html'}")
     console.print(f"demo finished in {elapsed / 60:.1f} minutes")
     return 0
+
+
+def production_line(production: dict[str, Any]) -> str:
+    """What serves production and the accuracy it was promoted with, naming the test set it was measured on
+    (the index shows later measurements on newer test sets, which differ)."""
+    from shared.reporting.summary import pct
+
+    return (
+        f"production: {production['model']} as {production['deployment']} (version {production['version']}): "
+        f"{pct(production['accuracy'])} when promoted, on version {production['version']}'s test set"
+    )
+
+
+def scheduled_line(dataset_reports: Path) -> str | None:
+    """One sentence on the newest scheduled evaluation in the downloaded reports, or None if there is none."""
+    from shared.reporting.summary import pct, points
+
+    evaluations = sorted((dataset_reports / "evaluations").glob("*.json"))
+    if not evaluations:
+        return None
+    report = json.loads(evaluations[-1].read_text())
+    production = report.get("production")
+    if not production:
+        return "scheduled evaluation: nothing in production, only the base model was evaluated"
+    metrics = production["metrics"]
+    text = (
+        f"scheduled evaluation: production answered {metrics['correct']}/{metrics['n']} of version "
+        f"{report['test_set_version']}'s test set correctly ({pct(metrics['accuracy'])})"
+    )
+    previous = report.get("previous_accuracy")
+    if previous is not None:
+        text += f", {points(metrics['accuracy'] - previous)} against the previous measurement"
+    verdict = "a REGRESSION" if report.get("regression") else "no regression"
+    return f"{text}: {verdict} — {evaluations[-1].with_suffix('.html')}"
 
 
 def _scheduled_done(settings: Any) -> bool:
@@ -184,6 +218,9 @@ def _scheduled_done(settings: Any) -> bool:
 
 
 def _row(label: str, images: int, run: Any, seconds: float) -> dict[str, Any]:
+    """One summary row, formatted exactly as the reports format the same numbers."""
+    from shared.reporting.summary import p_value, pct
+
     decision = run.decision
     baseline_role = decision.baseline_role if decision and decision.baseline_role else "base"
     baseline = run.scores.get(baseline_role)
@@ -192,10 +229,10 @@ def _row(label: str, images: int, run: Any, seconds: float) -> dict[str, Any]:
         "version": run.version,
         "images": images,
         "outcome": run.state.value,
-        "candidate": f"{run.scores['candidate']:.1%}" if "candidate" in run.scores else "—",
+        "candidate": pct(run.scores.get("candidate")),
         "against": "incumbent" if baseline_role == "incumbent" else "base model",
-        "baseline": f"{baseline:.1%}" if baseline is not None else "—",
-        "p_value": f"{decision.p_value:.2g}" if decision and decision.p_value is not None else "—",
+        "baseline": pct(baseline),
+        "p_value": p_value(decision.p_value if decision else None),
         "reason": decision.reason if decision else (run.failure.message if run.failure else run.state.value),
         "seconds": seconds,
     }

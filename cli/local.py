@@ -96,7 +96,7 @@ def _configure_logging(verbose: bool = False) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     if not verbose:
-        for noisy in ("azure", "urllib3", "httpx", "uvicorn.access"):
+        for noisy in ("azure", "urllib3", "httpx", "httpx2", "openai", "uvicorn.access"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -157,9 +157,10 @@ def run_up(args: argparse.Namespace) -> int:
         assert stack.host is not None
         for info in stack.host.functions():
             print(f"    - {info.describe()}")
-        print(
-            "  drop images into the 'datasets' container; `visiontune local tick advance_runs` moves runs now"
-        )
+        tick = "visiontune local tick advance_runs"
+        if args.host_port != DEFAULT_HOST_PORT:
+            tick += f" --host-url http://127.0.0.1:{args.host_port}"
+        print(f"  push a dataset with `visiontune push DIR --dataset NAME`; `{tick}` moves runs now")
         _wait_for_interrupt()
     except KeyboardInterrupt:
         pass

@@ -30,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(
             "--settings",
             type=Path,
-            default=DEFAULT_SETTINGS,
-            help="local.settings.json to read (default: ./local.settings.json; the environment wins)",
+            default=None,
+            help="local.settings.json to read (default: ./local.settings.json, else the one `visiontune "
+            "local up` wrote in this checkout; the environment wins)",
         )
         parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
 
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Every run (or DATASET's) with its state, scores, decision, "
         "and which model serves production.",
     )
-    status.add_argument("dataset", nargs="?", metavar="DATASET")
+    status.add_argument("dataset", nargs="?", metavar="DATASET", help="only this dataset (default: all)")
     common(status)
     status.set_defaults(handler=run_status)
 
@@ -81,8 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ".html (and the dataset index) with --out. VERSION defaults to "
         "the newest run.",
     )
-    report.add_argument("dataset", metavar="DATASET")
-    report.add_argument("version", nargs="?", metavar="VERSION")
+    report.add_argument("dataset", metavar="DATASET", help="the dataset name given to `visiontune push`")
+    report.add_argument(
+        "version", nargs="?", metavar="VERSION", help="run version, or a unique prefix of it (default: the newest)"
+    )
     report.add_argument("--out", type=Path, default=None, help="folder to download the report files into")
     common(report)
     report.set_defaults(handler=run_report)
@@ -91,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="the whole loop on this machine: drop digits, fine-tune, promote, retrain, judge",
         description="Start the local stack in a temporary folder, export scikit-learn's handwritten digits, push "
-        "60%% of them (v1), follow the run to a promoted model, push all of them (v2), show the retrain judged "
+        "60% of them (v1), follow the run to a promoted model, push all of them (v2), show the retrain judged "
         "against the incumbent, and download every report to --out.",
     )
     demo.add_argument("--out", type=Path, default=Path("demo-out"), help="where the reports go (demo-out)")
@@ -106,15 +109,128 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=run_demo)
 
 
-def _load_settings(path: Path):
-    from shared.settings import load_settings
+class CommandError(Exception):
+    """A problem the user can fix; its message is one sentence saying what to do (printed, exit code 2)."""
 
-    return load_settings(local_settings=path)
+
+def default_settings_path() -> Path:
+    """``./local.settings.json`` when it exists, else the one ``visiontune local up`` writes in this checkout
+    (so ``status`` works from any folder while the stack runs)."""
+    from cli.local import _default_app_root
+
+    if DEFAULT_SETTINGS.is_file():
+        return DEFAULT_SETTINGS
+    return _default_app_root() / DEFAULT_SETTINGS.name
+
+
+def _load_settings(path: Path | None):
+    """The settings for a storage command; ``CommandError`` (saying what to do) when there are none usable."""
+    import pydantic
+
+    from shared.settings import SettingsError, load_settings
+
+    explicit = path is not None
+    path = path if explicit else default_settings_path()
+    if explicit and not path.is_file():
+        raise CommandError(
+            f"no settings file at {path}: pass the local.settings.json that `visiontune local up` wrote "
+            "(in the folder it was started from), or leave out --settings"
+        )
+    try:
+        settings = load_settings(local_settings=path)
+        settings.require_storage()
+    except json.JSONDecodeError as error:
+        raise CommandError(
+            f"{path} is not valid JSON (line {error.lineno}, column {error.colno}): fix it, or delete it and "
+            "start `visiontune local up` again to write a new one"
+        ) from None
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "a setting"
+        raise CommandError(f"invalid setting {where} in {path} or the environment: {first['msg']}") from None
+    except SettingsError as error:
+        if path.is_file():
+            raise CommandError(f"{error} (in {path} or the environment)") from None
+        raise CommandError(
+            "no local.settings.json here and no storage settings in the environment: start the local stack "
+            "with `visiontune local up` (it writes local.settings.json), or pass --settings PATH"
+        ) from None
+    _check_storage_reachable(settings, path)
+    return settings
+
+
+def _check_storage_reachable(settings: Any, path: Path, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after the SDK's minute of retries, when nothing listens at the blob endpoint
+    (typically: the local stack that wrote the settings has been stopped)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from shared.storage import blob_service_client
+
+    url = urlparse(blob_service_client(settings).url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        raise CommandError(
+            f"cannot reach blob storage at {url.scheme}://{url.netloc} ({error.strerror or error}): start the "
+            f"local stack with `visiontune local up` (the settings came from {path}), or pass --settings PATH"
+        ) from None
 
 
 def _fail(message: str) -> int:
     print(f"visiontune: {message}", file=sys.stderr)
     return 2
+
+
+def _storage_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the failures a user can meet (bad settings, storage down or refusing) into one sentence."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        from azure.core.exceptions import AzureError, ServiceRequestError
+
+        try:
+            return handler(args)
+        except CommandError as error:
+            return _fail(str(error))
+        except ServiceRequestError as error:
+            return _fail(f"blob storage stopped answering ({error.message}): is `visiontune local up` still running?")
+        except AzureError as error:
+            first_line = (error.message or str(error)).strip().splitlines()[0]
+            return _fail(f"blob storage refused the request: {first_line}")
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+def _dataset_names(settings: Any) -> tuple[list[str], list[str]]:
+    """``(datasets with runs, datasets pushed to the drop zone)``, each sorted."""
+    from shared.layout import DATASETS_CONTAINER
+    from shared.pipeline.store import RunStore
+    from shared.storage import container_client
+
+    with_runs = sorted(RunStore.from_settings(settings).datasets())
+    pushed = set()
+    for item in container_client(settings, DATASETS_CONTAINER).walk_blobs(delimiter="/"):
+        name = item.name
+        if name.endswith("/"):
+            pushed.add(name[:-1])
+        elif name.endswith(".zip"):
+            pushed.add(name[: -len(".zip")])
+    return with_runs, sorted(pushed)
+
+
+def _no_runs_message(dataset: str, with_runs: list[str], pushed: list[str]) -> tuple[bool, str]:
+    """``(is_pending, sentence)`` for a dataset without runs: pushed and waiting, or unknown."""
+    if dataset in pushed:
+        return True, (
+            f"dataset {dataset!r} was pushed but has no run yet: the functions host converts it when it sees "
+            f"the _READY marker (or the .zip); check that `visiontune local up` is running and try again in a moment"
+        )
+    known = sorted(set(with_runs) | set(pushed))
+    listing = f"known datasets are {', '.join(known)}" if known else "there are no datasets yet"
+    return False, f"no dataset named {dataset!r}: {listing}; push one with `visiontune push DIR --dataset NAME`"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,7 +321,9 @@ def push_dataset(
     local = {p.relative_to(source).as_posix(): p for p in sorted(source.rglob("*")) if p.is_file()}
     local.pop(READY_MARKER, None)
     if not local:
-        raise ValueError(f"{source} holds no files")
+        raise ValueError(
+            f"{source} holds no files: put the images in one folder per label (<label>/<image>), then push again"
+        )
     prefix = f"{dataset}/"
     remote = {b.name[len(prefix) :]: b for b in container.list_blobs(name_starts_with=prefix)}
     remote_marker = remote.pop(READY_MARKER, None)
@@ -267,6 +385,7 @@ class _ProgressReader:
         return getattr(self._handle, name)
 
 
+@_storage_errors
 def run_push(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import (
@@ -279,8 +398,9 @@ def run_push(args: argparse.Namespace) -> int:
     )
 
     from shared.pipeline.models import OverridesError
-    from shared.settings import SettingsError
 
+    if not args.source.exists():
+        return _fail(f"no such folder or .zip: {args.source}")
     try:
         overrides = parse_overrides(args.overrides)
         settings = _load_settings(args.settings)
@@ -308,7 +428,7 @@ def run_push(args: argparse.Namespace) -> int:
                 delete_missing=not args.keep_remote,
                 progress=progress,
             )
-    except (OverridesError, SettingsError, ValueError, FileNotFoundError) as error:
+    except (OverridesError, ValueError, FileNotFoundError) as error:
         return _fail(str(error))
     if args.json:
         print(json.dumps(asdict(result), indent=2))
@@ -392,24 +512,48 @@ def status_table(status: dict[str, Any]) -> list[Any]:
     return tables
 
 
-def run_status(args: argparse.Namespace) -> int:
+def _console() -> Any:
+    """A console for tables: the terminal's width, or a wide one when the output is a file or a pipe (so
+    long version ids and messages are not folded at 80 columns)."""
     from rich.console import Console
 
-    from shared.pipeline.status import collect_status
-    from shared.settings import SettingsError
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
 
-    try:
-        status = collect_status(_load_settings(args.settings), args.dataset)
-    except SettingsError as error:
-        return _fail(str(error))
+
+@_storage_errors
+def run_status(args: argparse.Namespace) -> int:
+    from shared.pipeline.status import collect_status
+
+    settings = _load_settings(args.settings)
+    status = collect_status(settings, args.dataset)
+    with_runs, pushed = _dataset_names(settings)
+    shown = {entry["dataset"] for entry in status["datasets"]}
+    if args.dataset:
+        [entry] = status["datasets"]
+        if not entry["runs"] and entry["production"] is None and entry["intake_failure"] is None:
+            pending, message = _no_runs_message(args.dataset, with_runs, pushed)
+            if not pending:
+                return _fail(message)
+            status["datasets"] = []
+            status["pending"] = [args.dataset]
+        else:
+            status["pending"] = []
+    else:
+        status["pending"] = [name for name in pushed if name not in shown]
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
-    console = Console()
-    if not status["datasets"]:
+    console = _console()
+    if not status["datasets"] and not status["pending"]:
         console.print("no datasets yet: drop one with `visiontune push DIR --dataset NAME`")
     for table in status_table(status):
         console.print(table)
+    for name in status["pending"]:
+        console.print(
+            f"[bold]{name}[/bold]: pushed, no run yet (the functions host converts it when it sees the "
+            "_READY marker or the .zip; is `visiontune local up` running?)"
+        )
     return 0
 
 
@@ -440,28 +584,37 @@ def download_reports(settings: Any, dataset: str, version: str | None, out: Path
     return written
 
 
-def _latest_version(settings: Any, dataset: str) -> str | None:
+def resolve_version(settings: Any, dataset: str, version: str | None) -> str:
+    """The run version ``version`` names (exactly or as a unique prefix), or the newest run's when it is
+    None. ``CommandError`` saying what exists when there is no such run."""
     from shared.pipeline.store import RunStore
 
-    runs = RunStore.from_settings(settings).list(dataset)
-    return runs[-1].version if runs else None
+    versions = [run.version for run in RunStore.from_settings(settings).list(dataset)]
+    if not versions:
+        raise CommandError(_no_runs_message(dataset, *_dataset_names(settings))[1])
+    if version is None:
+        return versions[-1]
+    if version in versions:
+        return version
+    matches = [v for v in versions if v.startswith(version)]
+    if len(matches) == 1:
+        return matches[0]
+    what = "matches several" if matches else "is not one"
+    raise CommandError(
+        f"{version!r} {what} of the runs of {dataset!r}: its versions are {', '.join(matches or versions)} "
+        f"(see `visiontune status {dataset}`)"
+    )
 
 
+@_storage_errors
 def run_report(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.markdown import Markdown
 
     from shared.layout import REPORTS_CONTAINER, report_prefix
-    from shared.settings import SettingsError
     from shared.storage import container_client, read_json
 
-    try:
-        settings = _load_settings(args.settings)
-        version = args.version or _latest_version(settings, args.dataset)
-    except SettingsError as error:
-        return _fail(str(error))
-    if version is None:
-        return _fail(f"dataset {args.dataset!r} has no runs yet")
+    settings = _load_settings(args.settings)
+    version = resolve_version(settings, args.dataset, args.version)
     container = container_client(settings, REPORTS_CONTAINER)
     report = read_json(container, report_prefix(args.dataset, version) + "report.json")
     if report is None:
@@ -485,7 +638,7 @@ def run_report(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     markdown = container.download_blob(report_prefix(args.dataset, version) + "report.md").readall().decode()
-    Console().print(Markdown(markdown))
+    _console().print(Markdown(markdown))
     return 0
 
 

@@ -90,6 +90,12 @@ def normalise_image(data: bytes, settings: ImageSettings) -> ImageResult:
     except Image.DecompressionBombError as exc:
         return reject("decompression_bomb", f"decompression bomb guard: {exc}")
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        if "truncated" in str(exc).lower():  # cut off so early that even the header is incomplete
+            return reject(
+                "truncated",
+                f"truncated file: it ends inside the image header after {len(data):,} bytes; "
+                "the file is incomplete, download or copy it again",
+            )
         return reject("corrupt", f"unreadable image header: {exc}")
 
     fmt = image.format or "?"

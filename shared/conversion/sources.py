@@ -159,5 +159,5 @@ def open_source(path: Path) -> FolderSource | ZipSource:
     if path.is_file() and zipfile.is_zipfile(path):
         return ZipSource(path)
     if not path.exists():
-        raise FileNotFoundError(f"dataset not found: {path}")
+        raise FileNotFoundError(f"no such folder or .zip: {path}")
     raise ValueError(f"{path} is neither a folder nor a zip archive")

@@ -150,7 +150,8 @@ def decide_promotion(
         promoted = False
         reason = (
             f"Rejected: p = {p_text} is not below {threshold_text}: the difference may be chance "
-            f"({b} examples only the candidate got right, {c} only the baseline). "
+            f"({b} examples only the candidate got right, "
+            f"{c} only the {'base model' if baseline_role == 'base' else 'incumbent'}). "
             f"{scores[0].upper()}{scores[1:]}, {_points(delta)}."
         )
     else:

@@ -227,25 +227,37 @@ def training_curves(results: Sequence[ResultsRow]) -> str:
     smoothed), validation, and full validation when the job reports it."""
     fig = _figure(11, 3.4)
     loss_ax, acc_ax = fig.subplots(1, 2)
+    # (loss field, accuracy field, legend name, raw colour, smoothed colour, per-step batch metric?)
+    # Per-step training and validation figures come from one small batch each, so they jump between 0
+    # and 100% token accuracy: draw them faint and their moving average bold, or the noise hides the trend.
     series = [
-        ("train_loss", "train_mean_token_accuracy", "training", "#9aa5b8", True),
-        ("valid_loss", "validation_mean_token_accuracy", "validation", "#0f8f82", False),
-        ("full_valid_loss", "full_valid_mean_token_accuracy", "full validation", "#d9822b", False),
+        ("train_loss", "train_mean_token_accuracy", "training", "#9aa5b8", "#4a5468", True),
+        ("valid_loss", "validation_mean_token_accuracy", "validation", "#7fcbc3", "#0f8f82", True),
+        ("full_valid_loss", "full_valid_mean_token_accuracy", "full validation", "#d9822b", "#d9822b", False),
     ]
-    for loss_field, acc_field, name, color, noisy in series:
+    trend_tops: list[float] = []
+    for loss_field, acc_field, name, color, trend_color, noisy in series:
         for ax, field in ((loss_ax, loss_field), (acc_ax, acc_field)):
             points = [(r.step, getattr(r, field)) for r in results if getattr(r, field) is not None]
             if not points:
                 continue
             steps, values = zip(*points)
             if noisy and len(values) >= 20:
-                ax.plot(steps, values, color=color, linewidth=0.7, alpha=0.45)
-                ax.plot(steps, _smooth(list(values), max(3, len(values) // 20)), color="#4a5468", linewidth=1.6,
-                        label=f"{name} (smoothed)")
+                smoothed = _smooth(list(values), max(3, len(values) // 20))
+                ax.plot(steps, values, color=color, linewidth=0.5, alpha=0.2)
+                ax.plot(steps, smoothed, color=trend_color, linewidth=1.8, label=f"{name} (moving average)")
+                if ax is loss_ax:
+                    trend_tops.append(max(smoothed))
             elif len(points) <= 3:
                 ax.plot(steps, values, color=color, linestyle="none", marker="D", markersize=5, label=name)
+                if ax is loss_ax:
+                    trend_tops.append(max(values))
             else:
-                ax.plot(steps, values, color=color, linewidth=1.6, marker="o", markersize=2.5, label=name)
+                ax.plot(steps, values, color=trend_color, linewidth=1.6, marker="o", markersize=2.5, label=name)
+                if ax is loss_ax:
+                    trend_tops.append(max(values))
+    if trend_tops:  # single-batch spikes (a loss of 28 on one image) must not flatten the curves to the floor
+        loss_ax.set_ylim(bottom=0, top=max(trend_tops) * 1.3 or 1.0)
     loss_ax.set_title("Loss")
     acc_ax.set_title("Mean token accuracy")
     acc_ax.yaxis.set_major_formatter(_percent_formatter())
@@ -302,19 +314,35 @@ def latency_histogram(series: Sequence[tuple[str, str, Sequence[float]]]) -> str
 
 @_styled("history")
 def accuracy_over_time(
-    points: Sequence[tuple[datetime, float, bool, str]], *, regression_threshold: float
+    points: Sequence[tuple[datetime, float, bool, str]],
+    *,
+    regression_threshold: float,
+    test_sets: Sequence[str | None] | None = None,
 ) -> str:
     """Production accuracy over time: ``(at, accuracy, regression, version)`` points, in time order, with
-    regressions marked in red and a change of version shown as a labelled step."""
+    regressions marked in red and a change of version shown as a labelled step. ``test_sets`` (one per
+    point, same order) names the test split each point was measured on: the line is broken where it
+    changes, with a dotted marker, because accuracies on two test sets are not a trend."""
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
     fig = _figure(11, 3.2)
     ax = fig.add_subplot()
-    points = sorted(points, key=lambda p: p[0])
+    order = sorted(range(len(points)), key=lambda i: points[i][0])
+    sets = [test_sets[i] for i in order] if test_sets is not None else [None] * len(order)
+    points = [points[i] for i in order]
     if points:
         times = [p[0] for p in points]
         values = [p[1] for p in points]
-        ax.plot(times, values, color=ROLE_COLORS["production"], linewidth=1.8, marker="o", markersize=4, zorder=3)
+        start = 0
+        for end in range(1, len(points) + 1):
+            if end == len(points) or (sets[end] is not None and sets[end] != sets[end - 1]):
+                ax.plot(times[start:end], values[start:end], color=ROLE_COLORS["production"], linewidth=1.8,
+                        marker="o", markersize=4, zorder=3)
+                if end < len(points):
+                    ax.axvline(times[end], color=MUTED, linestyle=":", linewidth=1.0, zorder=2)
+                    ax.annotate(f"test set {_shorten(sets[end], 10)}", (times[end], 0.02), xycoords=("data", "axes fraction"),
+                                xytext=(3, 0), textcoords="offset points", fontsize=7.5, color=MUTED)
+                start = end
         bad = [(t, v) for t, v, regression, _ in points if regression]
         if bad:
             ax.scatter(*zip(*bad), s=70, facecolor="#d64545", edgecolor="white", linewidth=1.2, zorder=4,

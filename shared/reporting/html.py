@@ -150,14 +150,11 @@ def _training_context(report: RunReport) -> dict[str, Any] | None:
     t = report.training
     if t is None:
         return None
-    final = next((r for r in reversed(t.results) if r.train_loss is not None), None)
-    final_valid = next((r for r in reversed(t.results) if r.valid_loss is not None), None)
     return {
         "t": t,
         "chart": _chart("training curves", charts.training_curves, t.results) if t.results else None,
         "skipped": s.skipped_images(report),
-        "final": final,
-        "final_valid": final_valid,
+        "final": s.training_final_sentence(t.results),
         "duration": s.duration(t.started_at, t.finished_at),
     }
 
@@ -214,7 +211,8 @@ def render_index_html(index: DatasetIndex) -> str:
     if history:
         chart = _chart("production accuracy", charts.accuracy_over_time,
                        [(h.at, h.accuracy, h.regression, h.version) for h in history],
-                       regression_threshold=index.regression_threshold)
+                       regression_threshold=index.regression_threshold,
+                       test_sets=[h.test_set_version for h in history])
     production = next((r for r in index.runs if r.version == index.production_version), None)
     return _render(
         "index.html.j2",

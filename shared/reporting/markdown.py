@@ -97,17 +97,9 @@ def _training(report: RunReport) -> list[str]:
                         [[sp, s.count(sub), s.count(u), s.count(k)] for sp, sub, u, k in skipped])
     if t.skipped_note:
         lines += [f"> {t.skipped_note}", ""]
-    final = next((r for r in reversed(t.results) if r.train_loss is not None), None)
+    final = s.training_final_sentence(t.results)
     if final is not None:
-        last_valid = next((r for r in reversed(t.results) if r.valid_loss is not None), None)
-        text = f"Final step {final.step}: train loss {final.train_loss:.3f}"
-        if final.train_mean_token_accuracy is not None:
-            text += f", train token accuracy {s.pct(final.train_mean_token_accuracy)}"
-        if last_valid is not None:
-            text += f"; validation loss {last_valid.valid_loss:.3f}"
-            if last_valid.validation_mean_token_accuracy is not None:
-                text += f", validation token accuracy {s.pct(last_valid.validation_mean_token_accuracy)}"
-        lines += [text + ".", ""]
+        lines += [final, ""]
     return lines
 
 

@@ -205,6 +205,7 @@ class ProductionHistoryPoint(BaseModel):
     accuracy: float
     source: Literal["run", "scheduled"]
     regression: bool = False
+    test_set_version: str | None = None  # whose test split was used (accuracies on different ones differ)
 
 
 class DatasetIndex(BaseModel):

@@ -15,6 +15,7 @@ from shared.reporting.schema import (
     ConfusionMatrix,
     EvaluationReport,
     ModelEvaluation,
+    ResultsRow,
     RunReport,
 )
 
@@ -59,6 +60,13 @@ def usd(value: float | None) -> str:
     if 0 < value < 0.01:
         return "<$0.01"
     return f"${value:,.2f}" if value < 1000 else f"${value:,.0f}"
+
+
+def loss(value: float | None) -> str:
+    """A loss to 3 decimals; tiny values (including the -0.0 some results.csv files hold) print as 0.000."""
+    if value is None:
+        return "—"
+    return f"{0.0 if abs(value) < 0.0005 else value:.3f}"
 
 
 def count(value: int | None) -> str:
@@ -354,5 +362,31 @@ def verdict_sentence(report: RunReport) -> str:
     for prefix in ("Promoted: ", "Rejected: "):
         if text.startswith(prefix):
             rest = text[len(prefix):]
-            return rest[:1].upper() + rest[1:]
+            if rest[1:2].isalpha():  # "the candidate ..." -> "The candidate ..."; but "p = 0.33" stays lower case
+                return rest[:1].upper() + rest[1:]
+            return rest
     return text
+
+
+def training_final_sentence(results: list[ResultsRow]) -> str | None:
+    """Where training ended, from ``results.csv``: the last step's training loss and token accuracy, and the
+    last full-validation figures when the job reports them (else the last per-step validation batch, which
+    is one small batch and noisy, so it says so). None without results."""
+    final = next((r for r in reversed(results) if r.train_loss is not None), None)
+    if final is None:
+        return None
+    text = f"Final step {final.step}: training loss {loss(final.train_loss)}"
+    if final.train_mean_token_accuracy is not None:
+        text += f", training token accuracy {pct(final.train_mean_token_accuracy)}"
+    full = next((r for r in reversed(results) if r.full_valid_loss is not None), None)
+    batch = next((r for r in reversed(results) if r.valid_loss is not None), None)
+    if full is not None:
+        text += f"; full validation set (step {full.step}): loss {loss(full.full_valid_loss)}"
+        if full.full_valid_mean_token_accuracy is not None:
+            text += f", token accuracy {pct(full.full_valid_mean_token_accuracy)}"
+    elif batch is not None:
+        text += f"; last validation batch: loss {loss(batch.valid_loss)}"
+        if batch.validation_mean_token_accuracy is not None:
+            text += f", token accuracy {pct(batch.validation_mean_token_accuracy)}"
+        text += " (one small batch, so noisy)"
+    return text + "."

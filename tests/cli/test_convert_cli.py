@@ -98,7 +98,7 @@ def test_dataset_level_error_exits_non_zero_and_writes_nothing(tmp_path, capsys)
 
 def test_missing_source(tmp_path, capsys):
     assert visiontune("convert", tmp_path / "nope", tmp_path / "out") == 2
-    assert "not found" in capsys.readouterr().err
+    assert "no such folder or .zip" in capsys.readouterr().err
 
 
 def test_validate_reports_counts_per_error_type_and_exits_non_zero(tmp_path, capsys):

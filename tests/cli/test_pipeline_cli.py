@@ -151,4 +151,4 @@ def test_status_and_report_show_a_finished_run(pipeline_env, settings_file, digi
     assert main(["report", "digits", "--settings", str(settings_file)]) == 0
     assert "budget" in capsys.readouterr().out.lower()
     assert main(["report", "nothing-here", "--settings", str(settings_file)]) == 2
-    assert "has no runs yet" in capsys.readouterr().err
+    assert "no dataset named 'nothing-here': known datasets are digits" in capsys.readouterr().err
