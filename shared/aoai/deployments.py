@@ -12,6 +12,7 @@ retrying later (``BadRequestForDependentService`` right after training, 429, 5xx
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ class DeploymentState:
     capacity: int | None = None
     model_version: str | None = None
     error: str | None = None
+    # The PUT's Azure-AsyncOperation URL (``begin_create`` only): ARM reports a provisioning failure's
+    # error in that status document, not in the deployment resource.
+    operation_url: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -142,8 +146,10 @@ class Deployments:
         self._resource_group = str(settings.resource_group)
         self._account = str(settings.openai_account)
 
-    def get(self, name: str) -> DeploymentState | None:
-        """The deployment called ``name``, or None when there is none."""
+    def get(self, name: str, *, operation_url: str | None = None) -> DeploymentState | None:
+        """The deployment called ``name``, or None when there is none. When it has ``Failed`` and
+        ``operation_url`` (``DeploymentState.operation_url`` of the PUT) is given, ``error`` is the
+        service's message from that operation's status document."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         try:
@@ -152,7 +158,27 @@ class Deployments:
             return None
         except AzureError as exc:
             raise _classify(exc, f"could not read deployment {name}") from exc
-        return _state_of(deployment)
+        state = _state_of(deployment)
+        if state.failed and state.error is None and operation_url:
+            state = dataclasses.replace(state, error=self.operation_error(operation_url))
+        return state
+
+    def operation_error(self, operation_url: str) -> str | None:
+        """``code: message`` of a failed ARM operation (its Azure-AsyncOperation status document), read
+        through the client's own pipeline (authentication, retries). None when there is none or it cannot
+        be read: the caller still knows the deployment failed, only without the reason."""
+        from azure.core.exceptions import AzureError
+        from azure.core.rest import HttpRequest
+
+        try:
+            response = self._client._send_request(HttpRequest("GET", operation_url))
+            response.raise_for_status()
+            error = response.json().get("error")
+        except (AzureError, ValueError, AttributeError):
+            return None
+        if not isinstance(error, dict):
+            return None
+        return f"{error.get('code', '')}: {error.get('message', '')}".strip(": ") or None
 
     def begin_create(self, name: str, *, model: str, sku: str, capacity: int) -> DeploymentState:
         """Ask for deployment ``name`` of ``model`` and return without waiting for provisioning.
@@ -183,17 +209,24 @@ class Deployments:
         )
         try:
             poller = self._client.deployments.begin_create_or_update(
-                self._resource_group, self._account, name, body, polling=False
+                self._resource_group, self._account, name, body, polling=False,
+                cls=lambda response, deserialized, _: (deserialized, response.http_response.headers),
             )
-            created = poller.result()
+            created, headers = poller.result()
         except AzureError as exc:
             raise _classify(exc, f"could not deploy {model} as {name}") from exc
+        operation_url = headers.get("Azure-AsyncOperation")
         state = _state_of(created) if created is not None else None
         if state is None or state.model is None:
             return DeploymentState(
-                name=name, model=model, provisioning_state="Creating", sku=sku, capacity=capacity
+                name=name,
+                model=model,
+                provisioning_state="Creating",
+                sku=sku,
+                capacity=capacity,
+                operation_url=operation_url,
             )
-        return state
+        return dataclasses.replace(state, operation_url=operation_url)
 
     def delete(self, name: str) -> None:
         """Delete deployment ``name`` (without waiting for ARM to finish); absent is fine."""

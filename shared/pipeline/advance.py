@@ -220,8 +220,10 @@ def budget_check(settings: Settings, estimate: dict[str, Any]) -> tuple[int, flo
         reason = (
             "; ".join(problems)
             + f" ({per_epoch:,} tokens per epoch x {epochs} epoch(s) at ${settings.price_training_per_1m_tokens:g} per 1M)."
-            + " Nothing was uploaded. Raise VISIONTUNE_MAX_TRAINING_TOKENS / VISIONTUNE_MAX_RUN_USD, or put"
-            + ' {"budget_usd": ..., "max_training_tokens": ...} in the _READY marker, and drop it again.'
+            + " Nothing was uploaded. To train it, raise the limit (VISIONTUNE_MAX_TRAINING_TOKENS /"
+            + " VISIONTUNE_MAX_RUN_USD, or"
+            + ' {"budget_usd": ..., "max_training_tokens": ...} in the _READY marker, which wins over the'
+            + " settings) and drop the _READY marker again: the run is checked again and continues if it fits."
         )
     return tokens, usd, reason
 
@@ -254,6 +256,83 @@ def _check_budget(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) ->
             )
     run.files = files
     run.transition(RunState.UPLOADING, f"within budget: ~{tokens:,} training tokens, ~${usd:,.2f}")
+    return True
+
+
+# How long a re-dropped marker waits for another worker's lease on an over_budget run (e.g. the timer
+# writing its report) before giving up (the trigger retries).
+RECHECK_ATTEMPTS = 10
+RECHECK_WAIT_SECONDS = 1.0
+
+
+def recheck_over_budget(
+    pipeline: Pipeline, dataset: str, version: str, overrides: dict[str, Any]
+) -> Run | None:
+    """A ``_READY`` marker was dropped again for a version whose run is ``over_budget`` (the budget is not
+    part of the version, so the drop converts to the same one): check the budget again with the new
+    marker's ``overrides`` and the current settings.
+
+    Fits now: the run goes back to ``converted`` with the reason on its timeline, and the next
+    ``advance_runs`` tick continues it. Still over: it stays ``over_budget`` with the new reason and its
+    report is written again. The change is saved under the run's lease with If-Match, so of concurrent
+    or repeated drops exactly one re-opens the run; the others find it moved on and do nothing. Any other
+    state: nothing to do. Returns the run as saved or found (None when there is none); raises
+    ``ConcurrentUpdateError`` when another worker kept the run leased (a trigger retry is then right)."""
+    from shared.pipeline.reports import publish_index, publish_run_report
+
+    for _ in range(RECHECK_ATTEMPTS):
+        run = pipeline.store.get(dataset, version)
+        if run is None or run.state is not RunState.OVER_BUDGET:
+            return run
+        claimed = pipeline.store.claim(dataset, version, seconds=lease_seconds(pipeline.settings))
+        if claimed is None:
+            time.sleep(RECHECK_WAIT_SECONDS)
+            continue
+        changed = _recheck_budget(pipeline.settings, claimed, overrides)
+        claimed.lease = None
+        try:
+            saved = pipeline.store.save(claimed)
+        except ConcurrentUpdateError:
+            continue  # someone else wrote first: read again
+        if changed:
+            publish_run_report(pipeline, saved)
+            publish_index(pipeline, dataset)
+            if saved.terminal:
+                saved.report_written_for = saved.state.value
+                try:
+                    saved = pipeline.store.save(saved)
+                except ConcurrentUpdateError:
+                    pass  # report_written_for stays unset: the timer writes the report again
+        return saved
+    raise ConcurrentUpdateError(
+        f"{dataset}/{version} stayed leased by another worker; the budget was not checked again"
+    )
+
+
+def _recheck_budget(settings: Settings, run: Run, overrides: dict[str, Any]) -> bool:
+    """Apply a re-dropped marker's ``overrides`` to an over_budget ``run`` and check the budget again
+    (see ``recheck_over_budget``). Returns True when the run changed."""
+    from shared.reporting.schema import Failure
+
+    if run.state is not RunState.OVER_BUDGET:
+        return False
+    previous = run.overrides
+    run.overrides = dict(overrides)
+    effective = run.effective_settings(settings)
+    tokens, usd, reason = budget_check(effective, run.estimate)
+    if reason is None:
+        run.failure = None
+        run.transition(
+            RunState.CONVERTED,
+            f"the _READY marker was dropped again: ~{tokens:,} training tokens, ~${usd:,.2f} now fit the "
+            f"limits ({effective.max_training_tokens:,} tokens, ${effective.max_run_usd:,.2f}); continuing",
+        )
+        return True
+    if run.failure is not None and run.failure.message == reason and previous == run.overrides:
+        return False  # a replay of the same drop: nothing new to say
+    run.failure = Failure(stage="budget", message=reason, at=utcnow())
+    run.report_written_for = None
+    run.note(f"the _READY marker was dropped again: still over budget: {reason}")
     return True
 
 
@@ -378,10 +457,14 @@ def _poll_job(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> boo
 # trained -> deploying -> deployed
 # --------------------------------------------------------------------------------------------------
 def _deploy(pipeline: Pipeline, settings: Settings, run: Run, info: DeploymentInfo) -> None:
-    """Record the intent, then ask for the deployment (non-blocking, find-or-create by name)."""
+    """Record the intent, then ask for the deployment (non-blocking, find-or-create by name). Gives up
+    (``DeploymentError``, with the service's last message) after the stage's bounded attempts."""
+    from shared.aoai.deployments import DeploymentError
+
     limit = STAGE_MIN_ATTEMPTS["deploy"]
     if info.attempts >= limit:
-        raise RuntimeError(f"deployment {info.name} did not succeed after {info.attempts} attempts")
+        last = f"; last error: {info.last_error}" if info.last_error else ""
+        raise DeploymentError(f"deployment {info.name} did not succeed after {info.attempts} attempts{last}")
     info.attempts += 1
     info.requested_at = info.requested_at or utcnow()
     run.intent = {"action": "deploy", "name": info.name, "at": utcnow().isoformat()}
@@ -390,6 +473,7 @@ def _deploy(pipeline: Pipeline, settings: Settings, run: Run, info: DeploymentIn
         info.name, model=info.model, sku=info.sku, capacity=settings.deployment_capacity
     )
     info.state = state.provisioning_state
+    info.operation_url = state.operation_url or info.operation_url
     run.intent = None
 
 
@@ -413,7 +497,7 @@ def _poll_candidate_deployment(pipeline: Pipeline, settings: Settings, run: Run,
     from shared.aoai.deployments import TransientDeploymentError
 
     assert run.candidate is not None
-    state = pipeline.deployments.get(run.candidate.name)
+    state = pipeline.deployments.get(run.candidate.name, operation_url=run.candidate.operation_url)
     if state is None:
         run.transition(RunState.TRAINED, f"{run.candidate.name} is not there; asking again")
         return True
@@ -423,14 +507,13 @@ def _poll_candidate_deployment(pipeline: Pipeline, settings: Settings, run: Run,
         run.transition(RunState.DEPLOYED, f"{run.candidate.name} is ready")
         return True
     if state.failed:
+        run.candidate.last_error = state.error or state.provisioning_state
         run.transition(RunState.TRAINED, f"{run.candidate.name} provisioning failed: {state.error}")
         # counted as a transient deploy error: backoff, and bounded by the deployment's attempts
         record_step_error(
             run,
             "deploy",
-            TransientDeploymentError(
-                f"deployment {run.candidate.name} failed: {state.error or state.provisioning_state}"
-            ),
+            TransientDeploymentError(f"deployment {run.candidate.name} failed: {run.candidate.last_error}"),
             settings,
         )
         return False
@@ -593,7 +676,10 @@ def _promote(pipeline: Pipeline, settings: Settings, run: Run) -> bool:
             )
         info = run.production_deployment
         if info.ready_at is None:
-            state = pipeline.deployments.get(info.name)
+            state = pipeline.deployments.get(info.name, operation_url=info.operation_url)
+            if state is not None and state.failed:
+                info.last_error = state.error or state.provisioning_state
+                run.note(f"{info.name} provisioning failed: {info.last_error}")
             if state is None or state.failed:
                 _deploy(pipeline, settings, run, info)
                 run.note(f"deploying {info.name} ({info.sku}) for production")

@@ -4,6 +4,8 @@ which fires ``training_ready``).
 
 Replays are harmless: the version is a digest of the source files and the conversion settings, so the
 same drop converts to the same version, the run already exists, and nothing is published twice.
+The budget is not part of the version: dropping the marker again for a run that stopped ``over_budget``
+checks the budget again with the new marker and the current settings (``recheck_over_budget``).
 A problem with the drop itself (a marker that is not valid JSON, a dataset that cannot train) is
 written as a failure report under ``reports/<dataset>/intake/`` and the call returns normally: retrying
 would fail the same way, so the trigger must not retry it into the poison queue.
@@ -60,7 +62,7 @@ def accept_dataset(
     ``training/<dataset>/<version>/`` and create the run (state ``converted``) just before the version is
     published. Returns None (after writing a failure report) when the drop cannot be used."""
     from shared.conversion.converter import DatasetError, convert_dataset
-    from shared.pipeline.advance import fill_from_manifest
+    from shared.pipeline.advance import fill_from_manifest, recheck_over_budget
     from shared.pipeline.reports import publish_intake_failure
     from shared.reporting.schema import Transition
     from shared.storage import BlobArtifactSink, BlobDatasetSource, open_blob_reader
@@ -85,7 +87,7 @@ def accept_dataset(
     if receipt and pipeline.manifest(dataset, receipt["version"]) is not None:
         # A replay of a drop already converted (same blobs, same ETags, same options): skip the conversion.
         log.info("%s: this drop was already converted to version %s", dataset, receipt["version"])
-        if pipeline.store.get(dataset, receipt["version"]) is not None:
+        if recheck_over_budget(pipeline, dataset, receipt["version"], overrides.values()) is not None:
             return IntakeResult(
                 dataset=dataset,
                 version=receipt["version"],
@@ -135,7 +137,9 @@ def accept_dataset(
         fill_from_manifest(run, result.manifest)
         _, was_created = pipeline.store.create(run)
         created.update(created=was_created)
-        log.info("%s: version %s is already there; nothing new to train", dataset, result.version)
+        log.info("%s: version %s is already there; nothing new to convert", dataset, result.version)
+    if not created.get("created"):
+        recheck_over_budget(pipeline, dataset, result.version, overrides.values())
     _clear_intake_failure(pipeline, dataset)
     examples = sum(int(s.get("examples", 0)) for s in (result.manifest.get("splits") or {}).values())
     pipeline.store.write_document(

@@ -59,6 +59,8 @@ ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 }
 for _state in list(ALLOWED_TRANSITIONS):
     ALLOWED_TRANSITIONS[_state] = ALLOWED_TRANSITIONS[_state] | {RunState.FAILED, RunState.CANCELLED}
+# Terminal but not final: a re-dropped ``_READY`` marker may raise the budget (nothing was uploaded yet).
+ALLOWED_TRANSITIONS[RunState.OVER_BUDGET] = frozenset({RunState.CONVERTED})
 
 
 class TransitionError(ValueError):
@@ -185,6 +187,8 @@ class DeploymentInfo(BaseModel):
     ready_at: datetime | None = None
     deleted_at: datetime | None = None
     attempts: int = 0
+    operation_url: str | None = None  # the last PUT's Azure-AsyncOperation (ARM puts a failure's error there)
+    last_error: str | None = None  # the service's message when provisioning last failed
 
 
 class RoleProgress(BaseModel):

@@ -303,9 +303,14 @@ def test_transient_deployment_failures_are_classified_and_retry_works(
 
     # Provisioning that ends Failed: a second begin_create PUTs again and succeeds.
     admin.fail_next_deployments(1, phase="provisioning")
-    deployments.begin_create(name + "-p", model=model, sku="GlobalStandard", capacity=1)
+    requested = deployments.begin_create(name + "-p", model=model, sku="GlobalStandard", capacity=1)
+    assert requested.operation_url and "/operationResults/" in requested.operation_url
     failed = wait_until(lambda: (s := deployments.get(name + "-p")) and s.settled and s, timeout=20)
     assert failed.failed
+    # ARM puts the reason in the Azure-AsyncOperation status document, not in the deployment resource
+    explained = deployments.get(name + "-p", operation_url=requested.operation_url)
+    assert explained.failed and explained.error.startswith("BadRequestForDependentService: ")
+    assert "dependent service is not ready" in explained.error
     deployments.begin_create(name + "-p", model=model, sku="GlobalStandard", capacity=1)
     assert wait_until(lambda: (s := deployments.get(name + "-p")) and s.settled and s, timeout=20).succeeded
     deployments.delete(name + "-p")
