@@ -189,6 +189,25 @@ def _step(
 # --------------------------------------------------------------------------------------------------
 # converted -> uploading (or over_budget)
 # --------------------------------------------------------------------------------------------------
+# The service refuses a fine-tuning file with fewer examples than this (training or validation).
+MIN_FILE_EXAMPLES = 10
+
+
+def untrainable_reason(splits: dict[str, dict[str, Any]]) -> str | None:
+    """Why a converted version must not be trained (checked before anything is uploaded), or None.
+
+    A version with no test example could never be evaluated, so it could never be promoted: training it
+    would only spend money."""
+    test_examples = int(splits.get("test", {}).get("examples", 0))
+    if test_examples == 0:
+        return (
+            "the test split is empty, so the fine-tuned model could not be evaluated; nothing was uploaded. "
+            "Add images (without given splits about 10% of each label go to test) or a test/<label>/ folder, "
+            "and drop the _READY marker again."
+        )
+    return None
+
+
 def fill_from_manifest(run: Run, manifest: dict[str, Any]) -> None:
     """Copy what the run needs from the version's manifest (labels, split counts, estimate)."""
     run.labels = list(manifest.get("labels", []))
@@ -236,13 +255,24 @@ def _check_budget(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) ->
         if manifest is None:  # the run is created just before the version is published: wait for it
             return False
         fill_from_manifest(run, manifest)
+    problem = untrainable_reason(run.splits)
+    if problem is not None:
+        run.fail("preflight", problem)
+        return True
     tokens, usd, reason = budget_check(settings, run.estimate)
     if reason is not None:
         run.failure = Failure(stage="budget", message=reason, at=utcnow())
         run.transition(RunState.OVER_BUDGET, reason)
         return True
     files = []
+    validation_examples = int(run.splits.get("validation", {}).get("examples", 0))
     for split in TRAINING_SPLITS:
+        if split == "validation" and 0 < validation_examples < MIN_FILE_EXAMPLES:
+            run.note(
+                f"the validation split has {validation_examples} example(s), fewer than the "
+                f"{MIN_FILE_EXAMPLES} a fine-tuning file needs: training without a validation file"
+            )
+            continue
         blob = training_prefix(run.dataset, run.version) + f"{split}.jsonl"
         client = pipeline.training.get_blob_client(blob)
         size = client.get_blob_properties().size if client.exists() else 0

@@ -68,3 +68,42 @@ def test_a_zip_drop_is_read_by_ranges_and_converted(pipeline_env, digits_dir, tm
     assert accept_dataset(env.settings, "broken", archive=True, marker_body=b"") is None
     report = env.report("broken", "intake")
     assert report["failure"]["stage"] == "convert" and "datasets/broken.zip" in report["failure"]["message"]
+
+
+def _given_splits(digits_dir, root, counts: dict[str, int]):
+    """``root/<split>/<label>/<image>`` from two digit labels: ``counts[split]`` images per label."""
+    labels = sorted(p.name for p in digits_dir.iterdir())[:2]
+    for label in labels:
+        images = sorted((digits_dir / label).iterdir())
+        start = 0
+        for split, count in counts.items():
+            target = root / split / label
+            target.mkdir(parents=True, exist_ok=True)
+            for image in images[start : start + count]:
+                shutil.copy(image, target / image.name)
+            start += count
+    return root
+
+
+def test_an_empty_test_split_stops_before_uploading_anything(pipeline_env, digits_dir, tmp_path):
+    env = pipeline_env
+    folder = _given_splits(digits_dir, tmp_path / "no-test", {"train": 8, "validation": 2})
+    run = env.through(folder, "notest")
+    assert run.state.value == "failed", env.timeline(run)
+    assert run.failure.stage == "preflight" and "test split is empty" in run.failure.message
+    assert env.admin.stats().count("files_create") == 0 and env.files() == []
+    assert "test split is empty" in env.report("notest", run.version)["failure"]["message"]
+
+
+def test_a_validation_split_below_the_minimum_is_left_out_not_failed(pipeline_env, digits_dir, tmp_path):
+    env = pipeline_env
+    folder = _given_splits(digits_dir, tmp_path / "small-val", {"train": 8, "validation": 2, "test": 3})
+    intake = env.drop(folder, "smallval")
+    from shared.pipeline.training import start_training
+
+    start_training(env.settings, "smallval", intake.version)
+    run = env.drive_run("smallval", intake.version, {"training", "trained", "failed", "promoted", "rejected"})
+    assert run.state.value != "failed", env.timeline(run)
+    assert [f.split for f in run.files] == ["train"]
+    assert "training without a validation file" in env.timeline(run)
+    assert [f.filename for f in env.files() if f.purpose == "fine-tune"] == [run.files[0].name]
