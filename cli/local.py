@@ -158,8 +158,8 @@ def run_up(args: argparse.Namespace) -> int:
         for info in stack.host.functions():
             print(f"    - {info.describe()}")
         tick = "visiontune local tick advance_runs"
-        if args.host_port != DEFAULT_HOST_PORT:
-            tick += f" --host-url http://127.0.0.1:{args.host_port}"
+        if args.host_port != DEFAULT_HOST_PORT and stack.host.http_url:
+            tick += f" --host-url {stack.host.http_url}"  # the real port, also when 0 asked for any
         print(f"  push a dataset with `visiontune push DIR --dataset NAME`; `{tick}` moves runs now")
         _wait_for_interrupt()
     except KeyboardInterrupt:

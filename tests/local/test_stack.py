@@ -101,6 +101,33 @@ def test_emulator_port_taken_stops_azurite_and_names_the_port(tmp_path: Path):
     assert stack.azurite is None  # stopped again
 
 
+def _read_until(process: subprocess.Popen, lines: list[str], marker: str, *, timeout: float) -> None:
+    """Collect ``process``'s output lines into ``lines`` until one contains ``marker``; fail (with what it
+    printed) when the process ends or ``timeout`` passes first, instead of blocking on a silent pipe."""
+    import queue
+    import threading
+
+    received: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in process.stdout:
+            received.put(line)
+        received.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = received.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            pytest.fail(f"no line with {marker!r} within {timeout} s; output so far:\n{''.join(lines)}")
+        if line is None:
+            pytest.fail(f"the process ended before printing {marker!r}; output:\n{''.join(lines)}")
+        lines.append(line)
+        if marker in line:
+            return
+
+
 def test_local_up_runs_in_the_foreground_and_ctrl_c_stops_everything(tmp_path: Path):
     app_root = tmp_path / "app"
     shutil.copytree(SAMPLE_APP, app_root)
@@ -119,12 +146,11 @@ def test_local_up_runs_in_the_foreground_and_ctrl_c_stops_everything(tmp_path: P
     )  # fmt: skip
     lines: list[str] = []
     try:
-        for line in process.stdout:
-            lines.append(line)
-            if "drop images" in line:
-                break
+        _read_until(process, lines, "moves runs now", timeout=90)
         output = "".join(lines)
         assert "local stack is up" in output, output
+        tick_hint = next(line for line in lines if "moves runs now" in line)
+        assert "--host-url http://127.0.0.1:" in tick_hint and ":0`" not in tick_hint, tick_hint
         host_url = next(l.split()[2] for l in lines if l.strip().startswith("functions host")).removesuffix(
             "/api/"
         )
