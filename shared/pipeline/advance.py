@@ -563,7 +563,7 @@ def _test_items(pipeline: Pipeline, run: Run) -> list[Any]:
 
 
 def _plan_evaluation(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
-    from shared.pipeline.evaluate import base_role
+    from shared.pipeline.evaluate import base_role, incumbent_role
     from shared.pipeline.models import RoleProgress
 
     busy = [
@@ -594,14 +594,7 @@ def _plan_evaluation(pipeline: Pipeline, settings: Settings, run: Run, **_: Any)
     if production and production.get("version") != run.version:
         deployed = pipeline.deployments.get(str(production.get("deployment")))
         if deployed is not None and deployed.succeeded:
-            roles["incumbent"] = RoleProgress(
-                role="incumbent",
-                model=str(production["model"]),
-                deployment=str(production["deployment"]),
-                method="realtime",
-                total=len(items),
-                incumbent_version=str(production.get("version")),
-            )
+            roles["incumbent"] = incumbent_role(production, len(items))
         else:
             run.note(
                 f"the production deployment {production.get('deployment')} is not available; "

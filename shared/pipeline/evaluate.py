@@ -58,24 +58,26 @@ def load_test_items(pipeline: Pipeline, dataset: str, version: str) -> list[Test
 def base_role(settings: Settings, total: int) -> RoleProgress:
     """How the base model is scored: Batch on the GlobalBatch deployment, else real time on the base one."""
     if settings.batch_deployment:
-        return RoleProgress(
-            role="base",
-            model=settings.base_model,
-            deployment=settings.batch_deployment,
-            method="batch",
-            total=total,
+        deployment, method = settings.batch_deployment, "batch"
+    elif settings.base_deployment:
+        deployment, method = settings.base_deployment, "realtime"
+    else:
+        raise EvaluationSetupError(
+            "no way to score the base model: set AZURE_OPENAI_BATCH_DEPLOYMENT (a GlobalBatch deployment) or "
+            "AZURE_OPENAI_BASE_DEPLOYMENT"
         )
-    if settings.base_deployment:
-        return RoleProgress(
-            role="base",
-            model=settings.base_model,
-            deployment=settings.base_deployment,
-            method="realtime",
-            total=total,
-        )
-    raise EvaluationSetupError(
-        "no way to score the base model: set AZURE_OPENAI_BATCH_DEPLOYMENT (a GlobalBatch deployment) or "
-        "AZURE_OPENAI_BASE_DEPLOYMENT"
+    return RoleProgress(role="base", model=settings.base_model, deployment=deployment, method=method, total=total)
+
+
+def incumbent_role(production: dict[str, Any], total: int) -> RoleProgress:
+    """How the model serving production (``production.json``) is scored: real time on its deployment."""
+    return RoleProgress(
+        role="incumbent",
+        model=str(production["model"]),
+        deployment=str(production["deployment"]),
+        method="realtime",
+        total=total,
+        incumbent_version=str(production.get("version")),
     )
 
 

@@ -32,7 +32,7 @@ def scheduled_prefix(dataset: str) -> str:
 def evaluate_production(settings: Settings) -> list[str]:
     """Start a re-evaluation for every dataset that has a production model (unless one is still running)
     and advance all unfinished ones. Returns the names of the evaluation documents it started."""
-    from shared.pipeline.evaluate import base_role, load_test_items
+    from shared.pipeline.evaluate import base_role, incumbent_role, load_test_items
     from shared.reporting.publish import evaluation_stem
 
     pipeline = Pipeline(settings)
@@ -53,14 +53,7 @@ def evaluate_production(settings: Settings) -> list[str]:
         now = utcnow()
         stem = evaluation_stem(now)
         roles = {
-            "incumbent": RoleProgress(
-                role="incumbent",
-                model=str(production["model"]),
-                deployment=str(production["deployment"]),
-                method="realtime",
-                total=len(items),
-                incumbent_version=str(production.get("version")),
-            ),
+            "incumbent": incumbent_role(production, len(items)),
             "base": base_role(settings, len(items)),
         }
         document = {
