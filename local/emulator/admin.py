@@ -35,6 +35,8 @@ ROUTE_NAMES = (
     "batches_list",
     "batches_retrieve",
     "batches_cancel",
+    "models_list",
+    "models_retrieve",
     "chat_completions",
     "deployments_list",
     "deployments_get",

@@ -24,12 +24,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from local.emulator.constants import (
     ACCOUNT,
     API_KEY,
+    BASE_MODELS,
     DATA_PLANE_API_VERSION,
     LOCATION,
     RESOURCE_GROUP,
     SUBSCRIPTION_ID,
 )
-from local.emulator.errors import ACCESS_DENIED_MESSAGE, ApiError, bad_request
+from local.emulator.errors import ACCESS_DENIED_MESSAGE, ApiError, bad_request, not_found
 from local.emulator.service import Emulator
 
 UPLOAD_FIELDS = frozenset({"file", "purpose", "expires_after[anchor]", "expires_after[seconds]"})
@@ -116,6 +117,58 @@ def _limit(request: Request, default: int, maximum: int = 100) -> int:
     if not -(2**31) <= value < 2**31:
         raise bad_request("'limit' must be a 32-bit integer.", param="limit")
     return max(1, min(maximum, value))
+
+
+# Fixed dates for the emulated base models (Azure lists each base model's own dates).
+_BASE_MODEL_CREATED_AT = 1_744_588_800  # 2025-04-14
+_BASE_MODEL_FINE_TUNE_UNTIL = 1_807_660_800  # 2027-04-14
+_MODEL_INFERENCE_UNTIL = 1_870_732_800  # 2029-04-14
+
+
+def _models(emulator: Emulator) -> list[dict[str, Any]]:
+    """``Models_List`` (2024-10-21 authoring spec, ``Model``): the base models the resource can fine-tune
+    and every fine-tuned model of a succeeded job (fine-tunable again: continuous fine-tuning)."""
+    models = [
+        {
+            "object": "model",
+            "id": name,
+            "created_at": _BASE_MODEL_CREATED_AT,
+            "status": "succeeded",
+            "capabilities": {
+                "fine_tune": True,
+                "inference": True,
+                "completion": False,
+                "chat_completion": True,
+                "embeddings": False,
+            },
+            "lifecycle_status": "generally-available",
+            "deprecation": {"fine_tune": _BASE_MODEL_FINE_TUNE_UNTIL, "inference": _MODEL_INFERENCE_UNTIL},
+        }
+        for name in BASE_MODELS
+    ]
+    for job in emulator.list_jobs(None, 1_000_000)["data"]:
+        if job["status"] != "succeeded" or not job.get("fine_tuned_model"):
+            continue
+        models.append(
+            {
+                "object": "model",
+                "id": job["fine_tuned_model"],
+                "created_at": job.get("finished_at", job["created_at"]),
+                "status": "succeeded",
+                "model": job["model"],
+                "fine_tune": job["id"],
+                "capabilities": {
+                    "fine_tune": True,
+                    "inference": True,
+                    "completion": False,
+                    "chat_completion": True,
+                    "embeddings": False,
+                },
+                "lifecycle_status": "generally-available",
+                "deprecation": {"inference": _MODEL_INFERENCE_UNTIL},
+            }
+        )
+    return models
 
 
 class _AzureHeadersMiddleware:
@@ -329,6 +382,18 @@ def create_app(emulator: Emulator) -> FastAPI:
     @data.post("/batches/{batch_id}/cancel", name="batches_cancel")
     async def batches_cancel(batch_id: str) -> dict[str, Any]:
         return emulator.cancel_batch(batch_id)
+
+    # -- models -------------------------------------------------------------------------------------
+    @data.get("/models", name="models_list")
+    async def models_list() -> dict[str, Any]:
+        return {"object": "list", "data": await run_in_threadpool(_models, emulator)}
+
+    @data.get("/models/{model_id}", name="models_retrieve")
+    async def models_retrieve(model_id: str) -> dict[str, Any]:
+        for model in await run_in_threadpool(_models, emulator):
+            if model["id"] == model_id:
+                return model
+        raise not_found(f"The model '{model_id}' does not exist.")
 
     # -- inference ----------------------------------------------------------------------------------
     @data.post("/deployments/{deployment}/chat/completions", name="chat_completions")

@@ -79,6 +79,12 @@ def accept_dataset(
         log.error("%s: %s", dataset, error)
         publish_intake_failure(pipeline, dataset, "marker", str(error))
         return None
+    problem = _base_model_problem(pipeline, overrides.apply(settings).base_model)
+    if problem is not None:  # found out before converting, so before anything is uploaded
+        log.error("%s: %s", dataset, problem)
+        where = "marker" if overrides.base_model else "preflight"  # else VISIONTUNE_BASE_MODEL is wrong
+        publish_intake_failure(pipeline, dataset, where, problem)
+        return None
 
     what = f"datasets/{dataset}.zip" if archive else f"datasets/{dataset}/"
     options = convert_options(settings, overrides)
@@ -152,6 +158,13 @@ def accept_dataset(
         run_created=bool(created.get("created")),
         examples=examples,
     )
+
+
+def _base_model_problem(pipeline: Pipeline, model: str) -> str | None:
+    """Why the run's base model cannot be fine-tuned on the resource (the models list), or None."""
+    from shared.aoai.models import base_model_problem
+
+    return base_model_problem(pipeline.openai, model)
 
 
 def drop_fingerprint(

@@ -9,6 +9,7 @@ between two steps is resumed by looking for the remote object first, never by cr
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -71,37 +72,97 @@ class OverridesError(ValueError):
     """A ``_READY`` marker whose body is not a valid overrides object."""
 
 
+# The marker's byte-order marks: PowerShell 5 (``echo {} > _READY``, ``Out-File``) writes UTF-16 LE with
+# a BOM; Notepad may write UTF-8 with a BOM. Anything else must be UTF-8.
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF8_BOM = b"\xef\xbb\xbf"
+MAX_MARKER_BYTES = 64 * 1024  # a marker holds a few overrides; a larger body is a mistake
+# Azure OpenAI / OpenAI fine-tuning limits (OpenAI spec CreateFineTuningJobRequest, which the Azure v1
+# authoring spec repeats for ``seed``): seed 0..2147483647; hyperparameters.batch_size 1..256,
+# n_epochs 1..50, learning_rate_multiplier > 0. The 2024-10-21 Azure spec types all of them int32/double.
+SEED_MAX = 2_147_483_647
+BATCH_SIZE_MAX = 256
+EPOCHS_MAX = 50
+
+
+def decode_marker(body: bytes) -> str:
+    """The text of a marker body: UTF-8 (with or without a BOM) or UTF-16 with a BOM.
+    Raises ``OverridesError`` for anything else."""
+    if len(body) > MAX_MARKER_BYTES:
+        raise OverridesError(
+            f"the _READY marker is {len(body):,} bytes; at most {MAX_MARKER_BYTES:,} are read "
+            "(it should hold a small JSON object of overrides, or nothing)"
+        )
+    try:
+        if body.startswith(_UTF16_BOMS):
+            return body.decode("utf-16")
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise OverridesError(
+            f"the _READY marker is neither UTF-8 nor UTF-16 with a byte-order mark (byte {error.start} "
+            "cannot be decoded); save it as UTF-8 (PowerShell: Set-Content -Encoding utf8)"
+        ) from None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise OverridesError(f"the _READY marker holds the number {text}, which is out of range (not finite)")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise OverridesError(f"the _READY marker holds {name}, which is not a number JSON allows")
+
+
 class RunOverrides(BaseModel):
     """Per-dataset settings a ``_READY`` marker may carry as a JSON object. Unknown keys are an error
-    (a typo must not silently train with the defaults)."""
+    (a typo must not silently train with the defaults); numbers must be finite and in the ranges Azure
+    accepts (see ``SEED_MAX`` and friends)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    base_model: str | None = None
-    epochs: int | None = Field(default=None, ge=1, le=50)
-    batch_size: int | None = Field(default=None, ge=1)
+    base_model: str | None = Field(default=None, min_length=1)
+    epochs: int | None = Field(default=None, strict=True, ge=1, le=EPOCHS_MAX)
+    batch_size: int | None = Field(default=None, strict=True, ge=1, le=BATCH_SIZE_MAX)
     learning_rate_multiplier: float | None = Field(default=None, gt=0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, strict=True, ge=0, le=SEED_MAX)
     prompt: str | None = Field(default=None, min_length=1)
-    max_side: int | None = Field(default=None, ge=16, le=2048)
-    jpeg_quality: int | None = Field(default=None, ge=1, le=95)
+    max_side: int | None = Field(default=None, strict=True, ge=16, le=2048)
+    jpeg_quality: int | None = Field(default=None, strict=True, ge=1, le=95)
     training_type: Literal["standard", "globalstandard", "developer"] | None = None
     candidate_sku: Literal["Standard", "GlobalStandard", "DeveloperTier"] | None = None
-    continue_from_production: bool | None = None
+    continue_from_production: bool | None = Field(default=None, strict=True)
     promotion_margin: float | None = Field(default=None, ge=0, le=1)
     promotion_p_value: float | None = Field(default=None, gt=0, le=1)
-    max_training_tokens: int | None = Field(default=None, ge=1)
+    max_training_tokens: int | None = Field(default=None, strict=True, ge=1)
     budget_usd: float | None = Field(default=None, ge=0)
 
     @classmethod
     def parse_marker(cls, body: bytes) -> RunOverrides:
         """Overrides from a marker body: empty/whitespace -> none; else a JSON object of known keys.
-        Raises ``OverridesError`` with a message a person can act on."""
-        text = body.decode("utf-8-sig", errors="strict").strip() if body else ""
+        Raises ``OverridesError`` (and nothing else) with a message a person can act on."""
+        try:
+            return cls._parse_marker(body)
+        except OverridesError:
+            raise
+        except RecursionError:
+            raise OverridesError("the _READY marker's JSON is nested too deeply; write a flat object") from None
+        except Exception as error:  # noqa: BLE001 - any other failure is still a marker nobody can use
+            raise OverridesError(
+                f"the _READY marker cannot be read ({type(error).__name__}: {error}); leave it empty or "
+                'write an object such as {"epochs": 3}'
+            ) from None
+
+    @classmethod
+    def _parse_marker(cls, body: bytes) -> RunOverrides:
+        text = decode_marker(body).strip() if body else ""
         if not text:
             return cls()
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+        except OverridesError:
+            raise
         except ValueError as error:
             raise OverridesError(
                 f"the _READY marker is not valid JSON ({error}); leave it empty or write an object "
