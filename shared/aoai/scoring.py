@@ -115,38 +115,86 @@ def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError))
 
 
+@dataclass(frozen=True)
+class ChatAnswer:
+    """One chat completion as a classifier sees it. ``logprobs`` is the answer's tokens as
+    ``(token, logprob)`` pairs when the request asked for them and the deployment returned them."""
+
+    answer: str | None
+    latency_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    logprobs: tuple[tuple[str, float], ...] | None = None
+
+    @property
+    def answer_probability(self) -> float | None:
+        """exp(sum of the answer's token logprobs): the probability of the whole answer (None without
+        logprobs)."""
+        if not self.logprobs:
+            return None
+        import math
+
+        return math.exp(sum(logprob for _, logprob in self.logprobs))
+
+
+def ask_chat(
+    client: Any,
+    deployment: str,
+    messages: list[dict[str, Any]],
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    logprobs: bool = False,
+) -> ChatAnswer:
+    """One chat completion at temperature 0 (the SDK retries 429/5xx). ``logprobs=True`` asks for the
+    answer tokens' log probabilities (``logprobs`` is in the 2024-10-21 inference spec's
+    createChatCompletionRequest; ``top_logprobs`` is not needed for the answer's own probability).
+    Raises the SDK's ``openai.OpenAIError`` when the request fails."""
+    extra: dict[str, Any] = {"logprobs": True} if logprobs else {}
+    raw = client.chat.completions.with_raw_response.create(
+        model=deployment, messages=messages, temperature=0, max_tokens=max_tokens, **extra
+    )
+    completion = raw.parse()
+    # The final attempt's own round trip: waits between retries (429 storms) are not latency.
+    latency_ms = raw.elapsed.total_seconds() * 1000.0
+    usage = getattr(completion, "usage", None)
+    choice = completion.choices[0] if completion.choices else None
+    answer = choice.message.content if choice is not None and choice.message is not None else None
+    tokens = None
+    content = getattr(getattr(choice, "logprobs", None), "content", None) if choice is not None else None
+    if content:
+        tokens = tuple((str(t.token), float(t.logprob)) for t in content)
+    return ChatAnswer(
+        answer=answer,
+        latency_ms=latency_ms,
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        finish_reason=(getattr(choice, "finish_reason", None) if choice is not None else "no choices"),
+        logprobs=tokens,
+    )
+
+
 def _score_one(client: Any, deployment: str, item: TestItem, max_tokens: int) -> ScoredExample:
     import openai
 
     try:
-        raw = client.chat.completions.with_raw_response.create(
-            model=deployment, messages=item.messages, temperature=0, max_tokens=max_tokens
-        )
-        completion = raw.parse()
+        reply = ask_chat(client, deployment, item.messages, max_tokens=max_tokens)
     except openai.OpenAIError as exc:
         if _is_fatal(exc):
             raise
         return ScoredExample(
             custom_id=item.custom_id, truth=item.truth, answer=None, error=describe_openai_error(exc)
         )
-    # The final attempt's own round trip: waits between retries (429 storms) are not latency.
-    latency_ms = raw.elapsed.total_seconds() * 1000.0
-    usage = getattr(completion, "usage", None)
-    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-    choice = completion.choices[0] if completion.choices else None
-    answer = choice.message.content if choice is not None and choice.message is not None else None
     error = None
-    if answer is None:
-        reason = getattr(choice, "finish_reason", None) if choice is not None else "no choices"
-        error = f"no answer (finish_reason: {reason})"
+    if reply.answer is None:
+        error = f"no answer (finish_reason: {reply.finish_reason})"
     return ScoredExample(
         custom_id=item.custom_id,
         truth=item.truth,
-        answer=answer,
-        latency_ms=latency_ms,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
+        answer=reply.answer,
+        latency_ms=reply.latency_ms,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
         error=error,
     )
 

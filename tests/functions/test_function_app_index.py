@@ -79,7 +79,15 @@ def _trigger(meta: SimpleNamespace) -> dict:
 
 def test_every_function_is_indexed(indexed: dict[str, SimpleNamespace]) -> None:
     assert sorted(indexed) == sorted(
-        ["dataset_ready", "dataset_archive_ready", "training_ready", "advance_runs", "scheduled_evaluation", "status"]
+        [
+            "dataset_ready",
+            "dataset_archive_ready",
+            "training_ready",
+            "advance_runs",
+            "scheduled_evaluation",
+            "status",
+            "classify",
+        ]
     )
     for meta in indexed.values():
         assert meta.script_file.endswith("function_app.py") or meta.script_file.endswith(".py"), meta.name
@@ -137,6 +145,14 @@ def test_status_is_a_keyed_get_endpoint(indexed: dict[str, SimpleNamespace]) -> 
     assert trigger["authLevel"] == "FUNCTION"
     assert trigger["route"] == "status/{dataset?}"
     assert {"type": "http", "direction": "OUT", "name": "$return"} in bindings
+
+
+def test_classify_is_a_keyed_post_endpoint(indexed: dict[str, SimpleNamespace]) -> None:
+    trigger = _trigger(indexed["classify"])
+    assert trigger["type"] == "httpTrigger"
+    assert trigger["methods"] == ["POST"]
+    assert trigger["authLevel"] == "FUNCTION"
+    assert trigger["route"] == "classify/{dataset}"
 
 
 def test_indexing_imports_no_heavy_library(tmp_path: Path) -> None:
