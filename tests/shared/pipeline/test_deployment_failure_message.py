@@ -7,7 +7,7 @@ from __future__ import annotations
 from shared.pipeline.failures import STAGE_MIN_ATTEMPTS
 from shared.pipeline.training import start_training
 
-# The emulator's provisioning failure (local/emulator/service.py ``put_deployment``).
+# The emulator's provisioning failure (local/emulator/deployments.py ``put_deployment``).
 SERVICE_ERROR = "The dependent service is not ready to serve the model"
 
 
