@@ -6,6 +6,11 @@ import logging
 
 import azure.functions as func
 
+# SDK-type blob binding: the trigger hands the function a BlobClient, so the host never reads an archive
+# into memory (Learn: "SDK type bindings for Azure Blob storage", functions-bindings-storage-blob-trigger,
+# Python v2; PyPI azurefunctions-extensions-bindings-blob). Importing it loads azure.storage.blob at start.
+import azurefunctions.extensions.bindings.blob as blob_sdk
+
 from shared.layout import DATASET_ARCHIVE_PATH, DATASET_READY_PATH, match_blob_path
 
 bp = func.Blueprint()
@@ -38,13 +43,15 @@ def dataset_ready(marker: func.InputStream) -> None:
     connection="AzureWebJobsStorage",
     source=func.BlobSource.EVENT_GRID,
 )
-def dataset_archive_ready(archive: func.InputStream) -> None:
-    """``datasets/<dataset>.zip`` landed: convert the archive (read again by streaming from storage)."""
-    parts = match_blob_path(DATASET_ARCHIVE_PATH, archive.name or "")
+def dataset_archive_ready(archive: blob_sdk.BlobClient) -> None:
+    """``datasets/<dataset>.zip`` landed: convert the archive, streamed from storage with ranged reads
+    through the bound ``BlobClient`` (the archive is never held in memory whole)."""
+    blob_path = f"{archive.container_name}/{archive.blob_name}"
+    parts = match_blob_path(DATASET_ARCHIVE_PATH, blob_path)
     if parts is None:
-        log.warning("ignoring %s: not a dataset archive", archive.name)
+        log.warning("ignoring %s: not a dataset archive", blob_path)
         return
     from shared.pipeline.intake import accept_dataset
     from shared.settings import load_settings
 
-    accept_dataset(load_settings(), parts["dataset"], archive=True, marker_body=b"")
+    accept_dataset(load_settings(), parts["dataset"], archive=True, marker_body=b"", archive_blob=archive)

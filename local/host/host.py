@@ -1,7 +1,9 @@
 """``LocalFunctionsHost``: runs a Python v2 function app the way the Azure Functions host does.
 
 - Blob triggers: polls the storage account (Azurite) for new or changed blobs matching each trigger's
-  path (by ETag) and calls the function with a real ``azure.functions.InputStream``; at least once, like
+  path (by ETag) and calls the function with a real ``azure.functions.InputStream`` (or, for an SDK-type
+  binding such as ``azurefunctions.extensions.bindings.blob.BlobClient``, a real client for the blob,
+  built by the binding extension; nothing is downloaded); at least once, like
   Event Grid. A failing call is retried up to ``max_attempts`` times in total, then a poison message is
   written to ``webjobs-blobtrigger-poison``. Processed ETags are kept as blob receipts in
   ``azure-webjobs-hosts``, so a restart does not fire again, but an overwritten blob does.
@@ -395,6 +397,8 @@ class LocalFunctionsHost:
         try:
             account = self._account(info)
             blob_client = account.blobs.get_blob_client(candidate.container, candidate.name)
+            if info.deferred:
+                return self._invoke_blob_sdk_type(info, candidate, blob_client, invocation, write_receipt)
             try:
                 # Read exactly the version that was listed; a newer one is its own (later) trigger.
                 downloader = blob_client.download_blob(
@@ -453,6 +457,75 @@ class LocalFunctionsHost:
             with self._lock:
                 self._in_flight.discard(key)
             self._finish(invocation, start)
+
+    def _invoke_blob_sdk_type(
+        self, info: FunctionInfo, candidate: BlobCandidate, blob_client: Any, invocation: Invocation,
+        write_receipt: bool,
+    ) -> Invocation:  # fmt: skip
+        """A deferred (SDK-type) blob trigger: nothing is downloaded; the function gets the client the
+        binding extension builds from the same model binding data the Azure host sends (connection name,
+        container, blob), with the same at-least-once retries and poison queue."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        try:  # the listed version must still be there; a newer one is its own (later) trigger
+            blob_client.get_blob_properties(etag=candidate.etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as gone:
+            invocation.outcome = SKIPPED
+            invocation.error = f"blob changed or deleted before it was bound: {type(gone).__name__}"
+            return invocation
+        account = self._account(info)
+        while invocation.attempts < self.max_attempts:
+            invocation.attempts += 1
+            try:
+                value = self._sdk_type_value(info, candidate)
+                self._call(info, value, dict(candidate.parameters))
+                invocation.outcome = SUCCEEDED
+                invocation.error = None
+                break
+            except Exception:
+                invocation.error = traceback.format_exc(limit=-3)
+                if invocation.attempts < self.max_attempts:
+                    log.warning(
+                        "%s failed on attempt %d/%d for %s: %s", info.name, invocation.attempts,
+                        self.max_attempts, candidate.path, invocation.error.strip().splitlines()[-1],
+                    )  # fmt: skip
+                    self._stop.wait(self.retry_delay)
+        else:
+            account.send_poison(info.name, candidate)
+            invocation.outcome = POISONED
+        if write_receipt:
+            self._receipt_store(info).add(info.name, candidate.path, candidate.etag)
+        return invocation
+
+    def _sdk_type_value(self, info: FunctionInfo, candidate: BlobCandidate) -> Any:
+        """Decode the trigger's SDK type with the registered binding extension
+        (``azurefunctions-extensions-bindings-blob``), as the Python worker does for deferred bindings."""
+        import json
+        import typing
+        from types import SimpleNamespace
+
+        from azurefunctions.extensions.base import Datum
+        from azurefunctions.extensions.base.meta import get_binding_registry
+
+        annotation = typing.get_type_hints(info.handler).get(info.trigger_arg)
+        converter = get_binding_registry().get(info.trigger_type)
+        if annotation is None or converter is None:
+            raise IndexingError(
+                f"{info.name}: a deferred blob binding needs an SDK-type annotation and its extension "
+                "(azurefunctions-extensions-bindings-blob) installed"
+            )
+        content = json.dumps({
+            "Connection": info.connection or DEFAULT_CONNECTION,
+            "ContainerName": candidate.container,
+            "BlobName": candidate.name,
+        })  # fmt: skip
+        binding_data = SimpleNamespace(
+            version="1.0", source="AzureStorageBlobs", content_type="application/json", content=content
+        )
+        return converter.decode(
+            Datum(value=binding_data, type="model_binding_data"), trigger_metadata={}, pytype=annotation
+        )
 
     # --- timers --------------------------------------------------------------------------------
     def _run_timers(self) -> None:

@@ -70,6 +70,12 @@ class FunctionInfo:
     outputs: tuple[dict[str, Any], ...] = ()
 
     @property
+    def deferred(self) -> bool:
+        """The trigger binds an SDK type (``SupportsDeferredBinding``): the host hands the function a
+        client for the blob instead of its content."""
+        return bool((self.binding.get("properties") or {}).get("SupportsDeferredBinding"))
+
+    @property
     def container(self) -> str | None:
         """The container a blob trigger watches (first segment of ``path``)."""
         return self.path.split("/", 1)[0] if self.path else None
@@ -136,6 +142,21 @@ def app_functions(app: Any) -> list[Any]:
         app.functions_bindings = saved
 
 
+def _binds_sdk_type(handler: Callable[..., Any], trigger: dict[str, Any]) -> bool:
+    """The worker's rule for a deferred binding: an input whose annotation is an ``SdkType`` of a binding
+    extension registered for that binding type (``azurefunctions.extensions.base``)."""
+    import typing
+
+    try:
+        from azurefunctions.extensions.base import meta
+    except ImportError:  # no binding extension installed: nothing can be deferred
+        return False
+    annotation = typing.get_type_hints(handler).get(trigger["name"])
+    return trigger["type"] in meta._ConverterMeta._bindings and meta._ConverterMeta.check_supported_type(
+        annotation
+    )
+
+
 def index_functions(app: Any, settings: Mapping[str, str]) -> list[FunctionInfo]:
     """Read every function's bindings from ``app.get_functions()``; resolve ``%SETTING%`` references."""
     indexed: list[FunctionInfo] = []
@@ -162,6 +183,9 @@ def index_functions(app: Any, settings: Mapping[str, str]) -> list[FunctionInfo]
                     f"function {name!r}: binding type {other['type']!r} is not supported locally"
                 )
         where = f"function {name!r}"
+        handler = function.get_user_function()
+        if _binds_sdk_type(handler, trigger):
+            trigger = {**trigger, "properties": {"SupportsDeferredBinding": True}}
         info: dict[str, Any] = {}
         if trigger["type"] == BLOB_TRIGGER:
             path = resolve_setting_references(trigger["path"], settings, what=f"{where} (blob path)")
@@ -186,7 +210,7 @@ def index_functions(app: Any, settings: Mapping[str, str]) -> list[FunctionInfo]
                 trigger_type=trigger["type"],
                 trigger_arg=trigger["name"],
                 binding=trigger,
-                handler=function.get_user_function(),
+                handler=handler,
                 inputs=tuple(b for b in others if str(b["direction"]).upper() in ("IN", "0")),
                 outputs=tuple(b for b in others if str(b["direction"]).upper() not in ("IN", "0")),
                 **info,

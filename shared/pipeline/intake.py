@@ -18,11 +18,15 @@ import json
 import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shared.layout import MANIFEST_NAME, report_prefix, validate_dataset_name
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import OverridesError, Run, RunOverrides, utcnow
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +60,18 @@ def convert_options(settings: Settings, overrides: RunOverrides):  # -> ConvertO
 
 
 def accept_dataset(
-    settings: Settings, dataset: str, *, archive: bool, marker_body: bytes
+    settings: Settings,
+    dataset: str,
+    *,
+    archive: bool,
+    marker_body: bytes,
+    archive_blob: BlobClient | None = None,
 ) -> IntakeResult | None:
     """Convert ``datasets/<dataset>/`` (or ``datasets/<dataset>.zip`` when ``archive``) into
     ``training/<dataset>/<version>/`` and create the run (state ``converted``) just before the version is
-    published. Returns None (after writing a failure report) when the drop cannot be used."""
+    published. Returns None (after writing a failure report) when the drop cannot be used.
+    ``archive_blob``: the archive's client as the trigger bound it (else one is made from the settings);
+    the archive is read with ranged downloads, never whole."""
     from shared.conversion.converter import DatasetError, convert_dataset
     from shared.pipeline.advance import fill_from_manifest, recheck_over_budget
     from shared.pipeline.reports import publish_intake_failure
@@ -88,7 +99,10 @@ def accept_dataset(
 
     what = f"datasets/{dataset}.zip" if archive else f"datasets/{dataset}/"
     options = convert_options(settings, overrides)
-    receipt_name = f"{dataset}/{INTAKE_RECEIPTS}{drop_fingerprint(pipeline, dataset, archive, marker_body, options)}.json"
+    if archive and archive_blob is None:
+        archive_blob = pipeline.datasets.get_blob_client(f"{dataset}.zip")
+    fingerprint = drop_fingerprint(pipeline, dataset, archive, marker_body, options, archive_blob=archive_blob)
+    receipt_name = f"{dataset}/{INTAKE_RECEIPTS}{fingerprint}.json"
     receipt, _ = pipeline.store.read_document(receipt_name)
     if receipt and pipeline.manifest(dataset, receipt["version"]) is not None:
         # A replay of a drop already converted (same blobs, same ETags, same options): skip the conversion.
@@ -124,8 +138,7 @@ def accept_dataset(
             if archive:
                 from shared.conversion.sources import ZipSource
 
-                blob = pipeline.datasets.get_blob_client(f"{dataset}.zip")
-                source = ZipSource(stack.enter_context(open_blob_reader(blob)))
+                source = ZipSource(stack.enter_context(open_blob_reader(archive_blob)))
             else:
                 source = BlobDatasetSource(pipeline.datasets, f"{dataset}/")
             result = convert_dataset(source, sink, options)
@@ -168,13 +181,20 @@ def _base_model_problem(pipeline: Pipeline, model: str) -> str | None:
 
 
 def drop_fingerprint(
-    pipeline: Pipeline, dataset: str, archive: bool, marker_body: bytes, options: object
+    pipeline: Pipeline,
+    dataset: str,
+    archive: bool,
+    marker_body: bytes,
+    options: object,
+    *,
+    archive_blob: BlobClient | None = None,
 ) -> str:
     """A digest of what a conversion would read: every blob of the drop (name, size, ETag), the marker and
     the conversion options. Equal fingerprints convert to the same version, so a replay can skip the work."""
     digest = hashlib.sha256()
     if archive:
-        properties = pipeline.datasets.get_blob_client(f"{dataset}.zip").get_blob_properties()
+        blob = archive_blob or pipeline.datasets.get_blob_client(f"{dataset}.zip")
+        properties = blob.get_blob_properties()
         digest.update(f"zip\t{properties.size}\t{properties.etag}\n".encode())
     else:
         for blob in pipeline.datasets.list_blobs(name_starts_with=f"{dataset}/"):

@@ -93,3 +93,32 @@ def test_push_to_promoted_through_the_functions_host_with_every_trigger_replayed
     report = json.loads((out / "digits" / run.version / "report.json").read_text())
     assert report["outcome"] == "promoted" and report["decision"]["promoted"]
     assert (out / "digits" / run.version / "report.html").stat().st_size > 1000
+
+
+def test_zip_drop_reaches_the_archive_trigger_as_a_blob_client_and_trains(stack, tmp_path, digits_dir):
+    """``datasets/<name>.zip`` through the functions host: the archive trigger is bound as an SDK-type
+    ``BlobClient`` (the host downloads nothing; the intake streams the archive with ranged reads) and the
+    run starts training with every example of the folder."""
+    import zipfile
+
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.pipeline.store import RunStore
+    from shared.settings import Settings
+
+    archive = tmp_path / "digitszip.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for image in sorted(p for p in digits_dir.rglob("*") if p.is_file()):
+            zipped.write(image, image.relative_to(digits_dir).as_posix())
+    service = BlobServiceClient.from_connection_string(stack.settings["AzureWebJobsStorage"])
+    service.get_blob_client("datasets", "digitszip.zip").upload_blob(archive.read_bytes(), overwrite=True)
+
+    assert stack.host.function("dataset_archive_ready").deferred
+    fired = stack.host.run_until_idle(timeout=120)
+    outcomes = {(i.function_name, i.outcome) for i in fired}
+    assert ("dataset_archive_ready", "succeeded") in outcomes, fired
+    assert ("training_ready", "succeeded") in outcomes, fired
+    [run] = RunStore.from_settings(Settings.model_validate(stack.settings)).list("digitszip")
+    assert run.state.value == "training"
+    images = sum(1 for p in digits_dir.rglob("*") if p.is_file())
+    assert sum(int(split["examples"]) for split in run.splits.values()) == images

@@ -39,6 +39,8 @@ def test_real_app_has_six_functions_with_their_declared_bindings():
         "dataset_archive_ready": (DATASET_ARCHIVE_PATH, "AzureWebJobsStorage", "EventGrid"),
         "training_ready": (TRAINING_MANIFEST_PATH, "AzureWebJobsStorage", "EventGrid"),
     }
+    # The .zip trigger binds azurefunctions.extensions.bindings.blob.BlobClient: a client, not the bytes.
+    assert {name for name, f in functions.items() if f.deferred} == {"dataset_archive_ready"}
     assert functions["advance_runs"].schedule == "*/10 * * * * *"
     assert functions["scheduled_evaluation"].schedule == "0 0 3 * * *"
     assert functions["advance_runs"].binding["schedule"] == "%VISIONTUNE_ADVANCE_SCHEDULE%"

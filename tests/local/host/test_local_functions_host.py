@@ -188,6 +188,39 @@ def test_tick_runs_a_timer_now_and_a_blob_function_on_a_given_blob(
         host.tick("nope")
 
 
+def test_sdk_type_trigger_gets_a_blob_client_and_nothing_is_downloaded(
+    make_host, blob_service, fresh_container, calls_file, monkeypatch
+):
+    """``blob_sdk.BlobClient`` (deferred binding): the function gets a real client for the Azurite blob,
+    built by the binding extension; the host itself never downloads the blob; retries work as usual."""
+    from azure.storage.blob import BlobClient
+
+    host = make_host()
+    assert host.function("on_archive").deferred and not host.function("on_text").deferred
+    downloads: list[str] = []
+    original = BlobClient.download_blob
+
+    def counting(self, *args, **kwargs):
+        downloads.append(f"{self.blob_name}:{kwargs.get('length')}")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BlobClient, "download_blob", counting)
+    body = b"PK\x03\x04" + os.urandom(3 * 1024 * 1024)
+    upload(blob_service, fresh_container, "big/a.bin", body)
+    upload(blob_service, fresh_container, "big/b.bin", b"fail then work")
+    fired = {i.blob_name: i for i in host.run_once()}
+    first = fired[f"{fresh_container}/big/a.bin"]
+    assert (first.function_name, first.outcome, first.attempts) == ("on_archive", "succeeded", 1)
+    retried = fired[f"{fresh_container}/big/b.bin"]
+    assert (retried.outcome, retried.attempts) == ("succeeded", 3)
+    calls = {c["name"]: c for c in read_calls(calls_file, "on_archive")}
+    assert calls["big/a.bin"]["type"] == "azure.storage.blob._blob_client.BlobClient"
+    assert calls["big/a.bin"]["container"] == fresh_container
+    assert calls["big/a.bin"]["size"] == len(body) and calls["big/a.bin"]["head"] == "PK\x03\x04"
+    # Only the function's own 4-byte ranged reads: the host read nothing of either blob.
+    assert sorted(downloads) == ["big/a.bin:4"] + ["big/b.bin:4"] * 3
+
+
 def test_bounded_concurrency(make_host, blob_service, fresh_container):
     host = make_host(settings={"SAMPLE_DELAY": "0.2"}, max_workers=2)
     module = sys.modules[host.function("on_text").handler.__module__]
@@ -244,6 +277,7 @@ def test_http_routes_and_admin(make_host, calls_file):
     assert json.loads(http("GET", f"{base}/admin/host/status")[2])["state"] == "Running"
     assert {f["name"] for f in json.loads(http("GET", f"{base}/admin/functions")[2])} == {
         "on_text",
+        "on_archive",
         "on_tick",
         "echo",
         "boom",

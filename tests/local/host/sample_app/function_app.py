@@ -11,6 +11,7 @@ import threading
 import time
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob_sdk
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 _lock = threading.Lock()
@@ -59,6 +60,25 @@ def on_text(blob: func.InputStream, upper: func.Out[str]) -> None:
     if body.startswith(b"fail-always") or (body.startswith(b"fail-twice") and earlier < 2):
         raise RuntimeError(f"refusing {blob.name} (attempt {earlier + 1})")
     upper.set(body.decode().upper())
+
+
+@app.function_name("on_archive")
+@app.blob_trigger(arg_name="client", path="%SAMPLE_CONTAINER%/big/{name}.bin", connection="AzureWebJobsStorage")
+def on_archive(client: blob_sdk.BlobClient) -> None:
+    """An SDK-type (deferred) binding: the host hands over a BlobClient; the function reads a range."""
+    properties = client.get_blob_properties()
+    head = client.download_blob(offset=0, length=4).readall()
+    earlier = _record(
+        function="on_archive",
+        key=f"{client.blob_name}@{properties.etag}",
+        type=f"{type(client).__module__}.{type(client).__name__}",
+        container=client.container_name,
+        name=client.blob_name,
+        size=properties.size,
+        head=head.decode(),
+    )
+    if head == b"fail" and earlier < 2:
+        raise RuntimeError(f"refusing {client.blob_name} (attempt {earlier + 1})")
 
 
 @app.function_name("on_tick")
