@@ -9,7 +9,7 @@ STACK ?= dev
 # The Functions worker's indexer: pure Python, declares Python >= 3.13, so it is installed without its checks.
 FUNCTIONS_RUNTIME := azure-functions-runtime==1.3.0
 
-.PHONY: help setup browser test demo bench bench-predict conformance local-up deploy package clean
+.PHONY: help setup browser test demo bench bench-predict conformance local-up deploy destroy package clean
 
 help:
 	@echo "make demo         run the whole pipeline on the local stack (Azurite + emulator + functions host)"
@@ -19,6 +19,7 @@ help:
 	@echo "make conformance  schemathesis against the Azure OpenAI authoring spec, on the emulator"
 	@echo "make local-up     start Azurite, the emulator and the functions host in the foreground"
 	@echo "make deploy STACK=dev   provision on Azure, publish the app, wire Event Grid (needs az + pulumi)"
+	@echo "make destroy STACK=dev  after a confirmation: delete the stack and purge its Azure OpenAI account"
 
 setup: $(PY_STAMP) $(NODE_STAMP) browser
 
@@ -68,6 +69,9 @@ package: setup
 
 deploy: setup
 	bash infra/deploy.sh $(STACK)
+
+destroy:
+	bash infra/destroy.sh $(STACK)
 
 clean:
 	rm -rf $(VENV) node_modules dist demo-out .pytest_cache

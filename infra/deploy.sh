@@ -21,6 +21,9 @@ KEY_WAIT_SECONDS="${KEY_WAIT_SECONDS:-600}"
 KEY_POLL_SECONDS="${KEY_POLL_SECONDS:-15}"
 PUBLISH_ATTEMPTS="${PUBLISH_ATTEMPTS:-4}"
 PUBLISH_RETRY_SECONDS="${PUBLISH_RETRY_SECONDS:-60}"
+# One publish (upload + remote build) may take this long; past it the az call is stopped. `az ... --timeout`
+# bounds only its status polling, and the upload itself can hang on a bad network.
+PUBLISH_TIMEOUT_SECONDS="${PUBLISH_TIMEOUT_SECONDS:-1200}"
 cd "$ROOT"
 
 say() { printf '\n==> %s\n' "$*"; }
@@ -73,9 +76,16 @@ say "building the app package"
 say "publishing to $APP with a remote build (pip install -r requirements.txt on Azure; a few minutes)"
 # The first publish right after phase 1 can fail while the new role assignments (deployment storage)
 # propagate: retry a few times.
+command -v timeout >/dev/null || fail "'timeout' (GNU coreutils) is needed to bound the publish step"
 attempt=1
-until az functionapp deployment source config-zip --resource-group "$RESOURCE_GROUP" --name "$APP" \
-  --src "$PACKAGE" --build-remote true --timeout 900 >/dev/null; do
+until timeout --kill-after=30 "$PUBLISH_TIMEOUT_SECONDS" az functionapp deployment source config-zip \
+  --resource-group "$RESOURCE_GROUP" --name "$APP" --src "$PACKAGE" --build-remote true \
+  --timeout "$PUBLISH_TIMEOUT_SECONDS" >/dev/null; do
+  status=$?
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    # Not retried: the remote build may still be running, and a second upload would race it.
+    fail "publishing did not finish within ${PUBLISH_TIMEOUT_SECONDS}s and was stopped. The remote build may still be running: check 'az functionapp log deployment show -g $RESOURCE_GROUP -n $APP', then run 'make deploy STACK=$STACK' again (PUBLISH_TIMEOUT_SECONDS=<seconds> allows longer)"
+  fi
   [ "$attempt" -ge "$PUBLISH_ATTEMPTS" ] && fail "publishing failed $attempt times: check 'az functionapp log deployment show -g $RESOURCE_GROUP -n $APP'"
   echo "    publish attempt $attempt failed; retrying in ${PUBLISH_RETRY_SECONDS}s (new role assignments take minutes to apply)"
   attempt=$((attempt + 1))

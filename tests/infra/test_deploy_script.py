@@ -27,6 +27,7 @@ case "$1" in
           functionAppName) echo vtune-ci-abc123-func ;;
           functionAppUrl) echo https://vtune-ci-abc123-func.azurewebsites.net ;;
           uploadCommand) echo "az storage blob upload-batch --auth-mode login ..." ;;
+          openaiAccount) echo vtune-ci-abc123-oai ;;
           *) echo '{"resourceGroup": "vtune-ci"}' ;;
         esac ;;
     esac ;;
@@ -34,6 +35,7 @@ case "$1" in
     if [ "$2" = get ]; then [ -f "$STUB_STATE/events" ] && cat "$STUB_STATE/events" && exit 0; exit 1; fi
     if [ "$2" = set ]; then printf '%s' "$4" > "$STUB_STATE/events"; fi ;;
   up) echo "UP eventGridSubscriptions=$(cat "$STUB_STATE/events" 2>/dev/null || echo unset)" >> "$STUB_LOG" ;;
+  destroy) echo "DESTROYED" >> "$STUB_LOG" ;;
 esac
 """
 
@@ -49,9 +51,16 @@ case "$1 $2" in
     if [[ "$*" == *name* ]]; then echo "CI subscription"; else echo sub-0001; fi ;;
   "provider show") echo Registered ;;
   "functionapp deployment")
+    [ -n "${STUB_PUBLISH_HANGS:-}" ] && sleep 30
     n=$(count publishes)
     [ "$n" -le "${STUB_PUBLISH_FAILURES:-0}" ] && exit 1
     echo "PUBLISHED" >> "$STUB_LOG" ;;
+  "cognitiveservices account")
+    case "$3" in
+      show) [ -n "${STUB_ACCOUNT_GONE:-}" ] && exit 3; echo swedencentral ;;
+      list-deleted) echo swedencentral ;;
+      purge) echo "PURGED" >> "$STUB_LOG" ;;
+    esac ;;
   "functionapp keys")
     n=$(count key-polls)
     [ "$n" -gt "${STUB_KEY_AFTER_POLLS:-0}" ] && echo mock-blobs-extension-key ;;
@@ -104,10 +113,13 @@ def checkout(tmp_path: Path) -> dict:
     return {"root": root, "state": state, "env": env, "log": tmp_path / "calls.log"}
 
 
-def deploy(checkout: dict, stack: str = "ci", **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+def deploy(
+    checkout: dict, stack: str = "ci", script: str = "deploy.sh", stdin: str | None = None, **env: str
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     done = subprocess.run(
-        ["bash", str(checkout["root"] / "infra" / "deploy.sh"), stack],
+        ["bash", str(checkout["root"] / "infra" / script), stack],
         env={**checkout["env"], **env},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
@@ -180,3 +192,54 @@ def test_publish_failure_is_reported_and_phase_two_is_skipped(checkout: dict) ->
     assert "publishing failed 2 times" in done.stderr
     assert "UP eventGridSubscriptions=true" not in calls
     assert os.path.exists(checkout["root"] / "dist" / "app.zip")
+
+
+def test_a_hanging_publish_is_stopped_with_a_clear_message_and_not_retried(checkout: dict) -> None:
+    done, calls = deploy(checkout, STUB_PUBLISH_HANGS="1", PUBLISH_TIMEOUT_SECONDS="2")
+    assert done.returncode != 0
+    assert "publishing did not finish within 2s and was stopped" in done.stderr
+    assert "az functionapp log deployment show -g vtune-ci -n vtune-ci-abc123-func" in done.stderr
+    publishes = [c for c in calls if c.startswith("az functionapp deployment source config-zip")]
+    assert len(publishes) == 1 and "--timeout 2" in publishes[0]
+    assert "PUBLISHED" not in calls and "UP eventGridSubscriptions=true" not in calls
+
+
+def destroy_steps(calls: list[str]) -> list[str]:
+    keep = ("DESTROYED", "PURGED", "az cognitiveservices account purge", "pulumi stack rm")
+    return [c for c in calls if c.startswith(keep)]
+
+
+def test_destroy_asks_then_destroys_purges_the_openai_account_and_removes_the_stack(checkout: dict) -> None:
+    done, calls = deploy(checkout, script="destroy.sh", CONFIRM="ci")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "vtune-ci-abc123-oai" in done.stdout and "vtune-ci" in done.stdout  # says what goes
+    assert destroy_steps(calls) == [
+        "DESTROYED",
+        "az cognitiveservices account purge --location swedencentral --resource-group vtune-ci "
+        "--name vtune-ci-abc123-oai",
+        "PURGED",
+        "pulumi stack rm --yes ci",
+    ]
+    # The region is read before the account is deleted.
+    show = calls.index(next(c for c in calls if c.startswith("az cognitiveservices account show")))
+    assert show < calls.index("DESTROYED")
+
+
+def test_destroy_finds_the_region_of_an_account_already_deleted(checkout: dict) -> None:
+    done, calls = deploy(checkout, script="destroy.sh", CONFIRM="ci", STUB_ACCOUNT_GONE="1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any(c.startswith("az cognitiveservices account list-deleted") for c in calls)
+    assert "PURGED" in calls
+
+
+@pytest.mark.parametrize(("confirm", "stdin"), [("", None), ("dev", None), ("", "prod\n")])
+def test_destroy_without_the_right_confirmation_deletes_nothing(checkout: dict, confirm: str, stdin) -> None:
+    done, calls = deploy(checkout, script="destroy.sh", stdin=stdin, CONFIRM=confirm)
+    assert done.returncode != 0
+    assert "nothing was deleted" in done.stderr or "no confirmation" in done.stderr
+    assert destroy_steps(calls) == []
+
+
+def test_make_destroy_runs_the_destroy_script() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "destroy:\n\tbash infra/destroy.sh $(STACK)\n" in makefile
