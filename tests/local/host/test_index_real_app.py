@@ -28,6 +28,7 @@ def test_real_app_has_six_functions_with_their_declared_bindings():
         "advance_runs",
         "scheduled_evaluation",
         "status",
+        "classify",
     }
     blob_paths = {
         name: (f.path, f.connection, f.source)
