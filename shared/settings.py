@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # --- conversion ----------------------------------------------------------------------------
     max_side: int = Field(default=512, ge=16, le=2048, validation_alias="VISIONTUNE_MAX_SIDE")
     jpeg_quality: int = Field(default=85, ge=1, le=95, validation_alias="VISIONTUNE_JPEG_QUALITY")
+    # Images with a side under min_side pixels, or longer than max_aspect_ratio times their width, are
+    # rejected (too_small / extreme_aspect_ratio) rather than trained on.
+    min_side: int = Field(default=8, ge=1, validation_alias="VISIONTUNE_MIN_SIDE")
+    max_aspect_ratio: float = Field(default=20.0, ge=1, allow_inf_nan=False, validation_alias="VISIONTUNE_MAX_ASPECT_RATIO")
     # 0 means one worker per core.
     convert_workers: int = Field(default=0, ge=0, validation_alias="VISIONTUNE_CONVERT_WORKERS")
 

@@ -32,18 +32,28 @@ from shared.conversion.estimate import estimate, split_tokens, tokens_per_label
 from shared.conversion.examples import IMAGE_DETAIL, build_prompt, example_line
 from shared.conversion.images import (
     BACKGROUND,
+    DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
     DRAFT_TOLERANCE,
     ImageResult,
     ImageSettings,
     normalise_image,
 )
-from shared.conversion.sources import DatasetSource, SourceEntry, ignored_reason
-from shared.conversion.splits import LayoutError, detect_split_layout, hash_split, line_order_key, normalise_ratios, place
+from shared.conversion.sources import DatasetSource, SourceEntry, ignored_reason, read_regular_file
+from shared.conversion.splits import (
+    LayoutError,
+    ambiguous_layout,
+    detect_split_layout,
+    hash_split,
+    line_order_key,
+    normalise_ratios,
+    place,
+)
 from shared.layout import MANIFEST_NAME, READY_MARKER, REJECTED_NAME, SPLITS
 
-CONVERTER_FORMAT = 1  # bump when the output of the same input and options changes
+CONVERTER_FORMAT = 2  # bump when the output of the same input and options changes
 MAX_EXAMPLES_PER_FILE = 50_000  # Azure: examples with images per training file
 MIN_TRAINING_EXAMPLES = 10
 MIN_LABELS = 2
@@ -127,6 +137,8 @@ class ConvertOptions:
     price_per_1m_training_tokens: float = 25.0
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    min_side: int = DEFAULT_MIN_SIDE  # images with a shorter side are rejected (too_small)
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO  # longer/shorter side above this: rejected
 
     def validated(self) -> ConvertOptions:
         """A copy with the split normalised; ``ValueError`` naming the bad option."""
@@ -138,6 +150,10 @@ class ConvertOptions:
             raise ValueError(f"workers must be >= 0 (0 = all cores), got {self.workers}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.min_side < 1:
+            raise ValueError(f"min_side must be >= 1 pixel, got {self.min_side}")
+        if not self.max_aspect_ratio >= 1:  # also refuses NaN
+            raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
         if self.price_per_1m_training_tokens < 0:
             raise ValueError("price_per_1m_training_tokens must be >= 0")
         ratios = normalise_ratios(tuple(float(r) for r in self.split))  # type: ignore[arg-type]
@@ -181,8 +197,7 @@ def _process(task: _Task, settings: ImageSettings, max_bytes: int) -> tuple[int,
     index, local_path, data = task
     if data is None:
         try:
-            with open(local_path, "rb") as handle:  # type: ignore[arg-type]
-                data = handle.read(max_bytes + 1)
+            data = read_regular_file(local_path, max_bytes)  # type: ignore[arg-type]
         except OSError as exc:
             return index, "", ImageResult(code="unreadable", reason=f"cannot read the file: {exc.strerror or exc}")
         if len(data) > max_bytes:
@@ -397,12 +412,22 @@ def _convert(
 ) -> ConversionResult:
     started = time.perf_counter()
     entries: dict[str, SourceEntry] = {}
+    layout_rejects: list[dict[str, str]] = []
+    unusable: list[SourceEntry] = []  # entries the source already refused; never read
     for entry in source.entries():
-        entries.setdefault(entry.path, entry)
+        if entry.problem is not None:
+            unusable.append(entry)
+            layout_rejects.append({"path": entry.path, "code": entry.problem[0], "reason": entry.problem[1]})
+        elif entry.path in entries:  # a source that lists one name twice: report the second
+            unusable.append(entry)
+            layout_rejects.append(
+                {"path": entry.path, "code": "duplicate_name", "reason": "listed twice by the source; the first is used"}
+            )
+        else:
+            entries[entry.path] = entry
     ordered = [entries[p] for p in sorted(entries)]
 
     ignored: list[str] = []
-    layout_rejects: list[dict[str, str]] = []
     candidates: list[SourceEntry] = []
     for entry in ordered:
         if ignored_reason(entry.path) is not None or entry.path == READY_MARKER:
@@ -410,6 +435,9 @@ def _convert(
         else:
             candidates.append(entry)
     splits_given = detect_split_layout(e.path for e in candidates)
+    ambiguity = ambiguous_layout(e.path for e in candidates) if splits_given else None
+    if ambiguity is not None:
+        raise DatasetError(ambiguity)
 
     records: list[_Record] = []
     for entry in candidates:
@@ -441,7 +469,13 @@ def _convert(
             f"are needed, and hundreds per label are better ({layout_hint})"
         )
 
-    settings = ImageSettings(max_side=options.max_side, quality=options.quality, max_pixels=options.max_pixels)
+    settings = ImageSettings(
+        max_side=options.max_side,
+        quality=options.quality,
+        max_pixels=options.max_pixels,
+        min_side=options.min_side,
+        max_aspect_ratio=options.max_aspect_ratio,
+    )
     with tempfile.TemporaryFile(prefix="visiontune-images-") as spill:
         workers = _run_pass_one(source, records, settings, options, spill, progress)
         processed_at = time.perf_counter()
@@ -474,6 +508,8 @@ def _convert(
             "quality": options.quality,
             "max_pixels": options.max_pixels,
             "max_file_bytes": options.max_file_bytes,
+            "min_side": options.min_side,
+            "max_aspect_ratio": options.max_aspect_ratio,
             "draft_tolerance": DRAFT_TOLERANCE,
             "split": "given" if splits_given else list(options.split),
             "seed": options.seed,
@@ -548,8 +584,8 @@ def _convert(
             model=options.model,
         ),
         "source": {
-            "files": len(ordered),
-            "bytes": sum(e.size for e in ordered),
+            "files": len(ordered) + len(unusable),
+            "bytes": sum(e.size for e in ordered) + sum(e.size for e in unusable),
             "digest": source_digest,
         },
         "converter": {**converter_settings, "pillow": _pillow_version()},

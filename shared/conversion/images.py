@@ -23,6 +23,10 @@ DRAFT_TOLERANCE = 0.02
 # JPEGs may have twice as many: they are decoded at 1/4 or 1/8 scale (108 MP phone modes exist).
 DEFAULT_MAX_PIXELS = 89_478_485
 DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
+# Shapes that make poor examples: a side under 8 px holds almost nothing, and past 20:1 the shrink to
+# max_side leaves a sliver (a 512 px long side gives a short side under 26 px). Both are settings.
+DEFAULT_MIN_SIDE = 8
+DEFAULT_MAX_ASPECT_RATIO = 20.0
 # Input formats we decode (Pillow names). MPO is what many phones write (a JPEG with extra frames).
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
@@ -37,6 +41,8 @@ class ImageSettings:
     max_side: int = 512
     quality: int = 85
     max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,9 @@ def normalise_image(data: bytes, settings: ImageSettings) -> ImageResult:
     RGB, shrink so the longer side is at most ``max_side`` (never enlarge) and encode it as JPEG.
 
     Never raises for bad input: every failure becomes a rejection with a stable ``code`` (``empty``,
-    ``not_an_image``, ``unsupported_format``, ``decompression_bomb``, ``truncated``, ``corrupt``) and a
-    reason a person can act on.
+    ``not_an_image``, ``unsupported_format``, ``decompression_bomb``, ``truncated``, ``corrupt``,
+    ``too_small``, ``extreme_aspect_ratio``) and a reason a person can act on. Every pixel is decoded
+    before the image is used, so damage the header does not show is still found.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -116,22 +123,30 @@ def normalise_image(data: bytes, settings: ImageSettings) -> ImageResult:
             f"{limit / 1e6:.1f} megapixel limit for {fmt} (decompression bomb guard); save a smaller copy",
         )
     source_mode = image.mode
-    try:
-        orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
-    except Exception:  # a broken EXIF block must not lose an otherwise good image
-        orientation = 1
+    shape_problem = _shape_problem(width, height, settings)
+    if shape_problem is not None:
+        return reject(*shape_problem)
 
     try:
         if fmt in _JPEG_FORMATS:
             _draft_jpeg(image, settings.max_side)
+        # Decode every pixel BEFORE anything else reads the file: a PNG's getexif() loads the image
+        # itself, and a second load() after a swallowed error returns the partial pixels silently.
         image.load()
+        orientation = _orientation(image)
         image = _to_rgb_small(image, settings.max_side)
     except Image.DecompressionBombError as exc:
         return reject("decompression_bomb", f"decompression bomb guard: {exc}")
     except OSError as exc:
         message = str(exc)
-        if "truncated" in message or "broken data stream" in message:
+        if "truncated" in message:
             return reject("truncated", f"truncated {fmt}: {message}; the file is incomplete, download or copy it again")
+        if "broken data stream" in message:
+            return reject(
+                "corrupt",
+                f"damaged {fmt} pixel data ({message}): its header reads but the image does not decode; "
+                "export or copy it again",
+            )
         return reject("corrupt", f"corrupt {fmt}: {message}")
     except (SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError, struct.error) as exc:
         return reject("corrupt", f"corrupt {fmt}: {type(exc).__name__}: {exc}")
@@ -149,6 +164,32 @@ def normalise_image(data: bytes, settings: ImageSettings) -> ImageResult:
         source_mode=source_mode,
         source_size=(width, height),
     )
+
+
+def _orientation(image) -> int:
+    """The EXIF orientation (1 when absent or unreadable: a broken EXIF block must not lose a good image)."""
+    try:
+        return int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
+    except Exception:
+        return 1
+
+
+def _shape_problem(width: int, height: int, settings: ImageSettings) -> tuple[str, str] | None:
+    """(code, reason) when the image is too small or too elongated to be a useful example, else None."""
+    if min(width, height) < settings.min_side:
+        return (
+            "too_small",
+            f"{width}x{height} pixels: a side is under the {settings.min_side}-pixel minimum "
+            "(VISIONTUNE_MIN_SIDE); use a larger image",
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > settings.max_aspect_ratio:
+        return (
+            "extreme_aspect_ratio",
+            f"{width}x{height} pixels: aspect ratio {ratio:.1f}:1 is beyond the {settings.max_aspect_ratio:g}:1 "
+            "limit (VISIONTUNE_MAX_ASPECT_RATIO); crop it to the part that shows the label",
+        )
+    return None
 
 
 @functools.cache

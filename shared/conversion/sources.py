@@ -7,6 +7,8 @@ converter's job, so every source behaves the same way.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,10 +24,13 @@ JUNK_DIR_NAMES = frozenset({"__macosx"})
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """One file of a dataset source."""
+    """One file of a dataset source. ``problem`` (code, reason): the source already knows the entry cannot
+    be used (a name outside the layout, a second entry of the same name, not a regular file); the
+    converter reports it in ``rejected.json`` and never reads it."""
 
     path: str  # relative to the dataset root, '/' separators, e.g. "train/cat/1.jpg" or "cat/1.jpg"
     size: int
+    problem: tuple[str, str] | None = None
 
 
 @runtime_checkable
@@ -70,14 +75,20 @@ class FolderSource:
             base = Path(directory)
             for name in files:
                 full = base / name
+                relative = full.relative_to(self.root).as_posix()
                 try:
-                    size = full.stat().st_size
+                    status = full.stat()
                 except OSError:  # a dangling link: listed, reading it reports the problem
-                    size = 0
-                yield SourceEntry(full.relative_to(self.root).as_posix(), size)
+                    yield SourceEntry(relative, 0)
+                    continue
+                kind = special_file_kind(status.st_mode)
+                if kind is not None:
+                    yield SourceEntry(relative, 0, ("not_a_file", f"{kind}, not a regular file; it was not opened"))
+                    continue
+                yield SourceEntry(relative, status.st_size)
 
     def read(self, path: str) -> bytes:
-        return self.local_path(path).read_bytes()
+        return read_regular_file(str(self.local_path(path)))
 
     def local_path(self, path: str) -> Path:
         """The file on disk behind ``path``, so worker processes can read it themselves."""
@@ -99,23 +110,46 @@ class ZipSource:
         except zipfile.BadZipFile as exc:
             raise ValueError(f"not a readable zip archive: {exc}") from exc
         raw: dict[str, zipfile.ZipInfo] = {}
+        # Entries that are never read, each with (code, reason): unsafe names, repeated names, links.
+        self._problems: list[SourceEntry] = []
         for info in self._zip.infolist():
             if info.is_dir():
                 continue
-            name = info.filename.replace("\\", "/")
-            while name.startswith("./"):
-                name = name[2:]
-            raw.setdefault(name, info)
+            name, unsafe = normalise_entry_name(info.filename)
+            if unsafe is not None:
+                self._problems.append(SourceEntry(name, info.file_size, ("outside_layout", unsafe)))
+                continue
+            kind = special_file_kind(info.external_attr >> 16) if info.create_system == 3 else None
+            if kind is not None:  # a symbolic link (or device) stored by a Unix zip tool
+                self._problems.append(
+                    SourceEntry(name, info.file_size, ("not_a_file", f"{kind} in the archive, not a regular file; not read"))
+                )
+                continue
+            if name in raw:
+                self._problems.append(
+                    SourceEntry(
+                        name,
+                        info.file_size,
+                        ("duplicate_name", "the archive holds another entry of the same name; the first one is used"),
+                    )
+                )
+                continue
+            raw[name] = info
         self.root_prefix = _single_root_folder(raw)
         self._infos: dict[str, zipfile.ZipInfo] = {}
         for name, info in raw.items():
             if self.root_prefix and name.startswith(self.root_prefix):
                 name = name[len(self.root_prefix):]
-            self._infos.setdefault(name, info)
+            self._infos[name] = info
+        if self.root_prefix:
+            self._problems = [
+                SourceEntry(e.path.removeprefix(self.root_prefix), e.size, e.problem) for e in self._problems
+            ]
 
     def entries(self) -> Iterator[SourceEntry]:
         for name, info in self._infos.items():
             yield SourceEntry(name, info.file_size)
+        yield from self._problems
 
     def read(self, path: str) -> bytes:
         with self._zip.open(self._infos[path]) as member:
@@ -129,6 +163,60 @@ class ZipSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+
+
+def normalise_entry_name(name: str) -> tuple[str, str | None]:
+    """An archive entry name with ``/`` separators (Windows tools write ``\\``) and leading ``./``
+    removed, and why it is unsafe (``None`` if it is not): an absolute path, a drive letter, a ``..``
+    component, an empty component or a NUL character. Unsafe entries are never read."""
+    cleaned = name.replace("\\", "/")
+    while cleaned.startswith("./"):
+        cleaned = cleaned[2:]
+    if "\x00" in cleaned:
+        return cleaned.replace("\x00", "?"), "the entry name holds a NUL character"
+    if _DRIVE_RE.match(cleaned):
+        return cleaned, f"the entry name {name!r} starts with a drive letter (an absolute Windows path)"
+    if cleaned.startswith("/"):
+        return cleaned, f"the entry name {name!r} is an absolute path"
+    parts = cleaned.split("/")
+    if ".." in parts:
+        return cleaned, f"the entry name {name!r} climbs out of the archive with '..'"
+    if any(part in ("", ".") for part in parts):
+        return cleaned, f"the entry name {name!r} has an empty or '.' path component"
+    return cleaned, None
+
+
+def special_file_kind(mode: int) -> str | None:
+    """What a non-regular file is (``"a FIFO (named pipe)"``, ...) from its ``st_mode``; None for a
+    regular file (and for a mode of 0, which zip tools write when they store no file type)."""
+    if mode == 0 or stat.S_ISREG(mode):
+        return None
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return kind
+    return None if stat.S_IFMT(mode) == 0 else "not a regular file"
+
+
+def read_regular_file(path: str, limit: int | None = None) -> bytes:
+    """The bytes of ``path`` (at most ``limit + 1`` when given) if it is a regular file. The file is opened
+    without blocking and checked after opening, so a FIFO or device swapped in after listing is reported
+    (``OSError``), never waited on."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        kind = special_file_kind(os.fstat(descriptor).st_mode)
+        if kind is not None:
+            raise OSError(f"{kind}, not a regular file; it was not read")
+        return handle.read() if limit is None else handle.read(limit + 1)
 
 
 def _single_root_folder(names: Iterable[str]) -> str:

@@ -41,6 +41,34 @@ def detect_split_layout(paths: Iterable[str]) -> bool:
     return False
 
 
+def ambiguous_layout(paths: Iterable[str]) -> str | None:
+    """Why a dataset that looks split (a ``train/``, ``validation/`` or ``test/`` folder holding folders)
+    is ambiguous, or None: other top-level folders next to the split folders hold images directly, as label
+    folders do (``cat/``, ``dog/`` and a label that happens to be called ``train/`` with a sub-folder).
+    Deeper stray folders (``extra/cat/1.jpg``) are not label-shaped; their files are rejected one by one."""
+    split_folders: set[str] = set()
+    other_folders: dict[str, int] = {}
+    for path in paths:
+        parts = path.split("/")
+        if len(parts) >= 3 and parts[0] in SPLITS:
+            split_folders.add(parts[0])
+        elif len(parts) == 2 and parts[0] not in SPLITS:  # <folder>/<image>: a label folder's shape
+            other_folders[parts[0]] = other_folders.get(parts[0], 0) + 1
+    if not split_folders or not other_folders:
+        return None
+    others = sorted(other_folders)
+    shown = ", ".join(f"{name}/ ({other_folders[name]} file(s))" for name in others[:10])
+    more = f" and {len(others) - 10} more" if len(others) > 10 else ""
+    splits = ", ".join(f"{name}/" for name in sorted(split_folders, key=SPLITS.index))
+    return (
+        f"ambiguous layout: {splits} hold sub-folders, which means <split>/<label>/<image>, but "
+        f"{shown}{more} sit next to them as if they were label folders <label>/<image>. Nothing was "
+        "converted. Either move every label folder into train/ (and validation/, test/), or, if "
+        f"{sorted(split_folders, key=SPLITS.index)[0]} is a label, rename that folder "
+        "(e.g. 'train_'), so the layout is one or the other."
+    )
+
+
 def place(path: str, splits_given: bool) -> Placement:
     """The label (NFC-normalised folder name) and given split of ``path``; ``LayoutError`` if the
     path does not fit the layout."""

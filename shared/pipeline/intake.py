@@ -56,6 +56,8 @@ def convert_options(settings: Settings, overrides: RunOverrides):  # -> ConvertO
         model=effective.base_model,
         epochs=effective.n_epochs or ConvertOptions.epochs,
         price_per_1m_training_tokens=effective.price_training_per_1m_tokens,
+        min_side=effective.min_side,
+        max_aspect_ratio=effective.max_aspect_ratio,
     )
 
 
