@@ -34,6 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--model", default="gpt-4.1-2025-04-14", help="base model, for the token estimate")
     convert.add_argument("--epochs", type=int, default=2, help="epochs, for the cost estimate (2)")
     convert.add_argument("--price", type=float, default=25.0, help="USD per 1M training tokens, for the estimate (25)")
+    convert.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="reuse images converted earlier from DIR (created) and add the new ones; the output is the same",
+    )
+    convert.add_argument(
+        "--cache-keep",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --cache: keep the entries of the N most recent versions converted with it, collect the rest (3)",
+    )
     convert.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     convert.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     convert.set_defaults(handler=run_convert)
@@ -76,11 +90,23 @@ def run_convert(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         return _error(str(exc))
     sink = FolderSink(args.out)
+    cache = None
+    if args.cache is not None:
+        if args.cache_keep < 1:
+            return _error(f"--cache-keep must be >= 1, got {args.cache_keep}")
+        from shared.conversion.cache import folder_cache
+        from shared.conversion.converter import CONVERTER_FORMAT, image_settings
+
+        # grace 0: one person's disk cache has no concurrent conversion to protect
+        cache = folder_cache(args.cache, image_settings(options), CONVERTER_FORMAT, grace_seconds=0.0)
     try:
         if args.quiet or args.json:
-            result = convert_dataset(source, sink, options)
+            result = convert_dataset(source, sink, options, cache=cache)
         else:
-            result = _convert_with_progress(convert_dataset, source, sink, options)
+            result = _convert_with_progress(convert_dataset, source, sink, options, cache)
+        if cache is not None:
+            recent = [version for version, _ in cache.referenced_versions()][-args.cache_keep :]
+            result.stats["cache"] = cache.collect(set(recent) | {result.version})
     except DatasetError as exc:
         return _error(f"{args.src}: {exc}")
     except OSError as exc:
@@ -96,7 +122,7 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _convert_with_progress(convert_dataset, source, sink, options):
+def _convert_with_progress(convert_dataset, source, sink, options, cache=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     with Progress(
@@ -113,7 +139,7 @@ def _convert_with_progress(convert_dataset, source, sink, options):
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return convert_dataset(source, sink, options, progress=progress)
+        return convert_dataset(source, sink, options, progress=progress, cache=cache)
 
 
 def _summary(result, out: Path) -> dict:
@@ -168,7 +194,8 @@ def _print_summary(result, out: Path) -> None:
     stats = result.stats
     console.print(
         f"{stats['files_processed']:,} files in {stats['seconds']:.1f} s with {stats['workers']} worker(s) "
-        f"({stats['images_per_second']:,.0f} images/s)"
+        f"({stats['images_per_second']:,.0f} images/s): {stats['images_converted']:,} images converted, "
+        f"{stats['images_reused']:,} reused from the cache"
     )
 
 

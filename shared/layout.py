@@ -41,6 +41,12 @@ def training_prefix(dataset: str, version: str) -> str:
     return f"{dataset}/{version}/"
 
 
+def cache_prefix(dataset: str) -> str:
+    """Blob prefix (inside the training container) of a dataset's converted-image cache. Dataset names
+    start with a letter or digit, so this never collides with a dataset's own folder."""
+    return f"_cache/{dataset}/"
+
+
 def run_blob(dataset: str, version: str) -> str:
     """Blob name (inside the runs container) of one run's durable state."""
     return f"{dataset}/{version}.json"

@@ -102,6 +102,16 @@ class Settings(BaseSettings):
     max_aspect_ratio: float = Field(default=20.0, ge=1, allow_inf_nan=False, validation_alias="VISIONTUNE_MAX_ASPECT_RATIO")
     # 0 means one worker per core.
     convert_workers: int = Field(default=0, ge=0, validation_alias="VISIONTUNE_CONVERT_WORKERS")
+    # Blob reads kept in flight while images decode (each read waits 10-30 ms on Azure before any byte).
+    convert_read_concurrency: int = Field(
+        default=16, ge=1, le=64, validation_alias="VISIONTUNE_CONVERT_READ_CONCURRENCY"
+    )
+    # Reuse converted images across versions (training/_cache/<dataset>/); False converts every image.
+    convert_cache: bool = Field(default=True, validation_alias="VISIONTUNE_CONVERT_CACHE")
+    # Cache packs and refs younger than this are never collected (a concurrent conversion may use them).
+    convert_cache_grace_seconds: float = Field(
+        default=3600.0, ge=0, validation_alias="VISIONTUNE_CONVERT_CACHE_GRACE_SECONDS"
+    )
 
     # --- schedules (NCRONTAB, six fields; the timer triggers read them as %SETTING%) -----------
     advance_schedule: str = Field(default="0 */5 * * * *", validation_alias="VISIONTUNE_ADVANCE_SCHEDULE")

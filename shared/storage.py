@@ -40,16 +40,32 @@ class BlobChangedError(IOError):
     """The blob changed while it was being read (its ETag moved): the reader stops rather than mix versions."""
 
 
+CONNECTION_POOL_SIZE = 64  # >= the converter's concurrent blob reads, so no connection is thrown away
+
+
+def pooled_transport(pool_size: int = CONNECTION_POOL_SIZE, **kwargs: Any):
+    """An azure-core ``RequestsTransport`` whose HTTP connection pool holds ``pool_size`` connections
+    (requests keeps 10 by default; more concurrent requests than that open and drop a connection each)."""
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, session_owner=True, **kwargs)
+
+
 @functools.lru_cache(maxsize=8)
 def _service_client(connection_string: str | None, blob_service_uri: str | None, client_id: str | None):
     from azure.storage.blob import BlobServiceClient
 
     if connection_string:
-        return BlobServiceClient.from_connection_string(connection_string)
+        return BlobServiceClient.from_connection_string(connection_string, transport=pooled_transport())
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(managed_identity_client_id=client_id)
-    return BlobServiceClient(account_url=blob_service_uri, credential=credential)
+    return BlobServiceClient(account_url=blob_service_uri, credential=credential, transport=pooled_transport())
 
 
 def blob_service_client(settings: Settings) -> BlobServiceClient:
@@ -162,9 +178,11 @@ class BlobDatasetSource:
     everything else is reported to the converter, which decides what to use and what to reject.
     """
 
-    def __init__(self, container: ContainerClient, prefix: str) -> None:
+    def __init__(self, container: ContainerClient, prefix: str, *, read_concurrency: int = 16) -> None:
         self._container = container
         self._prefix = prefix if prefix.endswith("/") else prefix + "/"
+        # Reads wait on per-request latency, not bandwidth: the converter keeps this many in flight.
+        self.read_concurrency = read_concurrency
 
     def entries(self) -> Iterator[SourceEntry]:
         from shared.conversion.sources import SourceEntry
@@ -329,6 +347,55 @@ class BlobArtifactSink:
                 log.warning("could not delete staged %s: %s", blob.name, error)
 
     abort = discard  # the converter calls ``abort()`` when a conversion fails
+
+
+# --------------------------------------------------------------------------------------------------
+# the converted-image cache (shared.conversion.cache) in a container
+# --------------------------------------------------------------------------------------------------
+class BlobCacheStore:
+    """A ``CacheStore`` under ``prefix`` in a container (``_cache/<dataset>/`` in the training container).
+    Packs are block blobs streamed a block at a time; entries are read back with ranged downloads."""
+
+    def __init__(self, container: ContainerClient, prefix: str, *, block_size: int = DEFAULT_BLOCK_SIZE) -> None:
+        self._container = container
+        self._prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self._block_size = block_size
+
+    def list(self, prefix: str) -> list[tuple[str, float]]:
+        start = len(self._prefix)
+        return [
+            (blob.name[start:], blob.last_modified.timestamp())
+            for blob in self._container.list_blobs(name_starts_with=self._prefix + prefix)
+        ]
+
+    def read(self, name: str) -> bytes | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self._container.get_blob_client(self._prefix + name).download_blob(max_concurrency=1).readall()
+        except ResourceNotFoundError:
+            return None
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        blob = self._container.get_blob_client(self._prefix + name)
+        data = blob.download_blob(offset=offset, length=length, max_concurrency=1).readall()
+        if len(data) != length:
+            raise OSError(f"{name}: {length} bytes expected at {offset}, got {len(data)}")
+        return data
+
+    def write(self, name: str, data: bytes) -> None:
+        self._container.upload_blob(self._prefix + name, data, overwrite=True)
+
+    def create(self, name: str) -> BlockBlobWriter:
+        return BlockBlobWriter(self._container.get_blob_client(self._prefix + name), self._block_size)
+
+    def delete(self, name: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self._container.delete_blob(self._prefix + name)
+        except ResourceNotFoundError:
+            pass
 
 
 # --------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, ContextManager, Protocol
 
+from shared.conversion.cache import ImageCache
 from shared.conversion.estimate import estimate, split_tokens, tokens_per_label
 from shared.conversion.examples import IMAGE_DETAIL, build_prompt, example_line
 from shared.conversion.images import (
@@ -41,6 +42,7 @@ from shared.conversion.images import (
     ImageSettings,
     normalise_image,
 )
+from shared.conversion.reading import read_ahead
 from shared.conversion.sources import DatasetSource, SourceEntry, ignored_reason, read_regular_file
 from shared.conversion.splits import (
     LayoutError,
@@ -160,6 +162,17 @@ class ConvertOptions:
         return ConvertOptions(**{**asdict(self), "split": ratios})
 
 
+def image_settings(options: ConvertOptions) -> ImageSettings:
+    """The per-image settings of a conversion (what a cached image must have been converted with)."""
+    return ImageSettings(
+        max_side=options.max_side,
+        quality=options.quality,
+        max_pixels=options.max_pixels,
+        min_side=options.min_side,
+        max_aspect_ratio=options.max_aspect_ratio,
+    )
+
+
 @dataclass
 class ConversionResult:
     """``manifest`` is exactly what ``manifest.json`` holds; ``rejected`` exactly ``rejected.json``.
@@ -243,6 +256,23 @@ def _mp_context():
     return context
 
 
+@dataclass
+class _Fetched:
+    """What a reader thread got for one record: an error, a cached JPEG, or the bytes to convert."""
+
+    digest: str = ""
+    data: bytes | None = None
+    jpeg: bytes | None = None
+    error: ImageResult | None = None
+
+
+@dataclass
+class _PassOne:
+    workers: int
+    converted: int = 0
+    reused: int = 0
+
+
 def _run_pass_one(
     source: DatasetSource,
     records: list[_Record],
@@ -250,12 +280,18 @@ def _run_pass_one(
     options: ConvertOptions,
     spill: IO[bytes],
     progress: Callable[[int, int], None] | None,
-) -> int:
-    """Process every record; returns the number of workers used."""
+    cache: ImageCache | None = None,
+) -> _PassOne:
+    """Process every record. Worker processes read local files themselves; otherwise reader threads
+    (``source.read_concurrency`` of them) read, hash and look each file up in ``cache`` ahead of the
+    decoders, and only cache misses are decoded."""
     local_path = getattr(source, "local_path", None)
+    workers_read = local_path is not None and cache is None
+    read_concurrency = max(1, int(getattr(source, "read_concurrency", 1) or 1))
     todo = [r for r in records if r.code is None]
     total = len(todo)
     done = 0
+    outcome = _PassOne(workers=1)
     if progress:
         progress(0, total)
 
@@ -265,23 +301,37 @@ def _run_pass_one(
         if progress:
             progress(done, total)
 
+    def fetch(record: _Record) -> _Fetched:  # on a reader thread
+        try:
+            data = source.read(record.path)
+        except Exception as exc:  # one unreadable file must not stop the rest
+            return _Fetched(error=ImageResult(code="unreadable", reason=f"cannot read the file: {type(exc).__name__}: {exc}"))
+        if len(data) > options.max_file_bytes:
+            return _Fetched(error=_too_large(len(data), options.max_file_bytes))
+        digest = hashlib.sha256(data).hexdigest()
+        if cache is not None:
+            jpeg = cache.get(cache.key(digest))
+            if jpeg is not None:
+                return _Fetched(digest=digest, jpeg=jpeg)
+        return _Fetched(digest=digest, data=data)
+
     def tasks() -> Iterator[_Task]:
-        for record in todo:
-            if local_path is not None:
-                yield record.index, str(local_path(record.path)), None
-                continue
-            try:
-                data = source.read(record.path)
-            except Exception as exc:  # one unreadable file must not stop the rest
-                record.code, record.reason = "unreadable", f"cannot read the file: {type(exc).__name__}: {exc}"
+        if workers_read:
+            for record in todo:
+                yield record.index, str(local_path(record.path)), None  # type: ignore[misc]
+            return
+        for record, fetched in read_ahead(todo, fetch, concurrency=read_concurrency, size=lambda r: r.size):
+            if fetched.error is not None:
+                record.code, record.reason = fetched.error.code, fetched.error.reason
                 advance()
-                continue
-            if len(data) > options.max_file_bytes:
-                result = _too_large(len(data), options.max_file_bytes)
-                record.code, record.reason = result.code, result.reason
+            elif fetched.jpeg is not None:
+                record.sha256 = fetched.digest
+                record.offset, record.length = spill.tell(), len(fetched.jpeg)
+                spill.write(fetched.jpeg)
+                outcome.reused += 1
                 advance()
-                continue
-            yield record.index, None, data
+            else:
+                yield record.index, None, fetched.data
 
     def batches() -> Iterator[list[_Task]]:
         batch: list[_Task] = []
@@ -302,6 +352,9 @@ def _run_pass_one(
             record.offset = spill.tell()
             record.length = len(result.jpeg)  # type: ignore[arg-type]
             spill.write(result.jpeg)  # type: ignore[arg-type]
+            outcome.converted += 1
+            if cache is not None:
+                cache.put(cache.key(digest), result.jpeg)  # type: ignore[arg-type]
         else:
             record.code, record.reason = result.code, result.reason
         advance()
@@ -317,7 +370,7 @@ def _run_pass_one(
     if pool is None:
         for task in tasks():
             handle(*_process(task, settings, max_bytes))
-        return 1
+        return outcome
 
     limit = workers * _IN_FLIGHT_PER_WORKER  # bounds the memory held by images in flight
     try:
@@ -339,8 +392,9 @@ def _run_pass_one(
         todo = [r for r in todo if not r.sha256 and r.code is None]
         for task in tasks():
             handle(*_process(task, settings, max_bytes))
-        return 1
-    return workers
+        return outcome
+    outcome.workers = workers
+    return outcome
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,6 +442,8 @@ def convert_dataset(
     sink: ArtifactSink,
     options: ConvertOptions,
     progress: Callable[[int, int], None] | None = None,
+    cache: ImageCache | None = None,
+    live_stats: dict[str, Any] | None = None,
 ) -> ConversionResult:
     """Convert an ImageFolder ``source`` into ``train.jsonl``, ``validation.jsonl``, ``test.jsonl``,
     ``rejected.json`` and ``manifest.json`` (written in that order, then ``sink.commit(version)``).
@@ -397,10 +453,20 @@ def convert_dataset(
     examples, a label without training examples); ``ValueError`` for bad options. ``progress(done,
     total)`` is called from this thread as files are processed. On any failure the sink's ``abort()``
     (if it has one) is called and nothing is committed.
+
+    ``cache`` (an ``ImageCache`` built with this conversion's image settings): images found in it are
+    reused, the others are converted and added; the artifacts are byte-identical either way. Its new
+    pack and the version's refs are written just before the artifacts are committed; collecting old
+    entries is the caller's job (``cache.collect``).
+
+    ``live_stats``, if given, receives ``images_converted``, ``images_reused`` and ``files_rejected`` as soon
+    as they are known, before ``sink.commit`` (so a sink's publish hook can record them).
     """
     try:
-        return _convert(source, sink, options.validated(), progress)
+        return _convert(source, sink, options.validated(), progress, cache, live_stats)
     except BaseException:
+        if cache is not None:
+            cache.abort()
         abort = getattr(sink, "abort", None)
         if callable(abort):
             abort()
@@ -408,9 +474,16 @@ def convert_dataset(
 
 
 def _convert(
-    source: DatasetSource, sink: ArtifactSink, options: ConvertOptions, progress: Callable[[int, int], None] | None
+    source: DatasetSource,
+    sink: ArtifactSink,
+    options: ConvertOptions,
+    progress: Callable[[int, int], None] | None,
+    cache: ImageCache | None,
+    live_stats: dict[str, Any] | None = None,
 ) -> ConversionResult:
     started = time.perf_counter()
+    if cache is not None:
+        cache.load()
     entries: dict[str, SourceEntry] = {}
     layout_rejects: list[dict[str, str]] = []
     unusable: list[SourceEntry] = []  # entries the source already refused; never read
@@ -469,15 +542,9 @@ def _convert(
             f"are needed, and hundreds per label are better ({layout_hint})"
         )
 
-    settings = ImageSettings(
-        max_side=options.max_side,
-        quality=options.quality,
-        max_pixels=options.max_pixels,
-        min_side=options.min_side,
-        max_aspect_ratio=options.max_aspect_ratio,
-    )
+    settings = image_settings(options)
     with tempfile.TemporaryFile(prefix="visiontune-images-") as spill:
-        workers = _run_pass_one(source, records, settings, options, spill, progress)
+        pass_one = _run_pass_one(source, records, settings, options, spill, progress, cache)
         processed_at = time.perf_counter()
         _resolve_duplicates(records)
 
@@ -590,6 +657,12 @@ def _convert(
         },
         "converter": {**converter_settings, "pillow": _pillow_version()},
     }
+    if cache is not None:
+        cache.finish(version, (cache.key(r.sha256) for r in records if r.code is None))
+    if live_stats is not None:
+        live_stats.update(
+            images_converted=pass_one.converted, images_reused=pass_one.reused, files_rejected=len(rejected)
+        )
     with sink.open(MANIFEST_NAME) as out:
         out.write(_dump(manifest))
     sink.commit(version)
@@ -601,8 +674,11 @@ def _convert(
         manifest=manifest,
         rejected=rejected,
         stats={
-            "workers": workers,
+            "workers": pass_one.workers,
             "files_processed": processed,
+            "images_converted": pass_one.converted,
+            "images_reused": pass_one.reused,
+            "files_rejected": len(rejected),
             "seconds": round(finished - started, 3),
             "seconds_processing": round(processed_at - started, 3),
             "images_per_second": round(processed / max(processed_at - started, 1e-9), 2),

@@ -35,7 +35,12 @@ class SourceEntry:
 
 @runtime_checkable
 class DatasetSource(Protocol):
-    """A dataset's files. ``entries`` may come in any order (the converter sorts)."""
+    """A dataset's files. ``entries`` may come in any order (the converter sorts).
+
+    Optional: ``read_concurrency`` (int, default 1), how many ``read`` calls may run at once on threads
+    (a source over a network store sets it high: each read waits on latency); ``local_path(path)``, the
+    file on disk, so worker processes can read it themselves.
+    """
 
     def entries(self) -> Iterable[SourceEntry]: ...
 
@@ -64,6 +69,8 @@ def ignored_reason(path: str) -> str | None:
 
 class FolderSource:
     """The files under ``root`` (symbolic links to folders are not followed)."""
+
+    read_concurrency = 4
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -103,6 +110,8 @@ class ZipSource:
     holds sub-folders, that folder is the dataset root and is removed from the paths ("unwrapped").
     Reads are serialised by ``zipfile``; the file object must stay open while the source is used.
     """
+
+    read_concurrency = 1  # one file object: zipfile serialises its seeks and reads
 
     def __init__(self, file: str | os.PathLike[str] | BinaryIO) -> None:
         try:

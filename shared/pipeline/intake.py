@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -80,6 +81,7 @@ def accept_dataset(
     from shared.reporting.schema import Transition
     from shared.storage import BlobArtifactSink, BlobDatasetSource, open_blob_reader
 
+    started = time.monotonic()
     try:
         validate_dataset_name(dataset)
     except ValueError as error:
@@ -118,17 +120,19 @@ def accept_dataset(
                 examples=int(receipt.get("examples", 0)),
             )
     created: dict[str, object] = {}
+    counts: dict[str, object] = {}
 
     def create_run(version: str) -> None:
         manifest = json.loads(sink.read_staged(MANIFEST_NAME))
         run = Run(dataset=dataset, version=version, overrides=overrides.values())
         fill_from_manifest(run, manifest)
         examples = sum(int(s.get("examples", 0)) for s in run.splits.values())
+        run.intake = {**counts, "seconds": round(time.monotonic() - started, 1)}
         run.transitions.append(
             Transition(
                 state="converted",
                 at=utcnow(),
-                detail=f"{examples} examples, {len(run.labels)} labels from {what}",
+                detail=f"{examples} examples, {len(run.labels)} labels from {what}; {describe_intake(run.intake)}",
             )
         )
         stored, was_created = pipeline.store.create(run)
@@ -142,8 +146,11 @@ def accept_dataset(
 
                 source = ZipSource(stack.enter_context(open_blob_reader(archive_blob)))
             else:
-                source = BlobDatasetSource(pipeline.datasets, f"{dataset}/")
-            result = convert_dataset(source, sink, options)
+                source = BlobDatasetSource(
+                    pipeline.datasets, f"{dataset}/", read_concurrency=settings.convert_read_concurrency
+                )
+            cache = image_cache(pipeline, settings, dataset, options) if settings.convert_cache else None
+            result = convert_dataset(source, sink, options, cache=cache, live_stats=counts)
     except DatasetError as error:
         log.error("%s: the dataset cannot be used: %s", dataset, error)
         publish_intake_failure(pipeline, dataset, "convert", str(error))
@@ -162,6 +169,8 @@ def accept_dataset(
     if not created.get("created"):
         recheck_over_budget(pipeline, dataset, result.version, overrides.values())
     _clear_intake_failure(pipeline, dataset)
+    if cache is not None:
+        collect_cache(pipeline, dataset, cache)
     examples = sum(int(s.get("examples", 0)) for s in (result.manifest.get("splits") or {}).values())
     pipeline.store.write_document(
         receipt_name, {"version": result.version, "examples": examples, "at": utcnow().isoformat()}
@@ -180,6 +189,50 @@ def _base_model_problem(pipeline: Pipeline, model: str) -> str | None:
     from shared.aoai.models import base_model_problem
 
     return base_model_problem(pipeline.openai, model)
+
+
+def describe_intake(intake: dict[str, object]) -> str:
+    """``"12 images converted, 480 reused from the cache, 3 files rejected; intake took 4.2 s"``."""
+    return (
+        f"{intake.get('images_converted', 0)} images converted, {intake.get('images_reused', 0)} reused from "
+        f"the cache, {intake.get('files_rejected', 0)} files rejected; intake took {intake.get('seconds', 0)} s"
+    )
+
+
+def image_cache(pipeline: Pipeline, settings: Settings, dataset: str, options):  # -> ImageCache
+    """The dataset's converted-image cache, under ``_cache/<dataset>/`` in the training container."""
+    from shared.conversion.cache import ImageCache
+    from shared.conversion.converter import CONVERTER_FORMAT, image_settings
+    from shared.layout import cache_prefix
+    from shared.storage import BlobCacheStore
+
+    return ImageCache(
+        BlobCacheStore(pipeline.training, cache_prefix(dataset)),
+        image_settings(options),
+        CONVERTER_FORMAT,
+        grace_seconds=settings.convert_cache_grace_seconds,
+    )
+
+
+def published_versions(pipeline: Pipeline, dataset: str) -> set[str]:
+    """The versions of ``dataset`` whose manifest is in the training container (the kept versions)."""
+    versions = set()
+    for blob in pipeline.training.list_blobs(name_starts_with=f"{dataset}/"):
+        parts = blob.name.split("/")
+        if len(parts) == 3 and parts[2] == MANIFEST_NAME:
+            versions.add(parts[1])
+    return versions
+
+
+def collect_cache(pipeline: Pipeline, dataset: str, cache) -> None:
+    """Collect cache entries no published version uses; a failure here only leaves garbage behind."""
+    try:
+        stats = cache.collect(published_versions(pipeline, dataset))
+    except Exception as error:  # noqa: BLE001 - the version is published; garbage can wait for the next drop
+        log.warning("%s: could not collect the image cache: %s", dataset, error)
+        return
+    if any(stats.values()):
+        log.info("%s: image cache collected: %s", dataset, stats)
 
 
 def drop_fingerprint(

@@ -302,6 +302,8 @@ class Run(BaseModel):
     estimate: dict[str, Any] = Field(default_factory=dict)
     labels: list[str] = Field(default_factory=list)
     splits: dict[str, dict[str, Any]] = Field(default_factory=dict)  # split -> {examples, per_label}
+    # How the version was converted: images_converted, images_reused, files_rejected, seconds.
+    intake: dict[str, Any] = Field(default_factory=dict)
     files: list[UploadedFile] = Field(default_factory=list)
     job: JobInfo = Field(default_factory=JobInfo)
     candidate: DeploymentInfo | None = None

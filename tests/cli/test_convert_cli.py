@@ -125,3 +125,25 @@ def test_the_console_module_runs_convert_in_a_fresh_process(tmp_path, dataset):
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "manifest.json").is_file()
+
+
+def test_convert_with_a_cache_reuses_images_and_writes_the_same_bytes(tmp_path, dataset, capsys):
+    cache = tmp_path / "cache"
+    assert visiontune("convert", dataset, tmp_path / "plain", "--workers", "1", "--quiet") == 0
+    assert visiontune("convert", dataset, tmp_path / "first", "--workers", "1", "--cache", cache, "--json") == 0
+    first = json.loads(capsys.readouterr().out)
+    (dataset / "bird" / "new.jpg").write_bytes(cases.photo_jpeg(seed=4242))
+    assert visiontune("convert", dataset, tmp_path / "second", "--workers", "1", "--cache", cache) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "1 images converted, 30 reused from the cache" in printed
+    assert first["stats"]["images_converted"] == 30 and first["stats"]["images_reused"] == 0
+    for name in ("train.jsonl", "validation.jsonl", "test.jsonl", "rejected.json", "manifest.json"):
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+    assert sorted(p.name for p in (cache / "packs").iterdir()) == sorted(
+        p.stem + ".pack" for p in (cache / "index").iterdir()
+    )
+
+
+def test_convert_refuses_a_cache_keep_below_one(tmp_path, dataset, capsys):
+    assert visiontune("convert", dataset, tmp_path / "out", "--cache", tmp_path / "c", "--cache-keep", "0") == 2
+    assert "--cache-keep must be >= 1" in capsys.readouterr().err

@@ -1,0 +1,326 @@
+"""A content-addressed cache of converted images, so a dataset that grows converts only what is new.
+
+Key: ``sha256(settings fingerprint + sha256(source bytes))``; the fingerprint covers every setting that
+changes the JPEG (max side, quality, pixel limit, draft tolerance, converter format, Pillow version), so a
+hit returns exactly the bytes a fresh conversion would produce and the output stays byte-identical.
+
+Layout (the same in a folder on disk and under ``_cache/<dataset>/`` in the training container):
+
+- ``packs/<id>.pack``: converted JPEGs back to back (one pack per conversion that converted something);
+- ``index/<id>.json``: ``{"format": 1, "pack": "<id>", "entries": [[key, offset, length], ...]}``, written
+  after its pack is complete, so an index always describes a whole pack;
+- ``refs/<version>.json``: ``{"version": ..., "keys": [...]}``, the entries a version uses.
+
+``collect(kept)`` drops the refs of versions that are not kept, deletes packs none of whose entries a kept
+version uses, and rewrites packs that are mostly dead. Anything younger than ``grace_seconds`` is left
+alone, so a conversion running at the same time never loses the pack it is writing or reading. A cache that
+cannot be read is a miss, never an error: the image is converted again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from shared.conversion.images import DRAFT_TOLERANCE, ImageSettings
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+DEFAULT_GRACE_SECONDS = 3600.0
+COMPACT_BELOW = 0.5  # a pack whose live share of bytes falls below this is rewritten
+PACKS, INDEX, REFS = "packs/", "index/", "refs/"
+
+
+class PackWriter(Protocol):
+    def write(self, data: bytes) -> int: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class CacheStore(Protocol):
+    """Where a cache lives. Names are relative, ``/``-separated. Must be safe to read from threads."""
+
+    def list(self, prefix: str) -> list[tuple[str, float]]:
+        """``(name, last-modified epoch seconds)`` of every object under ``prefix``."""
+        ...
+
+    def read(self, name: str) -> bytes | None: ...
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes: ...
+
+    def write(self, name: str, data: bytes) -> None: ...
+
+    def create(self, name: str) -> PackWriter: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+class FolderCacheStore:
+    """A cache in a folder on disk (``visiontune convert --cache DIR``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, name: str) -> Path:
+        return self.root.joinpath(*name.split("/"))
+
+    def list(self, prefix: str) -> list[tuple[str, float]]:
+        folder = self._path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        found = []
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                found.append((prefix + path.name, path.stat().st_mtime))
+        return found
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        with open(self._path(name), "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(length)
+        if len(data) != length:
+            raise OSError(f"{name}: {length} bytes expected at {offset}, got {len(data)}")
+        return data
+
+    def write(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+
+    def create(self, name: str) -> PackWriter:
+        return _FilePackWriter(self._path(name))
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+
+
+class _FilePackWriter:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._temporary = path.with_name(f".{path.name}.partial")
+        self._handle = open(self._temporary, "wb")
+
+    def write(self, data: bytes) -> int:
+        return self._handle.write(data)
+
+    def close(self) -> None:
+        self._handle.close()
+        os.replace(self._temporary, self._path)
+
+    def abort(self) -> None:
+        self._handle.close()
+        self._temporary.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    pack: str
+    offset: int
+    length: int
+
+
+def settings_fingerprint(settings: ImageSettings, converter_format: int) -> str:
+    """A digest of everything that changes the converted bytes of one image."""
+    import PIL
+
+    described = {
+        "cache": CACHE_FORMAT,
+        "converter": converter_format,
+        **dataclasses.asdict(settings),  # every image setting, including ones added later
+        "draft_tolerance": DRAFT_TOLERANCE,
+        "pillow": PIL.__version__,
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+class ImageCache:
+    """Converted images by source digest. Use: ``load()``; ``get``/``put`` while converting;
+    ``finish(version, keys)`` once the version is decided (before it is published); ``abort()`` on failure;
+    ``collect(kept_versions)`` after publishing. ``get`` may be called from reader threads."""
+
+    def __init__(
+        self,
+        store: CacheStore,
+        settings: ImageSettings,
+        converter_format: int,
+        *,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    ) -> None:
+        self.store = store
+        self.grace_seconds = grace_seconds
+        self._fingerprint = settings_fingerprint(settings, converter_format)
+        self._entries: dict[str, _Entry] = {}
+        self._new: list[tuple[str, int, int]] = []
+        self._new_keys: set[str] = set()
+        self._pack_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
+        self._writer: PackWriter | None = None
+        self._written = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, source_sha256: str) -> str:
+        return hashlib.sha256(f"{self._fingerprint}:{source_sha256}".encode()).hexdigest()
+
+    def load(self) -> int:
+        """Read every index; returns the number of entries known. Unreadable indexes are skipped."""
+        for name, _modified in self.store.list(INDEX):
+            try:
+                document = json.loads(self.store.read(name) or b"null")
+                if not isinstance(document, dict) or document.get("format") != CACHE_FORMAT:
+                    continue
+                pack = f"{PACKS}{document['pack']}.pack"
+                for key, offset, length in document["entries"]:
+                    self._entries.setdefault(key, _Entry(pack, int(offset), int(length)))
+            except Exception as error:  # noqa: BLE001 - a bad index is a miss, not a failed conversion
+                log.warning("image cache: ignoring index %s: %s", name, error)
+        return len(self._entries)
+
+    def get(self, key: str) -> bytes | None:
+        """The cached JPEG for ``key`` or None (not cached, or its pack could not be read)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            with self._lock:
+                self.misses += 1
+            return None
+        try:
+            data = self.store.read_range(entry.pack, entry.offset, entry.length)
+        except Exception as error:  # noqa: BLE001 - collected meanwhile, or a transient failure: convert again
+            log.warning("image cache: cannot read %s (%s); converting the image again", entry.pack, error)
+            with self._lock:
+                self.misses += 1
+            return None
+        with self._lock:
+            self.hits += 1
+        return data
+
+    def put(self, key: str, jpeg: bytes) -> None:
+        """Add a converted image to this conversion's new pack (once per key)."""
+        if key in self._entries or key in self._new_keys:
+            return
+        if self._writer is None:
+            self._writer = self.store.create(f"{PACKS}{self._pack_id}.pack")
+        self._writer.write(jpeg)
+        self._new.append((key, self._written, len(jpeg)))
+        self._new_keys.add(key)
+        self._written += len(jpeg)
+
+    def finish(self, version: str, keys: Iterable[str]) -> None:
+        """Complete the new pack and its index, and record which entries ``version`` uses."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self.store.write(
+                f"{INDEX}{self._pack_id}.json",
+                _dump({"format": CACHE_FORMAT, "pack": self._pack_id, "entries": self._new}),
+            )
+            pack = f"{PACKS}{self._pack_id}.pack"
+            for key, offset, length in self._new:
+                self._entries.setdefault(key, _Entry(pack, offset, length))
+        self.store.write(f"{REFS}{version}.json", _dump({"version": version, "keys": sorted(set(keys))}))
+
+    def abort(self) -> None:
+        """Drop the pack being written (an unfinished pack has no index and is never read)."""
+        if self._writer is not None:
+            try:
+                self._writer.abort()
+            finally:
+                self._writer = None
+
+    def referenced_versions(self) -> list[tuple[str, float]]:
+        """``(version, last-modified)`` of every version with a refs document, oldest first."""
+        found = [(name[len(REFS) : -len(".json")], modified) for name, modified in self.store.list(REFS)]
+        return sorted(found, key=lambda item: item[1])
+
+    def collect(self, kept_versions: Iterable[str], *, now: float | None = None) -> dict[str, int]:
+        """Delete what no kept version uses (see the module docstring); returns what was done."""
+        now = time.time() if now is None else now
+        kept = set(kept_versions)
+        old = lambda modified: now - modified >= self.grace_seconds  # noqa: E731
+        stats = {"refs_deleted": 0, "packs_deleted": 0, "packs_compacted": 0, "entries_collected": 0}
+        live: set[str] = set()
+        for name, modified in self.store.list(REFS):
+            version = name[len(REFS) : -len(".json")]
+            if version not in kept and old(modified):
+                self.store.delete(name)
+                stats["refs_deleted"] += 1
+                continue
+            document = json.loads(self.store.read(name) or b'{"keys": []}')
+            live.update(document.get("keys", []))
+        indexed: set[str] = set()
+        for name, modified in self.store.list(INDEX):
+            document = json.loads(self.store.read(name) or b"null")
+            if not isinstance(document, dict):
+                continue
+            pack = f"{PACKS}{document['pack']}.pack"
+            indexed.add(pack)
+            entries = document["entries"]
+            if not old(modified):
+                continue
+            alive = [e for e in entries if e[0] in live]
+            total_bytes = sum(e[2] for e in entries) or 1
+            if not alive:
+                self.store.delete(name)  # the index first: a pack without an index is never read
+                self.store.delete(pack)
+                stats["packs_deleted"] += 1
+                stats["entries_collected"] += len(entries)
+            elif sum(e[2] for e in alive) / total_bytes < COMPACT_BELOW:
+                self._rewrite(pack, alive)
+                self.store.delete(name)
+                self.store.delete(pack)
+                stats["packs_compacted"] += 1
+                stats["entries_collected"] += len(entries) - len(alive)
+        for name, modified in self.store.list(PACKS):
+            if name not in indexed and old(modified):  # left by a conversion that failed
+                self.store.delete(name)
+                stats["packs_deleted"] += 1
+        return stats
+
+    def _rewrite(self, pack: str, alive: list[list[Any]]) -> None:
+        pack_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
+        writer = self.store.create(f"{PACKS}{pack_id}.pack")
+        entries, written = [], 0
+        try:
+            for key, offset, length in alive:
+                writer.write(self.store.read_range(pack, int(offset), int(length)))
+                entries.append((key, written, int(length)))
+                written += int(length)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        self.store.write(f"{INDEX}{pack_id}.json", _dump({"format": CACHE_FORMAT, "pack": pack_id, "entries": entries}))
+
+
+def _dump(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def folder_cache(root: Path, settings: ImageSettings, converter_format: int, **kwargs: Any) -> ImageCache:
+    """An ``ImageCache`` in a folder on disk."""
+    return ImageCache(FolderCacheStore(root), settings, converter_format, **kwargs)
+
+
+__all__ = ["CacheStore", "FolderCacheStore", "ImageCache", "folder_cache", "settings_fingerprint"]
