@@ -9,12 +9,13 @@ STACK ?= dev
 # The Functions worker's indexer: pure Python, declares Python >= 3.13, so it is installed without its checks.
 FUNCTIONS_RUNTIME := azure-functions-runtime==1.3.0
 
-.PHONY: help setup browser test demo bench bench-predict conformance local-up deploy destroy package clean
+.PHONY: help setup browser test demo bench bench-intake bench-predict conformance local-up deploy destroy package clean
 
 help:
 	@echo "make demo         run the whole pipeline on the local stack (Azurite + emulator + functions host)"
 	@echo "make test         install what is missing, then run the test suite"
 	@echo "make bench        converter speed and memory benchmark"
+	@echo "make bench-intake intake from blob storage (Azurite, 20 ms per request): reads, cache, memory"
 	@echo "make bench-predict   what a wrong preprocessing at prediction time costs in accuracy (digits, local stack)"
 	@echo "make conformance  schemathesis against the Azure OpenAI authoring spec, on the emulator"
 	@echo "make local-up     start Azurite, the emulator and the functions host in the foreground"
@@ -54,6 +55,9 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m bench.convert_bench
+
+bench-intake: setup
+	$(BIN)/python -m bench.intake_bench $(BENCH_ARGS)
 
 bench-predict: setup
 	$(BIN)/python -m bench.prediction_bench

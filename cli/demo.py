@@ -142,6 +142,8 @@ def run_demo(args: argparse.Namespace) -> int:
         "run",
         "images",
         "outcome",
+        "converted",
+        "reused",
         "candidate",
         "judged against",
         "baseline",
@@ -154,6 +156,8 @@ def run_demo(args: argparse.Namespace) -> int:
             row["run"],
             str(row["images"]),
             row["outcome"],
+            str(row["converted"]),
+            str(row["reused"]),
             row["candidate"],
             row["against"],
             row["baseline"],
@@ -163,6 +167,10 @@ def run_demo(args: argparse.Namespace) -> int:
     console.print(table)
     for row in summary:
         console.print(f"[bold]{row['run']}[/bold]: {row['reason']}")
+        console.print(
+            f"  intake: {row['converted']} images converted, {row['reused']} reused from the cache "
+            f"in {row['intake_seconds']} s"
+        )
     console.print(production_line(production))
     scheduled = scheduled_line(out / DATASET)
     if scheduled:
@@ -229,6 +237,9 @@ def _row(label: str, images: int, run: Any, seconds: float) -> dict[str, Any]:
         "version": run.version,
         "images": images,
         "outcome": run.state.value,
+        "converted": run.intake.get("images_converted", "-"),
+        "reused": run.intake.get("images_reused", "-"),
+        "intake_seconds": run.intake.get("seconds"),
         "candidate": pct(run.scores.get("candidate")),
         "against": "incumbent" if baseline_role == "incumbent" else "base model",
         "baseline": pct(baseline),

@@ -191,7 +191,7 @@ class BlobDatasetSource:
             relative = blob.name[len(self._prefix) :]
             if not relative or relative == READY_MARKER:
                 continue
-            yield SourceEntry(path=relative, size=int(blob.size))
+            yield SourceEntry(path=relative, size=int(blob.size), etag=blob.etag)
 
     def read(self, path: str) -> bytes:
         return self._container.get_blob_client(self._prefix + path).download_blob(max_concurrency=1).readall()

@@ -9,7 +9,10 @@ Layout (the same in a folder on disk and under ``_cache/<dataset>/`` in the trai
 - ``packs/<id>.pack``: converted JPEGs back to back (one pack per conversion that converted something);
 - ``index/<id>.json``: ``{"format": 1, "pack": "<id>", "entries": [[key, offset, length], ...]}``, written
   after its pack is complete, so an index always describes a whole pack;
-- ``refs/<version>.json``: ``{"version": ..., "keys": [...]}``, the entries a version uses.
+- ``refs/<version>.json``: ``{"version": ..., "keys": [...], "sources": {path: [size, etag, sha256]}}``, the
+  entries a version uses and, for sources with ETags (blobs), the digest of each file as it was then: a
+  later conversion trusts an unchanged (path, size, ETag) and does not read that file again. Azure gives a
+  blob a new ETag on every write, so an equal ETag means equal bytes.
 
 ``collect(kept)`` drops the refs of versions that are not kept, deletes packs none of whose entries a kept
 version uses, and rewrites packs that are mostly dead. Anything younger than ``grace_seconds`` is left
@@ -172,6 +175,7 @@ class ImageCache:
         self.grace_seconds = grace_seconds
         self._fingerprint = settings_fingerprint(settings, converter_format)
         self._entries: dict[str, _Entry] = {}
+        self._sources: dict[str, tuple[int, str, str]] = {}
         self._new: list[tuple[str, int, int]] = []
         self._new_keys: set[str] = set()
         self._pack_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
@@ -196,7 +200,21 @@ class ImageCache:
                     self._entries.setdefault(key, _Entry(pack, int(offset), int(length)))
             except Exception as error:  # noqa: BLE001 - a bad index is a miss, not a failed conversion
                 log.warning("image cache: ignoring index %s: %s", name, error)
+        for name, _modified in sorted(self.store.list(REFS), key=lambda item: item[1]):  # newest wins
+            try:
+                document = json.loads(self.store.read(name) or b"{}")
+                for path, (size, etag, digest) in (document.get("sources") or {}).items():
+                    self._sources[path] = (int(size), str(etag), str(digest))
+            except Exception as error:  # noqa: BLE001 - without it, files are read and hashed again
+                log.warning("image cache: ignoring the sources of %s: %s", name, error)
         return len(self._entries)
+
+    def known_digest(self, path: str, size: int, etag: str) -> str | None:
+        """The sha256 of ``path`` as a cached version saw it, if its size and ETag are unchanged."""
+        known = self._sources.get(path)
+        if known is None or known[0] != size or known[1] != etag:
+            return None
+        return known[2]
 
     def get(self, key: str) -> bytes | None:
         """The cached JPEG for ``key`` or None (not cached, or its pack could not be read)."""
@@ -227,8 +245,11 @@ class ImageCache:
         self._new_keys.add(key)
         self._written += len(jpeg)
 
-    def finish(self, version: str, keys: Iterable[str]) -> None:
-        """Complete the new pack and its index, and record which entries ``version`` uses."""
+    def finish(
+        self, version: str, keys: Iterable[str], sources: dict[str, tuple[int, str | None, str]] | None = None
+    ) -> None:
+        """Complete the new pack and its index, and record which entries ``version`` uses (and the
+        ``{path: (size, etag, sha256)}`` of its files that have ETags)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -239,7 +260,8 @@ class ImageCache:
             pack = f"{PACKS}{self._pack_id}.pack"
             for key, offset, length in self._new:
                 self._entries.setdefault(key, _Entry(pack, offset, length))
-        self.store.write(f"{REFS}{version}.json", _dump({"version": version, "keys": sorted(set(keys))}))
+        refs = {"version": version, "keys": sorted(set(keys)), "sources": dict(sorted((sources or {}).items()))}
+        self.store.write(f"{REFS}{version}.json", _dump(refs))
 
     def abort(self) -> None:
         """Drop the pack being written (an unfinished pack has no index and is never read)."""

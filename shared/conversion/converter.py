@@ -197,6 +197,7 @@ class _Record:
     offset: int = 0
     length: int = 0
     split: str | None = None
+    etag: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,6 +303,13 @@ def _run_pass_one(
             progress(done, total)
 
     def fetch(record: _Record) -> _Fetched:  # on a reader thread
+        if cache is not None and record.etag is not None:
+            # unchanged since a cached version (same path, size and ETag): its digest is known, skip the read
+            known = cache.known_digest(record.path, record.size, record.etag)
+            if known is not None:
+                jpeg = cache.get(cache.key(known))
+                if jpeg is not None:
+                    return _Fetched(digest=known, jpeg=jpeg)
         try:
             data = source.read(record.path)
         except Exception as exc:  # one unreadable file must not stop the rest
@@ -519,7 +527,7 @@ def _convert(
         except LayoutError as exc:
             layout_rejects.append({"path": entry.path, "code": "outside_layout", "reason": str(exc)})
             continue
-        record = _Record(len(records), entry.path, placement.label, placement.split, entry.size)
+        record = _Record(len(records), entry.path, placement.label, placement.split, entry.size, etag=entry.etag)
         if entry.size > options.max_file_bytes:
             too_large = _too_large(entry.size, options.max_file_bytes)
             record.code, record.reason = too_large.code, too_large.reason
@@ -658,7 +666,11 @@ def _convert(
         "converter": {**converter_settings, "pillow": _pillow_version()},
     }
     if cache is not None:
-        cache.finish(version, (cache.key(r.sha256) for r in records if r.code is None))
+        cache.finish(
+            version,
+            (cache.key(r.sha256) for r in records if r.code is None),
+            {r.path: (r.size, r.etag, r.sha256) for r in records if r.code is None and r.etag is not None},
+        )
     if live_stats is not None:
         live_stats.update(
             images_converted=pass_one.converted, images_reused=pass_one.reused, files_rejected=len(rejected)

@@ -31,6 +31,9 @@ class SourceEntry:
     path: str  # relative to the dataset root, '/' separators, e.g. "train/cat/1.jpg" or "cat/1.jpg"
     size: int
     problem: tuple[str, str] | None = None
+    # An identifier that changes whenever the content does (a blob's ETag), or None. With a cache, an
+    # entry whose path, size and etag match a cached version's is not read again.
+    etag: str | None = None
 
 
 @runtime_checkable

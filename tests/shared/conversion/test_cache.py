@@ -137,3 +137,44 @@ def test_a_mostly_dead_pack_is_compacted_and_still_serves_its_live_entries(tmp_p
     again, _ = convert(cases.write(tmp_path / "v2b", files), tmp_path / "o3", tmp_path / "cache")
     assert again.stats["images_converted"] == 0
     assert artifacts(tmp_path / "o3") == artifacts(tmp_path / "o2")
+
+
+class EtagSource:
+    """An in-memory source whose entries carry ETags (as blobs do); counts reads per path."""
+
+    read_concurrency = 4
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = dict(files)
+        self.etags = {path: f"etag-{i}" for i, path in enumerate(sorted(files))}
+        self.reads: list[str] = []
+
+    def entries(self):
+        from shared.conversion.sources import SourceEntry
+
+        return [SourceEntry(p, len(b), etag=self.etags[p]) for p, b in self.files.items()]
+
+    def read(self, path: str) -> bytes:
+        self.reads.append(path)
+        return self.files[path]
+
+
+def test_unchanged_files_with_etags_are_not_read_again(tmp_path):
+    files = cases.good_set(("cat", "dog"), per_label=12)
+    source = EtagSource(files)
+    options = ConvertOptions(workers=1)
+    cache = folder_cache(tmp_path / "cache", image_settings(options), CONVERTER_FORMAT, grace_seconds=0)
+    first = convert_dataset(source, FolderSink(tmp_path / "o1"), options, cache=cache)
+    assert len(source.reads) == 24
+
+    grown = EtagSource({**files, "cat/new.jpg": cases.photo_jpeg(seed=4321)})
+    grown.etags = {**source.etags, "cat/new.jpg": "etag-new"}
+    grown.files["dog/001.jpg"] = cases.photo_jpeg(seed=4322)  # rewritten: a new ETag
+    grown.etags["dog/001.jpg"] = "etag-rewritten"
+    cache = folder_cache(tmp_path / "cache", image_settings(options), CONVERTER_FORMAT, grace_seconds=0)
+    second = convert_dataset(grown, FolderSink(tmp_path / "o2"), options, cache=cache)
+    assert sorted(grown.reads) == ["cat/new.jpg", "dog/001.jpg"]
+    assert second.stats["images_converted"] == 2 and second.stats["images_reused"] == 23
+    fresh = convert_dataset(FolderSource(cases.write(tmp_path / "plain", grown.files)), FolderSink(tmp_path / "o3"), options)
+    assert second.version == fresh.version != first.version
+    assert artifacts(tmp_path / "o2") == artifacts(tmp_path / "o3")

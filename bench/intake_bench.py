@@ -1,0 +1,256 @@
+"""``make bench-intake``: converting drops from blob storage, on the local stack (Azurite).
+
+Every storage client of the benchmark adds a fixed latency to each request (``--latency-ms``, 20 by
+default: what a blob read costs on Azure before any byte arrives), so the figures show what a Flex
+instance would see, not a loopback. Measured in one run and printed:
+  - images/s converting ``--speed-photos`` phone photos from blob storage vs the same files from local disk,
+    with the same worker processes;
+  - a drop of N phone photos, then the same drop plus 5% new ones, with the image cache (time of each);
+  - peak RSS (process tree) converting 1,000 vs 20,000 small images from blob storage;
+  - the machine's load average when each figure was taken (about 8 people share this machine).
+A PASS/FAIL line per target of issue 10 closes the report. Figures are printed, never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.convert_bench import _descendants, _rss_kb, build_kind
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINING = "training"
+DATASETS = "datasets"
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f} (1/5 min) on {os.cpu_count()} cores"
+
+
+def latency_client(connection_string: str, latency_ms: float):
+    """A ``BlobServiceClient`` whose every request waits ``latency_ms`` first (injected in its transport)."""
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.storage.blob import BlobServiceClient
+
+    class LatencyTransport(RequestsTransport):
+        def send(self, request, **kwargs):  # type: ignore[override]
+            time.sleep(latency_ms / 1000.0)
+            return super().send(request, **kwargs)
+
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=64, pool_maxsize=64)
+    session.mount("http://", adapter)
+    return BlobServiceClient.from_connection_string(
+        connection_string, transport=LatencyTransport(session=session, session_owner=True)
+    )
+
+
+def upload_folder(service, folder: Path, prefix: str) -> int:
+    container = service.get_container_client(DATASETS)
+    paths = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+
+    def put(path: Path) -> None:
+        container.upload_blob(f"{prefix}{path.relative_to(folder).as_posix()}", path.read_bytes(), overwrite=True)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, paths))
+    return len(paths)
+
+
+def convert_from_blobs(service, dataset: str, workers: int, *, cache: bool, concurrency: int = 16):
+    """``convert_dataset`` as intake runs it: blobs in, staged blobs out, the dataset's cache if ``cache``."""
+    from shared.conversion.cache import ImageCache
+    from shared.conversion.converter import CONVERTER_FORMAT, ConvertOptions, convert_dataset, image_settings
+    from shared.layout import cache_prefix
+    from shared.storage import BlobArtifactSink, BlobCacheStore, BlobDatasetSource
+
+    options = ConvertOptions(workers=workers)
+    training = service.get_container_client(TRAINING)
+    source = BlobDatasetSource(service.get_container_client(DATASETS), f"{dataset}/", read_concurrency=concurrency)
+    image_cache = None
+    if cache:
+        image_cache = ImageCache(BlobCacheStore(training, cache_prefix(dataset)), image_settings(options), CONVERTER_FORMAT)
+    sink = BlobArtifactSink(training, dataset)
+    started = time.perf_counter()
+    result = convert_dataset(source, sink, options, cache=image_cache)
+    return time.perf_counter() - started, result
+
+
+def convert_from_disk(folder: Path, out: Path, workers: int):
+    from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset
+
+    started = time.perf_counter()
+    result = convert_dataset(FolderSource(folder), FolderSink(out), ConvertOptions(workers=workers))
+    return time.perf_counter() - started, result
+
+
+_RSS_CHILD = """
+import json, sys
+from bench.intake_bench import convert_from_blobs, latency_client
+service = latency_client(sys.argv[1], float(sys.argv[2]))
+seconds, result = convert_from_blobs(service, sys.argv[3], int(sys.argv[4]), cache=False)
+print(json.dumps({"examples": result.manifest["examples"], "seconds": seconds}))
+"""
+
+
+def peak_rss_from_blobs(connection_string: str, latency_ms: float, dataset: str, workers: int) -> dict:
+    """Convert ``dataset`` from blobs in a fresh process; sample the RSS of its process tree every 20 ms."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _RSS_CHILD, connection_string, str(latency_ms), dataset, str(workers)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    peaks = {"tree": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peaks["tree"] = max(peaks["tree"], sum(_rss_kb(p) for p in _descendants(process.pid)))
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    stop.set()
+    sampler.join()
+    if process.returncode:
+        raise RuntimeError(f"conversion failed: {stderr[-2000:]}")
+    return {**json.loads(stdout.strip().splitlines()[-1]), "tree_mb": peaks["tree"] / 1024}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="latency added to every storage request (20)")
+    parser.add_argument("--photos", type=int, default=2000, help="phone photos in the drop (2000)")
+    parser.add_argument("--speed-photos", type=int, default=500, help="phone photos for blob vs disk (500)")
+    parser.add_argument("--small", type=int, default=1000, help="small images, memory run 1 (1000)")
+    parser.add_argument("--big", type=int, default=20000, help="small images, memory run 2 (20000)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for every conversion (2)")
+    parser.add_argument("--work", type=Path, default=None, help="keep the corpus and Azurite's data here")
+    args = parser.parse_args(argv)
+
+    from local.azurite import AzuriteProcess
+    from shared.storage import ensure_containers
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="visiontune-bench-intake-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        with AzuriteProcess(work / "azurite") as azurite:
+            connection = azurite.connection_string
+            service = latency_client(connection, args.latency_ms)
+            uploader = latency_client(connection, 0.0)
+            ensure_containers(uploader)
+            return _run(args, work, connection, service, uploader, started)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args, work: Path, connection: str, service, uploader, started: float) -> int:
+    print(f"visiontune bench-intake: {args.latency_ms:.0f} ms per storage request, {args.workers} workers, "
+          f"{os.cpu_count()} cores; {load()}")
+    results: list[tuple[str, bool, str]] = []
+
+    # --- corpus -----------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    photos = work / "photos"
+    if not photos.exists():
+        build_kind(photos, "phone", args.photos, distinct=min(40, args.photos), seed=1)
+    grown = work / "grown"
+    if not grown.exists():
+        shutil.copytree(photos, grown)
+        build_kind(grown / "new", "phone", max(1, args.photos // 20), distinct=8, seed=2)
+        for path in sorted((grown / "new").rglob("*.jpg")):  # into the label folders, new names
+            path.rename(grown / path.parent.name / f"new-{path.name}")
+        shutil.rmtree(grown / "new")
+    size_mb = sum(p.stat().st_size for p in photos.rglob("*") if p.is_file()) / 2**20
+    upload_folder(uploader, photos, "photos/")
+    print(f"corpus: {args.photos:,} phone photos (4032x3024, {size_mb:,.0f} MB) generated and uploaded "
+          f"in {time.perf_counter() - t0:.0f} s")
+
+    # --- 1. blob vs local disk --------------------------------------------------------------------
+    speed = work / "speed"
+    if not speed.exists():
+        for path in sorted(photos.rglob("*.jpg"))[: args.speed_photos]:
+            (speed / path.parent.name).mkdir(parents=True, exist_ok=True)
+            os.link(path, speed / path.parent.name / path.name)
+    upload_folder(uploader, speed, "speed/")
+    disk_s, disk = convert_from_disk(speed, work / "out-disk", args.workers)
+    disk_load = load()
+    blob_s, blob = convert_from_blobs(service, "speed", args.workers, cache=False)
+    blob_load = load()
+    files = disk.stats["files_processed"]
+    ratio = (files / blob_s) / (files / disk_s)
+    assert blob.version == disk.version, "blob and disk conversions disagree"
+    print(f"\n1. {files:,} phone photos, {args.workers} workers:")
+    print(f"   local disk : {disk_s:6.1f} s  {files / disk_s:6.1f} images/s   ({disk_load})")
+    print(f"   blob       : {blob_s:6.1f} s  {files / blob_s:6.1f} images/s   ({blob_load})")
+    print(f"   blob / disk: {ratio:.2f}x  (same version {blob.version})")
+    results.append(("blob intake >= 0.8x local-disk speed", ratio >= 0.8, f"{ratio:.2f}x"))
+
+    # --- 2. the full drop, then +5%, with the cache ---------------------------------------------
+    full_s, full = convert_from_blobs(service, "photos", args.workers, cache=True)
+    full_load = load()
+    grown_s, grown_result = _grow_in_place(service, uploader, photos, grown, args.workers)
+    grown_load = load()
+    share = grown_s / full_s
+    print(f"\n2. image cache in the training container:")
+    print(f"   full drop, cold cache : {full_s:6.1f} s  {full.stats['images_converted']:,} converted   ({full_load})")
+    print(f"   +5% drop, warm cache  : {grown_s:6.1f} s  {grown_result.stats['images_converted']:,} converted, "
+          f"{grown_result.stats['images_reused']:,} reused   ({grown_load})")
+    print(f"   +5% / full            : {share:.1%}   (byte-identity with a fresh conversion: the tests)")
+    results.append(("+5% drop <= 10% of the full drop's time", share <= 0.10, f"{share:.1%}"))
+
+    # --- 3. fan-out --------------------------------------------------------------------------------
+    print("\n3. shard workers: NOT MEASURED (queue fan-out is not built)")
+    results.append(("2 shard workers >= 1.5x one", False, "fan-out not built"))
+
+    # --- 4. memory --------------------------------------------------------------------------------
+    memory = {}
+    for name, count in (("small-1k", args.small), ("small-big", args.big)):
+        folder = work / name
+        if not folder.exists():
+            build_kind(folder, "small", count, distinct=min(200, count), seed=3)
+        upload_folder(uploader, folder, f"{name}/")
+        memory[name] = peak_rss_from_blobs(connection, args.latency_ms, name, args.workers)
+        memory[name]["load"] = load()
+    print(f"\n4. peak RSS (process tree, {args.workers} workers) converting small images from blobs:")
+    for name, count in (("small-1k", args.small), ("small-big", args.big)):
+        m = memory[name]
+        print(f"   {count:>6,} images: {m['tree_mb']:6.0f} MB   {m['seconds']:6.1f} s   ({m['load']})")
+    peak = max(m["tree_mb"] for m in memory.values())
+    growth = memory["small-big"]["tree_mb"] - memory["small-1k"]["tree_mb"]
+    results.append(("peak memory < 300 MB", peak < 300, f"{peak:.0f} MB"))
+    results.append((f"peak memory flat from {args.small:,} to {args.big:,} (grows < 64 MB)", growth < 64,
+                    f"{growth:+.0f} MB"))
+
+    print(f"\ntargets ({load()}; {time.perf_counter() - started:.0f} s in all):")
+    for name, ok, figure in results:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}: {figure}")
+    return 0
+
+
+def _grow_in_place(service, uploader, photos: Path, grown: Path, workers: int):
+    """The daily drop: the new 5% uploaded next to the files already there (old blobs untouched), then
+    the conversion with the warm cache."""
+    datasets = uploader.get_container_client(DATASETS)
+    for path in sorted(grown.rglob("*")):
+        if path.is_file() and path.name.startswith("new-"):
+            datasets.upload_blob(f"photos/{path.relative_to(grown).as_posix()}", path.read_bytes(), overwrite=True)
+    return convert_from_blobs(service, "photos", workers, cache=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
