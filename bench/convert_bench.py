@@ -180,7 +180,8 @@ import json, sys
 from pathlib import Path
 from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset
 r = convert_dataset(FolderSource(Path(sys.argv[1])), FolderSink(Path(sys.argv[2])), ConvertOptions(workers=int(sys.argv[3])))
-print(json.dumps({"examples": r.manifest["examples"], "seconds": r.stats["seconds"]}))
+print(json.dumps({"examples": r.manifest["examples"], "seconds": r.stats["seconds"],
+                  "rejected": {x["path"]: x["code"] for x in r.rejected}}))
 """
 
 
@@ -215,7 +216,7 @@ def peak_rss(src: Path, out: Path, workers: int) -> dict:
         [sys.executable, "-c", _RSS_CHILD, str(src), str(out), str(workers)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    peaks = {"tree": 0, "main": 0}
+    peaks = {"tree": 0, "main": 0, "process": 0}
     stop = threading.Event()
 
     def sample() -> None:
@@ -224,6 +225,7 @@ def peak_rss(src: Path, out: Path, workers: int) -> dict:
             sizes = [_rss_kb(p) for p in pids]
             peaks["tree"] = max(peaks["tree"], sum(sizes))
             peaks["main"] = max(peaks["main"], sizes[0] if sizes else 0)
+            peaks["process"] = max(peaks["process"], max(sizes, default=0))
             stop.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -233,7 +235,73 @@ def peak_rss(src: Path, out: Path, workers: int) -> dict:
     sampler.join()
     if process.returncode:
         raise RuntimeError(f"conversion failed: {stderr}")
-    return {**json.loads(stdout), "tree_mb": peaks["tree"] / 1024, "main_mb": peaks["main"] / 1024}
+    return {
+        **json.loads(stdout),
+        "tree_mb": peaks["tree"] / 1024,
+        "main_mb": peaks["main"] / 1024,
+        "process_mb": peaks["process"] / 1024,  # the largest single process (main or a worker)
+    }
+
+
+# ------------------------------------------------------------------------------- hostile inputs (issue 13)
+
+HOSTILE_SINGLE_MB = 300  # any single input, peak RSS of the process converting it
+HOSTILE_TREE_MB = 700  # a folder of such inputs with 2 workers, the whole process tree
+
+
+def _hostile_inputs(seed: int) -> dict[str, bytes]:
+    from bench.hostile_images import palette_png, rgba16_png
+
+    return {
+        "palette-9400x9400.png": palette_png(9400, seed=seed),
+        "rgba16-6000x6000.png": rgba16_png(6000, 6000, seed=seed),
+        "rgba16-9000x9000.png": rgba16_png(9000, 9000, seed=seed),  # over the budget: refused with a reason
+        "phone-4032x3024.jpg": _phone_photo(100 + seed),
+    }
+
+
+def _with_fillers(root: Path) -> None:
+    """Sixteen small JPEGs in two labels, so a folder converts (at least 10 training examples after the
+    hash split) around the hostile files."""
+    for n in range(16):
+        path = root / ("a" if n % 2 == 0 else "b") / f"filler-{n:02d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_small_photo(9000 + n))
+
+
+def hostile_memory(work: Path, copies: int) -> dict:
+    """Peak RSS converting each hostile input alone (one process) and a folder of ``copies`` of each with
+    2 workers (the whole process tree). Prints the figures; returns the worst single and the tree."""
+    print("\nhostile inputs: peak RSS converting each alone (1 process), then all of them with 2 workers:")
+    singles: dict[str, dict] = {}
+    folder = work / "hostile-all"
+    for copy in range(copies):
+        for name, data in _hostile_inputs(copy).items():
+            path = folder / ("a" if copy % 2 == 0 else "b") / f"{copy}-{name}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            if copy == 0:
+                alone = work / f"hostile-{name}"
+                _with_fillers(alone)
+                (alone / "a" / name).write_bytes(data)
+                m = peak_rss(alone, work / "out-hostile", 1)
+                shutil.rmtree(work / "out-hostile", ignore_errors=True)
+                outcome = m["rejected"].get(f"a/{name}", "converted")
+                singles[name] = m
+                print(f"  {name:24} {len(data) / 1e6:7.2f} MB file: peak {m['process_mb']:6.1f} MB ({outcome})")
+    _with_fillers(folder)
+    tree = peak_rss(folder, work / "out-hostile", 2)
+    shutil.rmtree(work / "out-hostile", ignore_errors=True)
+    files = sum(1 for p in folder.rglob("*") if p.is_file())
+    print(f"  folder of {files} files ({copies} of each, 2 workers): tree {tree['tree_mb']:6.1f} MB, "
+          f"largest process {tree['process_mb']:6.1f} MB, {len(tree['rejected'])} rejected")
+    worst = max(singles, key=lambda n: singles[n]["process_mb"])
+    result = {"single_mb": singles[worst]["process_mb"], "single_name": worst, "tree_mb": tree["tree_mb"]}
+    print(f"{'PASS' if result['single_mb'] <= HOSTILE_SINGLE_MB else 'FAIL'}  any single hostile input <= "
+          f"{HOSTILE_SINGLE_MB} MB: {result['single_mb']:.0f} MB ({worst})")
+    print(f"{'PASS' if result['tree_mb'] <= HOSTILE_TREE_MB else 'FAIL'}  folder with 2 workers <= "
+          f"{HOSTILE_TREE_MB} MB for the process tree: {result['tree_mb']:.0f} MB")
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -247,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats, best kept (3)")
     parser.add_argument("--keep", type=Path, default=None, help="build the corpus here and keep it")
     parser.add_argument("--photos", type=Path, default=None, help="use your own phone JPEGs from this folder")
+    parser.add_argument("--hostile", type=int, default=3, help="copies of each hostile image in the folder run (3)")
+    parser.add_argument("--hostile-only", action="store_true", help="run only the hostile-input memory section")
     args = parser.parse_args(argv)
 
     from PIL import features
@@ -258,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"visiontune converter benchmark - {cores} cores, Python {sys.version.split()[0]}, "
           f"libjpeg-turbo {features.version('libjpeg_turbo') or 'no'}, load average {os.getloadavg()[0]:.2f}")
     try:
+        if args.hostile_only:
+            hostile = hostile_memory(work, args.hostile)
+            passed = hostile["single_mb"] <= HOSTILE_SINGLE_MB and hostile["tree_mb"] <= HOSTILE_TREE_MB
+            return 0 if passed else 1
         return _run(args, work, started)
     finally:
         if args.keep is None:
@@ -358,6 +432,8 @@ def _run(args, work: Path, started: float) -> int:
         shutil.rmtree(work / "out-memory", ignore_errors=True)
     small_run, big_run = memory["1,000"], memory[f"{args.big:,}"]
 
+    hostile = hostile_memory(work, args.hostile)
+
     ratio_floor = cpu_rate["visiontune phone"] / cpu_rate["floor: decode phone at 1/8 scale"]
     ratio_notebook = cpu_rate["visiontune phone"] / cpu_rate["notebook phone"]
     ratio_notebook_mixed = cpu_rate["visiontune mixed"] / cpu_rate["notebook mixed"]
@@ -376,6 +452,10 @@ def _run(args, work: Path, started: float) -> int:
          f"{phone_bytes / 1024:.1f} KB (notebook method {notebook_bytes['phone'] / 2**20:.2f} MB)"),
         (f"peak memory flat from 1,000 to {args.big:,} images (tree grows < 64 MB)", growth < 64,
          f"{small_run['tree_mb']:.0f} MB -> {big_run['tree_mb']:.0f} MB"),
+        (f"any single hostile input <= {HOSTILE_SINGLE_MB} MB peak per process", hostile["single_mb"] <= HOSTILE_SINGLE_MB,
+         f"{hostile['single_mb']:.0f} MB ({hostile['single_name']})"),
+        (f"a folder of them with 2 workers <= {HOSTILE_TREE_MB} MB for the process tree",
+         hostile["tree_mb"] <= HOSTILE_TREE_MB, f"{hostile['tree_mb']:.0f} MB"),
     ]
     print()
     for name, passed, figure in targets:

@@ -130,6 +130,7 @@ class VisionTune(pulumi.ComponentResource):
             batch_deployment=ai.batch_deployment.name if ai.batch_deployment else None,
             app_insights_connection_string=monitoring.connection_string,
             tunables=config.app_tunables,
+            instance_memory_mb=config.instance_memory_mb,
         )
         function_app = create_function_app(
             app_name=names.function_app,

@@ -38,6 +38,7 @@ DERIVED_SETTINGS = frozenset(
         "base_model",
         "base_deployment",
         "batch_deployment",
+        "instance_memory_mb",  # the Flex plan's instanceMemoryMb
     }
 )
 

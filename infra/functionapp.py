@@ -51,6 +51,7 @@ def build_app_settings(
     batch_deployment: pulumi.Input[str] | None,
     app_insights_connection_string: pulumi.Input[str],
     tunables: Mapping[str, str],
+    instance_memory_mb: int,
 ) -> dict[str, pulumi.Input[str]]:
     """Every app setting by name: what ``shared.settings.Settings`` reads (minus local-only ones) plus
     ``HOST_ONLY_SETTINGS``. Identity-based storage (service URIs + managed identity), Entra ID for
@@ -68,6 +69,7 @@ def build_app_settings(
             _env("openai_account"): openai_account_name,
             _env("base_model"): base_model,
             _env("base_deployment"): base_deployment,
+            _env("instance_memory_mb"): str(instance_memory_mb),
             f"{STORAGE_CONNECTION}__credential": "managedidentity",
             f"{STORAGE_CONNECTION}__clientId": identity_client_id,
             "APPLICATIONINSIGHTS_CONNECTION_STRING": app_insights_connection_string,

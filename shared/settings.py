@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # rejected (too_small / extreme_aspect_ratio) rather than trained on.
     min_side: int = Field(default=8, ge=1, validation_alias="VISIONTUNE_MIN_SIDE")
     max_aspect_ratio: float = Field(default=20.0, ge=1, allow_inf_nan=False, validation_alias="VISIONTUNE_MAX_ASPECT_RATIO")
+    # The memory of one instance (Flex Consumption: 2048 or 4096 MB; set from the plan by infra). One image
+    # may take a tenth of it while it is converted (shared.conversion.images.image_memory_budget).
+    instance_memory_mb: int = Field(default=2048, ge=256, validation_alias="VISIONTUNE_INSTANCE_MEMORY_MB")
     # 0 means one worker per core.
     convert_workers: int = Field(default=0, ge=0, validation_alias="VISIONTUNE_CONVERT_WORKERS")
     # Blob reads kept in flight while images decode (each read waits 10-30 ms on Azure before any byte).

@@ -36,6 +36,7 @@ from shared.conversion.images import (
     DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_IMAGE_MEMORY_BUDGET,
     DEFAULT_MIN_SIDE,
     DRAFT_TOLERANCE,
     ImageResult,
@@ -67,6 +68,9 @@ ARTIFACT_ORDER = ("train.jsonl", "validation.jsonl", "test.jsonl", REJECTED_NAME
 _IN_FLIGHT_PER_WORKER = 3  # batches queued per worker
 _BATCH_FILES = 8  # files per batch sent to a worker ...
 _BATCH_BYTES = 4 * 1024 * 1024  # ... or fewer, once their source bytes reach this
+# Source bytes the main process may have read and shipped to workers but not yet seen converted (a zip
+# entry may be 100 MB: without this, 3 batches per worker of such entries would all be held at once).
+MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +145,7 @@ class ConvertOptions:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     min_side: int = DEFAULT_MIN_SIDE  # images with a shorter side are rejected (too_small)
     max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO  # longer/shorter side above this: rejected
+    memory_budget: int = DEFAULT_IMAGE_MEMORY_BUDGET  # bytes per image: file + decoded pixels
 
     def validated(self) -> ConvertOptions:
         """A copy with the split normalised; ``ValueError`` naming the bad option."""
@@ -152,6 +157,8 @@ class ConvertOptions:
             raise ValueError(f"workers must be >= 0 (0 = all cores), got {self.workers}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.memory_budget < 16 * 2**20:
+            raise ValueError(f"memory_budget must be at least 16 MiB, got {self.memory_budget}")
         if self.min_side < 1:
             raise ValueError(f"min_side must be >= 1 pixel, got {self.min_side}")
         if not self.max_aspect_ratio >= 1:  # also refuses NaN
@@ -170,6 +177,7 @@ def image_settings(options: ConvertOptions) -> ImageSettings:
         max_pixels=options.max_pixels,
         min_side=options.min_side,
         max_aspect_ratio=options.max_aspect_ratio,
+        memory_budget=options.memory_budget,
     )
 
 
@@ -381,16 +389,26 @@ def _run_pass_one(
         return outcome
 
     limit = workers * _IN_FLIGHT_PER_WORKER  # bounds the memory held by images in flight
+    shipped: dict[Future, int] = {}  # source bytes sent with each batch (0 when workers read the files)
     try:
         with pool:
             pending: set[Future] = set()
             for batch in batches():
-                if len(pending) >= limit:
+                batch_bytes = sum(len(data) for _, _, data in batch if data is not None)
+                # Wait while too many batches, or too many bytes read from the source (zip entries, blobs),
+                # are in flight; one batch alone may always go.
+                while pending and (
+                    len(pending) >= limit or sum(shipped[f] for f in pending) + batch_bytes > MAX_BYTES_IN_FLIGHT
+                ):
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
+                        shipped.pop(future, None)
                         for result in future.result():
                             handle(*result)
-                pending.add(pool.submit(_process_batch, batch, settings, max_bytes))
+                future = pool.submit(_process_batch, batch, settings, max_bytes)
+                shipped[future] = batch_bytes
+                pending.add(future)
+                del batch
             for future in pending:
                 for result in future.result():
                     handle(*result)
@@ -585,6 +603,7 @@ def _convert(
             "max_file_bytes": options.max_file_bytes,
             "min_side": options.min_side,
             "max_aspect_ratio": options.max_aspect_ratio,
+            "memory_budget": options.memory_budget,
             "draft_tolerance": DRAFT_TOLERANCE,
             "split": "given" if splits_given else list(options.split),
             "seed": options.seed,

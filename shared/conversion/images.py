@@ -26,6 +26,29 @@ DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
 # Shapes that make poor examples: a side under 8 px holds almost nothing, and past 20:1 the shrink to
 # max_side leaves a sliver (a 512 px long side gives a short side under 26 px). Both are settings.
 DEFAULT_MIN_SIDE = 8
+# A Flex Consumption instance has 2,048 MB (its default instance memory). One image may use a tenth of it
+# (file bytes + decoded pixels): two workers at ~80 MB of interpreter each plus their images stay under
+# 600 MB, leaving the rest to the host and the main process. ``image_memory_budget`` derives it.
+DEFAULT_INSTANCE_MEMORY_MB = 2048
+IMAGE_MEMORY_SHARE = 0.1
+# Rows converted at a time when a large decoded image is turned into small RGB (bounded extra memory).
+_BAND_BYTES = 8 * 1024 * 1024
+# Bytes per pixel of Pillow's decoded modes (unknown modes count 4).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2,
+               "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4}
+
+
+def image_memory_budget(instance_memory_mb: int = DEFAULT_INSTANCE_MEMORY_MB) -> int:
+    """Bytes one image may take while it is converted (file + decoded pixels), from the instance's memory."""
+    return int(instance_memory_mb * 1024 * 1024 * IMAGE_MEMORY_SHARE)
+
+
+DEFAULT_IMAGE_MEMORY_BUDGET = image_memory_budget()
+
+
+def decoded_bytes(size: tuple[int, int], mode: str) -> int:
+    """The bytes Pillow allocates for an image of this size and mode once decoded."""
+    return size[0] * size[1] * _MODE_BYTES.get(mode, 4)
 DEFAULT_MAX_ASPECT_RATIO = 20.0
 # Input formats we decode (Pillow names). MPO is what many phones write (a JPEG with extra frames).
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
@@ -43,6 +66,8 @@ class ImageSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
     max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO
+    # Bytes one image may take in memory: its file plus its decoded pixels (see ``decoded_bytes``).
+    memory_budget: int = DEFAULT_IMAGE_MEMORY_BUDGET
 
 
 @dataclass(frozen=True)
@@ -129,7 +154,15 @@ def normalise_image(data: bytes, settings: ImageSettings) -> ImageResult:
 
     try:
         if fmt in _JPEG_FORMATS:
-            _draft_jpeg(image, settings.max_side)
+            _draft_jpeg(image, settings.max_side)  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
+        needed = decoded_bytes(image.size, image.mode) + len(data)
+        if needed > settings.memory_budget:
+            return reject(
+                "too_large_to_decode",
+                f"{fmt} {image.mode} of {width}x{height} needs {needed / 2**20:.0f} MB to decode, above the "
+                f"{settings.memory_budget / 2**20:.0f} MB budget per image (a tenth of the instance memory, "
+                "VISIONTUNE_INSTANCE_MEMORY_MB); save a smaller copy (fewer pixels, or 8-bit colour)",
+            )
         # Decode every pixel BEFORE anything else reads the file: a PNG's getexif() loads the image
         # itself, and a second load() after a swallowed error returns the partial pixels silently.
         image.load()
@@ -231,33 +264,22 @@ def _draft_jpeg(image, max_side: int) -> None:
 
 
 def _to_rgb_small(image, max_side: int):
-    """Any mode -> RGB, at most ``max_side`` on the longer side (integer pre-reduction, then bicubic)."""
+    """Any mode -> RGB, at most ``max_side`` on the longer side (integer pre-reduction, then bicubic).
+
+    A large image is converted in bands of rows, each reduced by the same integer factor as it is
+    converted, so the full-size image is never copied in a wider mode (a 9400x9400 palette PNG would take
+    265 MB as RGB, a 16-bit RGBA PNG its size again per conversion). Box reduction of row bands aligned to
+    the factor gives the same pixels as reducing the whole image."""
     from PIL import Image
 
-    mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        # 16-bit grey: scale 0..65535 to 0..255 (Pillow's direct conversion would clip at 255).
-        image = image.convert("I").point(lambda v: v * (1 / 257)).convert("L")
-    elif mode in ("I", "F"):
-        low, high = image.getextrema()
-        span = (high - low) or 1
-        image = image.convert("F").point(lambda v: (v - low) * (255 / span)).convert("L")
-    elif mode == "CMYK":
-        image = _cmyk_to_rgb(image)
-    elif mode == "1":
-        image = image.convert("L")
-
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode in ("P", "L", "RGB") and "transparency" in image.info
-    )
-    if has_alpha:
-        image = image.convert("RGBA")
-    elif image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")
-
+    factor = _reduce_factor(image.size, max_side)
+    convert = _mode_converter(image)
+    if factor > 1:
+        image = _banded(image, convert, factor)
+    else:
+        image = convert(image)
     if max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=1.5)
-
     if image.mode == "RGBA":
         flat = Image.new("RGB", image.size, BACKGROUND)
         flat.paste(image, mask=image.getchannel("A"))
@@ -265,6 +287,60 @@ def _to_rgb_small(image, max_side: int):
     elif image.mode != "RGB":
         image = image.convert("RGB")
     return image
+
+
+def _reduce_factor(size: tuple[int, int], max_side: int) -> int:
+    """The integer box reduction Pillow's ``thumbnail(reducing_gap=1.5)`` would apply first."""
+    return max(1, int(max(size) // (max_side * 1.5)))
+
+
+def _mode_converter(image):
+    """A function taking (a band of) ``image`` to RGBA (when it has transparency), RGB or L."""
+    mode = image.mode
+    steps = []
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit grey: scale 0..65535 to 0..255 (Pillow's direct conversion would clip at 255).
+        steps.append(lambda im: im.convert("I").point(lambda v: v * (1 / 257)).convert("L"))
+    elif mode in ("I", "F"):
+        low, high = image.getextrema()  # of the whole image, so every band is scaled alike
+        span = (high - low) or 1
+        steps.append(lambda im: im.convert("F").point(lambda v: (v - low) * (255 / span)).convert("L"))
+    elif mode == "CMYK":
+        steps.append(_cmyk_to_rgb)
+    elif mode == "1":
+        steps.append(lambda im: im.convert("L"))
+
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    converted_mode = "L" if steps and mode != "CMYK" else ("RGB" if mode == "CMYK" else mode)
+    if has_alpha:
+        steps.append(lambda im: im if im.mode == "RGBA" else im.convert("RGBA"))
+    elif converted_mode not in ("RGB", "L"):
+        steps.append(lambda im: im.convert("RGB"))
+
+    def convert(im):
+        for step in steps:
+            im = step(im)
+        return im
+
+    return convert
+
+
+def _banded(image, convert, factor: int):
+    """``convert`` then ``reduce(factor)`` applied band by band; returns the reduced image."""
+    from PIL import Image
+
+    width, height = image.size
+    row_bytes = max(1, width * 4)
+    rows = max(factor, (_BAND_BYTES // row_bytes) // factor * factor)
+    canvas = None
+    for top in range(0, height, rows):
+        band = convert(image.crop((0, top, width, min(height, top + rows)))).reduce(factor)
+        if canvas is None:
+            canvas = Image.new(band.mode, ((width + factor - 1) // factor, (height + factor - 1) // factor))
+        canvas.paste(band, (0, top // factor))
+    return canvas
 
 
 def _cmyk_to_rgb(image):

@@ -46,6 +46,7 @@ class IntakeResult:
 def convert_options(settings: Settings, overrides: RunOverrides):  # -> ConvertOptions
     """The converter's options from the (overridden) settings."""
     from shared.conversion.converter import ConvertOptions
+    from shared.conversion.images import image_memory_budget
 
     effective = overrides.apply(settings)
     return ConvertOptions(
@@ -58,6 +59,7 @@ def convert_options(settings: Settings, overrides: RunOverrides):  # -> ConvertO
         epochs=effective.n_epochs or ConvertOptions.epochs,
         price_per_1m_training_tokens=effective.price_training_per_1m_tokens,
         min_side=effective.min_side,
+        memory_budget=image_memory_budget(effective.instance_memory_mb),
         max_aspect_ratio=effective.max_aspect_ratio,
     )
 

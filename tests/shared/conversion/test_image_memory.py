@@ -1,0 +1,119 @@
+"""Memory per image (issue 13, item 4): big decoded images are shrunk band by band before their mode is
+widened, images that cannot be decoded within the budget are refused with a reason, and the bytes read
+from a source but not yet converted are bounded. The hostile files are made here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bench.hostile_images import palette_png, rgba16_png
+from shared.conversion import ConvertOptions, convert_dataset
+from shared.conversion import images
+from shared.conversion.converter import MAX_BYTES_IN_FLIGHT
+from shared.conversion.images import ImageSettings, image_memory_budget, normalise_image
+from shared.conversion.sources import SourceEntry
+from tests.shared.conversion import image_cases as cases
+
+REPO = Path(__file__).resolve().parents[3]
+PER_WORKER_TARGET_MB = 300
+
+
+_PEAK_CHILD = """
+import resource, sys, json
+from shared.conversion.images import normalise_image, ImageSettings
+data = open(sys.argv[1], "rb").read()
+result = normalise_image(data, ImageSettings())
+print(json.dumps({"ok": result.ok, "code": result.code, "size": [result.width, result.height],
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def peak_of(path: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_CHILD, str(path)], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [("palette-9400.png", lambda: palette_png(9400)), ("rgba16-6000.png", lambda: rgba16_png(6000, 6000))],
+)
+def test_a_big_decoded_image_converts_within_the_per_worker_target(tmp_path, name, make):
+    path = tmp_path / name
+    path.write_bytes(make())
+    assert path.stat().st_size < 2_000_000  # a small file ...
+    measured = peak_of(path)
+    assert measured["ok"] and max(measured["size"]) == 512
+    assert measured["peak_mb"] < PER_WORKER_TARGET_MB, measured  # ... that took 451 / 443 MB before
+
+
+def test_an_image_beyond_the_memory_budget_is_refused_with_a_reason():
+    data = rgba16_png(9000, 9000)  # 324 MB once decoded as RGBA
+    result = normalise_image(data, ImageSettings())
+    assert not result.ok and result.code == "too_large_to_decode"
+    assert "9000x9000 needs 31" in result.reason and "205 MB budget" in result.reason
+    assert abs(image_memory_budget(4096) - 2 * image_memory_budget(2048)) <= 1
+    assert normalise_image(data, ImageSettings(memory_budget=image_memory_budget(4096))).ok
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: cases.encode(cases.pattern(1500, 1100, seed=1).convert("P"), "PNG"),
+        lambda: cases.palette_transparent_png(),
+        lambda: cases.encode(cases.pattern(1400, 900, seed=2).convert("RGBA"), "PNG"),
+        lambda: cases.encode(cases.pattern(1300, 1700, seed=3).convert("LA"), "PNG"),
+        lambda: cases.encode(Image.linear_gradient("L").resize((1600, 1200)).convert("I;16"), "PNG"),
+        lambda: cases.encode(cases.pattern(1700, 1300, seed=4).convert("CMYK"), "JPEG", quality=95),
+        lambda: rgba16_png(1600, 1000),
+    ],
+)
+def test_band_by_band_conversion_gives_the_same_pixels(monkeypatch, make):
+    data = make()
+    whole = normalise_image(data, ImageSettings())
+    monkeypatch.setattr(images, "_BAND_BYTES", 1)  # bands of one reduction block of rows
+    banded = normalise_image(data, ImageSettings())
+    assert whole.ok and banded.ok
+    assert whole.jpeg == banded.jpeg
+
+
+class _BigEntriesSource:
+    """Entries of 20 MB each (not images: they are read, shipped, and rejected). Counts reads."""
+
+    SIZE = 20 * 1024 * 1024
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.reads = 0
+        self.payload = b"\0" * self.SIZE
+
+    def entries(self):
+        for n in range(self.count):
+            yield SourceEntry(f"{'ab'[n % 2]}/{n:03d}.jpg", self.SIZE)
+
+    def read(self, path: str) -> bytes:
+        self.reads += 1
+        return self.payload
+
+
+def test_bytes_read_from_a_source_but_not_converted_are_bounded(tmp_path):
+    from shared.conversion import DatasetError, FolderSink
+
+    source = _BigEntriesSource(16)
+    outstanding: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        outstanding.append(source.reads - done)
+
+    with pytest.raises(DatasetError):  # nothing usable: every entry is rejected
+        convert_dataset(source, FolderSink(tmp_path / "out"), ConvertOptions(workers=2), progress=progress)
+    assert source.reads == 16
+    # In flight: what the budget allows, plus the batch being submitted and the one being read.
+    assert max(outstanding) <= MAX_BYTES_IN_FLIGHT // source.SIZE + 2, outstanding
