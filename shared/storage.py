@@ -53,6 +53,10 @@ def pooled_transport(pool_size: int = CONNECTION_POOL_SIZE, **kwargs: Any):
     adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    # the storage SDK's own defaults, which it applies only to the transport it builds itself
+    kwargs.setdefault("connection_timeout", 20)
+    kwargs.setdefault("read_timeout", 60)
+    kwargs.setdefault("connection_data_block_size", 256 * 1024)
     return RequestsTransport(session=session, session_owner=True, **kwargs)
 
 
