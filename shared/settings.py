@@ -136,6 +136,23 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=30.0, ge=0, validation_alias="VISIONTUNE_RETRY_BASE_SECONDS")
     max_step_attempts: int = Field(default=8, ge=1, le=100, validation_alias="VISIONTUNE_MAX_STEP_ATTEMPTS")
 
+    # --- Azure OpenAI resource limits (Learn: "Azure OpenAI quotas and limits"; see shared/aoai/limits.py).
+    # Settings so a resource with a raised quota, and the tests, can use other values.
+    max_fine_tuned_deployments: int = Field(
+        default=5, ge=1, validation_alias="VISIONTUNE_MAX_FINE_TUNED_DEPLOYMENTS"
+    )
+    fine_tune_files_max_bytes: int = Field(
+        default=1024**3, ge=1, validation_alias="VISIONTUNE_FINE_TUNE_FILES_MAX_BYTES"
+    )
+    fine_tune_file_max_bytes: int = Field(
+        default=512 * 1024**2, ge=1, validation_alias="VISIONTUNE_FINE_TUNE_FILE_MAX_BYTES"
+    )
+    fine_tune_files_max_count: int = Field(default=50, ge=1, validation_alias="VISIONTUNE_FINE_TUNE_FILES_MAX_COUNT")
+    batch_file_max_bytes: int = Field(default=200 * 1024**2, ge=1, validation_alias="VISIONTUNE_BATCH_FILE_MAX_BYTES")
+    batch_file_max_requests: int = Field(
+        default=100_000, ge=1, validation_alias="VISIONTUNE_BATCH_FILE_MAX_REQUESTS"
+    )
+
     # --- budget and prices (USD; illustrative defaults, keep real ones in config) ---------------
     max_training_tokens: int = Field(
         default=50_000_000, ge=1, validation_alias="VISIONTUNE_MAX_TRAINING_TOKENS"

@@ -62,6 +62,13 @@ class BatchesMixin(EmulatorCore):
             if line:
                 error["line"] = int(line.group(1))
             return {"ok": False, "error": error}
+        if len(requests) > self.config.max_batch_requests:
+            # The per-file request limit (Learn "Azure OpenAI quotas and limits": 100,000 requests per file).
+            message = (
+                f"The input file has {len(requests)} requests; a batch file may hold at most "
+                f"{self.config.max_batch_requests}."
+            )
+            return {"ok": False, "error": {"code": "too_many_requests_in_file", "message": message}}
         deployment = self.store.get("deployment", model)
         problem = None
         if deployment is None:

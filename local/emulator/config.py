@@ -17,7 +17,10 @@ class EmulatorConfig:
     max_files: int = 50  # fine-tuning files per resource
     max_total_file_bytes: int = 1024**3  # total size of fine-tuning files per resource (1 GB)
     max_file_bytes: int = 512 * 1024**2  # one upload (Files API)
+    # Batch input limits (Learn "Azure OpenAI quotas and limits", batch limits): a larger upload is refused,
+    # a file with more requests fails validation.
     max_batch_file_bytes: int = 200 * 1024**2
+    max_batch_requests: int = 100_000
     max_active_jobs: int = 21  # 1 running + 20 queued
     max_fine_tuned_deployments: int = 5
     max_running_steps: int = 10  # cap on how many clock steps 'running' lasts, whatever n_epochs says

@@ -20,8 +20,39 @@ KNOWN_SKUS = FINE_TUNED_SKUS + BATCH_SKUS + (
 )
 
 
+# ARM accepts one deployment operation per account at a time: a PUT or DELETE of a deployment while another
+# deployment of the same account is still provisioning or deleting gets HTTP 409 ``RequestConflict``,
+# "Another operation is being performed on the parent resource '<account id>'. Please try again later."
+# Sources: hashicorp/terraform-provider-azurerm#22607 and #22939 (fixed by locking the parent account,
+# PR #22711), Azure/azure-dev#9398, Azure/terraform-azurerm-avm-res-cognitiveservices-account#125.
+IN_PROGRESS_STATES = frozenset({"Accepted", "Creating", "Updating", "Deleting"})
+
+
 class DeploymentsMixin(EmulatorCore):
-    """Deployments of the account, as ARM serves them."""
+    """Deployments of the account, as ARM serves them. A delete is asynchronous: the deployment shows
+    ``provisioningState: Deleting`` for ``deployment_seconds``, then it is gone."""
+
+    def _deployment(self, name: str) -> dict[str, Any] | None:
+        """The deployment called ``name``, None when there is none (or its deletion has finished)."""
+        deployment = self.store.get("deployment", name)
+        if deployment is not None and deployment.get("gone_at") is not None and self.now() >= deployment["gone_at"]:
+            self.store.delete("deployment", name)
+            return None
+        return deployment
+
+    def _deployments(self) -> list[dict[str, Any]]:
+        return [d for d in (self._deployment(x["id"]) for x in self.store.list("deployment")) if d is not None]
+
+    def _refuse_if_busy(self) -> None:
+        """409 RequestConflict while any deployment operation of the account is in progress (see above)."""
+        busy = [d["id"] for d in self._deployments() if self._deployment_state(d)["state"] in IN_PROGRESS_STATES]
+        if busy:
+            raise ApiError(
+                409,
+                "RequestConflict",
+                f"Another operation is being performed on the parent resource '{arm_account_path()}'. "
+                "Please try again later.",
+            )
 
     def _ensure_default_deployments(self) -> None:
         for name, sku in ((BASE_DEPLOYMENT, "GlobalStandard"), (BATCH_DEPLOYMENT, "GlobalBatch")):
@@ -42,6 +73,8 @@ class DeploymentsMixin(EmulatorCore):
                 )
 
     def _deployment_state(self, deployment: dict[str, Any]) -> dict[str, Any]:
+        if deployment.get("gone_at") is not None:
+            return {"state": "Deleting"}
         if self.now() < deployment["ready_at"]:
             return {"state": "Creating" if deployment["created_at"] == deployment["modified_at"] else "Updating"}
         if deployment.get("fail"):
@@ -108,7 +141,8 @@ class DeploymentsMixin(EmulatorCore):
                 f"not {sku['name']}.",
             )
         with self.store.lock:
-            existing = self.store.get("deployment", name)
+            self._refuse_if_busy()
+            existing = self._deployment(name)
             if existing is not None and existing["model"]["name"] != model_name:
                 raise ApiError(
                     400,
@@ -117,7 +151,7 @@ class DeploymentsMixin(EmulatorCore):
                     f"'{model_name}'. Create a new deployment for the new model.",
                 )
             if reference["kind"] == "fine_tuned" and existing is None:
-                fine_tuned = [d for d in self.store.list("deployment") if d["model_ref"]["kind"] == "fine_tuned"]
+                fine_tuned = [d for d in self._deployments() if d["model_ref"]["kind"] == "fine_tuned"]
                 if len(fine_tuned) >= self.config.max_fine_tuned_deployments:
                     raise ApiError(
                         400,
@@ -155,8 +189,11 @@ class DeploymentsMixin(EmulatorCore):
         operation = self.store.get("operation", operation_id)
         if operation is None:
             raise ApiError(404, "ResourceNotFound", f"The operation '{operation_id}' was not found.")
-        deployment = self.store.get("deployment", operation["deployment"])
+        deployment = self._deployment(operation["deployment"])
         body: dict[str, Any] = {"id": operation_id, "name": operation_id, "startTime": iso_time(operation["created_at"])}
+        if operation.get("kind") == "delete":
+            body["status"] = "Succeeded" if deployment is None else "Deleting"
+            return body
         if deployment is None or deployment["modified_at"] != operation["modified_at"]:
             body["status"] = "Canceled" if deployment is None else "Succeeded"
             return body
@@ -167,7 +204,7 @@ class DeploymentsMixin(EmulatorCore):
         return body
 
     def get_deployment(self, name: str) -> dict[str, Any]:
-        deployment = self.store.get("deployment", name)
+        deployment = self._deployment(name)
         if deployment is None:
             raise ApiError(
                 404,
@@ -177,13 +214,31 @@ class DeploymentsMixin(EmulatorCore):
         return self.deployment_resource(deployment)
 
     def list_deployments(self) -> dict[str, Any]:
-        deployments = sorted(self.store.list("deployment"), key=lambda d: d["created_at"])
+        deployments = sorted(self._deployments(), key=lambda d: d["created_at"])
         return {"value": [self.deployment_resource(d) for d in deployments]}
 
-    def delete_deployment(self, name: str) -> bool:
-        """Delete a deployment; False when there was none."""
+    def delete_deployment(self, name: str) -> tuple[int, str | None]:
+        """Start deleting a deployment: (202, operation id) while it shows ``Deleting`` for
+        ``deployment_seconds`` (ARM's asynchronous delete), (200, None) when it went at once, (204, None)
+        when there was none. Asking again while it is being deleted is accepted; another deployment
+        operation in progress on the account is a 409 (see ``IN_PROGRESS_STATES``)."""
         with self.store.lock:
-            if self.store.get("deployment", name) is None:
-                return False
-            self.store.delete("deployment", name)
-            return True
+            deployment = self._deployment(name)
+            if deployment is None:
+                return 204, None
+            if deployment.get("gone_at") is None:
+                self._refuse_if_busy()
+            now = self.now()
+            if self.config.deployment_seconds <= 0:
+                self.store.delete("deployment", name)
+                return 200, None
+            if deployment.get("gone_at") is None:
+                deployment = {**deployment, "gone_at": now + self.config.deployment_seconds, "modified_at": now}
+                self.store.put("deployment", deployment)
+            operation_id = uuid.uuid4().hex
+            self.store.put(
+                "operation",
+                {"id": operation_id, "created_at": now, "deployment": name, "modified_at": deployment["modified_at"],
+                 "kind": "delete"},
+            )  # fmt: skip
+            return 202, operation_id

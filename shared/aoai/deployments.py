@@ -24,6 +24,9 @@ from shared.settings import Settings
 TRANSIENT_ERROR_CODES = frozenset({"BadRequestForDependentService", "TooManyRequests", "ServiceUnavailable"})
 DEPLOYMENT_NAME_MAX_CHARS = 64
 DEPLOYMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
+REQUEST_CONFLICT = "RequestConflict"
+# provisioningState values of an operation still running on a deployment (ARM refuses another meanwhile).
+IN_PROGRESS_STATES = frozenset({"Accepted", "Creating", "Updating", "Deleting"})
 # provisioningState values after which nothing more will happen without a new request.
 SETTLED_STATES = frozenset({"Succeeded", "Failed", "Canceled", "Cancelled"})
 FAILED_STATES = frozenset({"Failed", "Canceled", "Cancelled"})
@@ -43,6 +46,12 @@ class DeploymentError(AoaiError):
 
 class TransientDeploymentError(DeploymentError):
     """A deployment request failed in a way that usually passes: retry on a later tick (bounded)."""
+
+
+class DeploymentConflictError(TransientDeploymentError):
+    """409 ``RequestConflict``: another deployment operation on the same account is in progress. ARM
+    allows one at a time per account (hashicorp/terraform-provider-azurerm#22607, Azure/azure-dev#9398);
+    wait until it settles and ask again. Not a failure of this deployment."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,8 @@ def _classify(exc: BaseException, action: str) -> DeploymentError:
         return TransientDeploymentError(message)
     code = azure_error_code(exc)
     status = exc.status_code if isinstance(exc, HttpResponseError) else None
+    if code == REQUEST_CONFLICT or (status == 409 and code is None):
+        return DeploymentConflictError(message, code=code, status=status)
     if code in TRANSIENT_ERROR_CODES or status == 429 or (status is not None and status >= 500):
         return TransientDeploymentError(message, code=code, status=status)
     return DeploymentError(message, code=code, status=status)
@@ -240,6 +251,12 @@ class Deployments:
             return
         except AzureError as exc:
             raise _classify(exc, f"could not delete deployment {name}") from exc
+
+    def operation_in_progress(self) -> DeploymentState | None:
+        """A deployment of the account with an operation still running (creating, updating, deleting), or
+        None. ARM refuses any other deployment write or delete on the account meanwhile (409
+        ``RequestConflict``), so callers wait while this is not None."""
+        return next((d for d in self.list() if d.provisioning_state in IN_PROGRESS_STATES), None)
 
     def list(self) -> list[DeploymentState]:
         """Every deployment of the account."""

@@ -255,18 +255,14 @@ def score_realtime(
     return [results[i] for i in sorted(results)]
 
 
-def batch_input_lines(
+def batch_request_lines(
     items: Sequence[TestItem], batch_deployment: str, *, max_tokens: int = DEFAULT_MAX_TOKENS
-) -> bytes:
-    """The Batch API input file for ``items``: one ``{"custom_id", "method": "POST", "url":
-    "/chat/completions", "body": {"model": <batch deployment>, ...}}`` line per item, UTF-8 without BOM.
-    Raises ``ValueError`` over Azure's limits (100,000 requests, 200 MB) or on duplicate custom ids."""
+) -> list[bytes]:
+    """One Batch API request line per item (``{"custom_id", "method": "POST", "url": "/chat/completions",
+    "body": {"model": <batch deployment>, ...}}`` + newline), UTF-8 without BOM. Raises ``ValueError`` on
+    no items or duplicate custom ids (the join back by ``custom_id`` needs them unique)."""
     if not items:
         raise ValueError("a batch needs at least one item")
-    if len(items) > BATCH_MAX_REQUESTS:
-        raise ValueError(
-            f"{len(items)} requests is over the Batch API limit of {BATCH_MAX_REQUESTS} per file"
-        )
     seen: set[str] = set()
     lines: list[bytes] = []
     for item in items:
@@ -285,9 +281,25 @@ def batch_input_lines(
             },
         }
         lines.append(json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
-    data = b"".join(lines)
-    if len(data) > BATCH_MAX_BYTES:
-        raise ValueError(f"batch input of {len(data)} bytes is over the Batch API limit of {BATCH_MAX_BYTES}")
+    return lines
+
+
+def batch_input_lines(
+    items: Sequence[TestItem],
+    batch_deployment: str,
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_requests: int = BATCH_MAX_REQUESTS,
+    max_bytes: int = BATCH_MAX_BYTES,
+) -> bytes:
+    """The Batch API input file for ``items`` (``batch_request_lines`` joined). Raises ``ValueError`` over
+    the per-file limits (Azure's: 100,000 requests, 200 MB); ``shared.aoai.limits.split_batch_lines``
+    cuts a larger set into files that fit."""
+    if len(items) > max_requests:
+        raise ValueError(f"{len(items)} requests is over the Batch API limit of {max_requests} per file")
+    data = b"".join(batch_request_lines(items, batch_deployment, max_tokens=max_tokens))
+    if len(data) > max_bytes:
+        raise ValueError(f"batch input of {len(data)} bytes is over the Batch API limit of {max_bytes}")
     return data
 
 

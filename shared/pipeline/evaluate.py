@@ -181,54 +181,109 @@ def _realtime_step(
     return progressed
 
 
+def _plan_batch_parts(pipeline: Pipeline, role: RoleProgress, items: Sequence[TestItem]) -> None:
+    """Cut the test set into Batch API input files within the per-file limits (settings
+    ``VISIONTUNE_BATCH_FILE_MAX_BYTES`` / ``_MAX_REQUESTS``; Azure: 200 MB and 100,000 requests, Learn
+    "Azure OpenAI quotas and limits", batch limits). A single request too large for any file sends the
+    role to real-time scoring, with a note."""
+    from shared.aoai.limits import BatchLineTooLargeError, split_batch_lines
+    from shared.aoai.scoring import batch_request_lines
+    from shared.pipeline.models import BatchPart
+
+    if role.batch_input_file is not None:  # a run planned before batch files were split: one part
+        role.batch_parts = [
+            BatchPart(start=0, stop=len(items), input_file=role.batch_input_file, batch_id=role.batch_id,
+                      status=role.batch_status)
+        ]  # fmt: skip
+        return
+    settings = pipeline.settings
+    sizes = [len(line) for line in batch_request_lines(items, str(role.deployment))]
+    try:
+        ranges = split_batch_lines(
+            sizes, max_bytes=settings.batch_file_max_bytes, max_requests=settings.batch_file_max_requests
+        )
+    except BatchLineTooLargeError as error:
+        role.batch_status = "input_error"
+        role.note = f"{error}: the base model was scored in real time instead of with the Batch API"
+        return
+    role.batch_parts = [BatchPart(start=r.start, stop=r.stop) for r in ranges]
+    if len(ranges) > 1:
+        role.note = (
+            f"the test set ({len(items):,} requests, {sum(sizes) / 1024**2:,.1f} MB) is over the Batch API's "
+            f"per-file limits ({settings.batch_file_max_requests:,} requests, "
+            f"{settings.batch_file_max_bytes / 1024**2:,.0f} MB): sent as {len(ranges)} batch files, "
+            "joined back by custom_id"
+        )
+
+
 def _batch_step(
     pipeline: Pipeline, role: RoleProgress, *, prefix: str, tag: str, items: Sequence[TestItem]
 ) -> bool:
+    """One move of a role scored with the Batch API: plan the files, upload one, submit one, or poll;
+    once every file's batch has ended, join all answers by ``custom_id``."""
     from shared.aoai.files import file_state, upload_file
-    from shared.aoai.scoring import batch_input_lines, batch_snapshot, submit_batch
+    from shared.aoai.scoring import batch_request_lines, batch_snapshot, submit_batch
 
     client = pipeline.openai
-    if role.batch_input_file is None:
-        data = batch_input_lines(items, str(role.deployment))
-        role.batch_input_file = upload_file(
-            client,
-            name=f"vt-{tag}-base-batch.jsonl",
-            size=len(data),
-            open_stream=lambda: io.BytesIO(data),
-            purpose="batch",
-        )
-        role.remote_files.append(role.batch_input_file)
+    if not role.batch_parts:
+        _plan_batch_parts(pipeline, role, items)
         return True
-    if role.batch_id is None:
-        state = file_state(client, role.batch_input_file)
-        if state.status == "pending":
-            return False
-        if state.status == "error":
-            role.batch_status = "input_error"
-            role.note = f"the batch input file was rejected ({state.error}); scored in real time instead"
+    several = len(role.batch_parts) > 1
+    for number, part in enumerate(role.batch_parts):
+        if part.input_file is None:
+            data = b"".join(batch_request_lines(items[part.start : part.stop], str(role.deployment)))
+            name = f"vt-{tag}-base-batch" + (f"-{number + 1}of{len(role.batch_parts)}" if several else "") + ".jsonl"
+            part.input_file = upload_file(
+                client, name=name, size=len(data), open_stream=lambda data=data: io.BytesIO(data), purpose="batch"
+            )
+            role.remote_files.append(part.input_file)
             return True
-        role.batch_id = submit_batch(client, input_file_id=role.batch_input_file)
-        return True
-    snapshot = batch_snapshot(client, role.batch_id, items)
-    if not snapshot.terminal:
-        if snapshot.status != role.batch_status:
-            role.batch_status = snapshot.status
-            return True
-        return False
-    results = snapshot.results or []
+    moved = False
+    for part in role.batch_parts:
+        if part.status in _BATCH_TERMINAL:
+            continue
+        if part.batch_id is None:
+            state = file_state(client, part.input_file)
+            if state.status == "pending":
+                continue
+            if state.status == "error":
+                part.status = "input_error"
+                role.note = f"a batch input file was rejected ({state.error}); its requests were scored in real time"
+                moved = True
+                continue
+            part.batch_id = submit_batch(client, input_file_id=str(part.input_file))
+            moved = True
+            continue
+        snapshot = batch_snapshot(client, part.batch_id, items[part.start : part.stop])
+        if snapshot.status != part.status:
+            part.status = snapshot.status
+            moved = True
+    statuses = [part.status for part in role.batch_parts]
+    if not all(status in _BATCH_TERMINAL for status in statuses):
+        role.batch_status = next(s for s in statuses if s not in _BATCH_TERMINAL) or "validating"
+        return moved
+    results = []
+    errors = []
+    for part in role.batch_parts:
+        if part.batch_id is None:  # its input was rejected: nothing answered
+            continue
+        snapshot = batch_snapshot(client, part.batch_id, items[part.start : part.stop])
+        results.extend(snapshot.results or [])
+        if snapshot.error:
+            errors.append(snapshot.error)
+        for file_id in (snapshot.output_file_id, snapshot.error_file_id):
+            if file_id and file_id not in role.remote_files:
+                role.remote_files.append(file_id)
     answered = [r for r in results if not r.failed]
-    for file_id in (snapshot.output_file_id, snapshot.error_file_id):
-        if file_id and file_id not in role.remote_files:
-            role.remote_files.append(file_id)
     fallback = pipeline.settings.base_deployment
-    role.batch_status = snapshot.status
+    worst = [s for s in statuses if s != "completed"]
+    role.batch_status = worst[0] if worst else "completed"
     if len(answered) < len(items):
         missing = len(items) - len(answered)
-        why = f"batch {snapshot.status}" + (f" ({snapshot.error})" if snapshot.error else "")
-        role.note = f"{why}: {len(answered)}/{len(items)} answered; the other {missing} " + (
-            f"were scored in real time on {fallback}"
-            if fallback
-            else "count as errors (no real-time base deployment)"
+        why = f"batch {role.batch_status}" + (f" ({'; '.join(errors)})" if errors else "")
+        role.note = ((role.note + "; ") if role.note and several else "") + (
+            f"{why}: {len(answered)}/{len(items)} answered; the other {missing} "
+            + (f"were scored in real time on {fallback}" if fallback else "count as errors (no real-time base deployment)")
         )
     # Keep the answers; the unanswered are re-asked in real time (or kept as errors without a fallback).
     kept = answered if fallback else results

@@ -252,6 +252,17 @@ class DeploymentInfo(BaseModel):
     last_error: str | None = None  # the service's message when provisioning last failed
 
 
+class BatchPart(BaseModel):
+    """One Batch API input file of a role: test items ``[start, stop)`` (a test set over the per-file
+    limits is sent as several files, joined back by ``custom_id``)."""
+
+    start: int
+    stop: int
+    input_file: str | None = None
+    batch_id: str | None = None
+    status: str | None = None
+
+
 class RoleProgress(BaseModel):
     """One model's evaluation on the run's test split. The scored examples live in a side blob."""
 
@@ -268,6 +279,7 @@ class RoleProgress(BaseModel):
     batch_status: str | None = None
     note: str | None = None
     remote_files: list[str] = Field(default_factory=list)  # batch input/output/error files to delete later
+    batch_parts: list[BatchPart] = Field(default_factory=list)  # the batch files, once planned
     incumbent_version: str | None = None  # for role incumbent: the production version it was
 
 

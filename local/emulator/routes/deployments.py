@@ -71,9 +71,15 @@ def router(emulator: Emulator) -> APIRouter:
         )
 
     @routes.delete(ARM_ACCOUNT + "/deployments/{name}", name="deployments_delete")
-    async def deployments_delete(subscription: str, resource_group: str, account: str, name: str) -> Response:
+    async def deployments_delete(
+        subscription: str, resource_group: str, account: str, name: str, request: Request
+    ) -> Response:
         check_scope(subscription, resource_group, account)
-        return Response(status_code=200 if emulator.delete_deployment(name) else 204)
+        status, operation_id = await run_in_threadpool(emulator.delete_deployment, name)
+        if operation_id is None:
+            return Response(status_code=status)
+        # Asynchronous, as ARM deletes a deployment: poll the operation (or GET the deployment until 404).
+        return Response(status_code=status, headers={"Azure-AsyncOperation": operation_url(request, operation_id)})
 
     @routes.get(
         "/subscriptions/{subscription}/providers/Microsoft.CognitiveServices/locations/{location}"

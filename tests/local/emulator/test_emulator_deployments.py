@@ -143,3 +143,39 @@ def test_control_plane_needs_credentials(emulator):
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "AuthenticationFailed"
     assert httpx.get(url, params={"api-version": "2024-10-01"}, headers={"Authorization": "Bearer x"}).status_code == 200
     assert httpx.get(url, headers={"Authorization": "Bearer x"}).status_code == 400  # api-version required
+
+
+def test_a_deployment_write_or_delete_during_another_operation_is_a_409_request_conflict(emulator_factory):
+    """ARM serialises deployment operations per account (RequestConflict while one is in progress); a
+    delete is asynchronous (``Deleting``, then gone)."""
+    server = emulator_factory(deployment_seconds=30)
+    mgmt = management_client(server.url)
+    admin = EmulatorAdmin(server.url)
+
+    def put(name: str):
+        return mgmt.deployments.begin_create_or_update(
+            RESOURCE_GROUP, ACCOUNT, name, _deployment(BASE_MODEL), polling=False
+        ).result()
+
+    def state(name: str) -> str:
+        return mgmt.deployments.get(RESOURCE_GROUP, ACCOUNT, name).properties.provisioning_state
+
+    put("one")
+    assert state("one") == "Creating"
+    for attempt in (lambda: put("two"), lambda: mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, BASE_DEPLOYMENT)):
+        with pytest.raises(HttpResponseError) as refused:
+            attempt()
+        assert refused.value.status_code == 409 and refused.value.error.code == "RequestConflict"
+        assert "Another operation is being performed on the parent resource" in refused.value.message
+    admin.advance_clock(31)
+    assert state("one") == "Succeeded"
+    mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "one", polling=False).result()
+    assert state("one") == "Deleting"
+    mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "one", polling=False).result()  # asking again is fine
+    with pytest.raises(HttpResponseError) as refused:
+        put("two")
+    assert refused.value.status_code == 409
+    admin.advance_clock(31)
+    with pytest.raises(ResourceNotFoundError):
+        mgmt.deployments.get(RESOURCE_GROUP, ACCOUNT, "one")
+    assert put("two").name == "two"
