@@ -19,7 +19,13 @@ from local.emulator.admin import EmulatorAdmin
 from local.emulator.constants import BASE_DEPLOYMENT, BASE_MODEL, BATCH_DEPLOYMENT
 from shared.aoai import files as aoai_files
 from shared.aoai.clients import management_client, openai_client
-from shared.aoai.deployments import DeploymentError, Deployments, TransientDeploymentError, deployment_name
+from shared.aoai.deployments import (
+    DeploymentConflictError,
+    DeploymentError,
+    Deployments,
+    TransientDeploymentError,
+    deployment_name,
+)
 from shared.aoai.files import FileUploadError, delete_file, file_state, upload_file
 from shared.aoai.finetune import cancel_job, create_job, find_job_for_training_file, job_snapshot, make_suffix
 from shared.aoai.scoring import (
@@ -300,6 +306,13 @@ def test_transient_deployment_failures_are_classified_and_retry_works(
     deployments.begin_create(name, model=model, sku="GlobalStandard", capacity=1)
     assert wait_until(lambda: (s := deployments.get(name)) and s.settled and s, timeout=20).succeeded
     deployments.delete(name)
+    # ARM runs one deployment operation per account at a time: the next PUT meanwhile is a 409.
+    with pytest.raises(DeploymentConflictError) as conflict:
+        deployments.begin_create(name + "-p", model=model, sku="GlobalStandard", capacity=1)
+    assert conflict.value.code == "RequestConflict" and conflict.value.status == 409
+    assert isinstance(conflict.value, TransientDeploymentError)
+    assert deployments.operation_in_progress().name == name
+    wait_until(lambda: deployments.operation_in_progress() is None, timeout=20)
 
     # Provisioning that ends Failed: a second begin_create PUTs again and succeeds.
     admin.fail_next_deployments(1, phase="provisioning")
