@@ -26,6 +26,10 @@ KNOWN_SKUS = FINE_TUNED_SKUS + BATCH_SKUS + (
 # Sources: hashicorp/terraform-provider-azurerm#22607 and #22939 (fixed by locking the parent account,
 # PR #22711), Azure/azure-dev#9398, Azure/terraform-azurerm-avm-res-cognitiveservices-account#125.
 IN_PROGRESS_STATES = frozenset({"Accepted", "Creating", "Updating", "Deleting"})
+# DeveloperTier deployments of fine-tuned models are documented from ARM api-version 2025-07-01-preview
+# (Learn "Test your fine-tuned model", fine-tune-test); older versions do not know the SKU. Which error
+# Azure answers on an older version is not documented: modelled as a 400 naming the SKU and the version.
+DEVELOPER_TIER_SINCE = "2025-07-01"
 
 
 class DeploymentsMixin(EmulatorCore):
@@ -105,8 +109,9 @@ class DeploymentsMixin(EmulatorCore):
             "etag": f"\"{hex_id(name + str(deployment['modified_at']))}\"",
         }
 
-    def put_deployment(self, name: str, body: Any) -> tuple[int, dict[str, Any], str]:
-        """Create or update a deployment. Returns (HTTP status, resource, operation id)."""
+    def put_deployment(self, name: str, body: Any, api_version: str | None = None) -> tuple[int, dict[str, Any], str]:
+        """Create or update a deployment (``api_version``: the request's ARM api-version). Returns (HTTP
+        status, resource, operation id)."""
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$", name):
             raise ApiError(400, "InvalidResourceName", f"The deployment name '{name}' is invalid.")
         if not isinstance(body, dict):
@@ -116,6 +121,13 @@ class DeploymentsMixin(EmulatorCore):
         if not isinstance(sku, dict) or sku.get("name") not in KNOWN_SKUS:
             raise ApiError(
                 400, "InvalidSkuName", f"The SKU '{sku.get('name') if isinstance(sku, dict) else sku}' is not valid."
+            )
+        if str(sku.get("name")).lower() == "developertier" and (api_version or "")[:10] < DEVELOPER_TIER_SINCE:
+            raise ApiError(
+                400,
+                "InvalidSkuName",
+                f"The SKU 'DeveloperTier' is not supported in api-version '{api_version}'; DeveloperTier "
+                f"deployments need api-version {DEVELOPER_TIER_SINCE}-preview or later.",
             )
         capacity = sku.get("capacity", 1)
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:

@@ -31,6 +31,10 @@ IN_PROGRESS_STATES = frozenset({"Accepted", "Creating", "Updating", "Deleting"})
 SETTLED_STATES = frozenset({"Succeeded", "Failed", "Canceled", "Cancelled"})
 FAILED_STATES = frozenset({"Failed", "Canceled", "Cancelled"})
 DEVELOPER_TIER_SKU = "DeveloperTier"
+# The ARM api-version that documents DeveloperTier deployments of fine-tuned models (Learn "Test your
+# fine-tuned model" / fine-tune-test: PUT .../deployments/{name}?api-version=2025-07-01-preview with a
+# developertier SKU). The client's default (MANAGEMENT_API_VERSION) is older; only these PUTs use it.
+DEVELOPER_TIER_ARM_API_VERSION = "2025-07-01-preview"
 # Developer tier (no hosting fee, 24 h) is offered for the gpt-4.1 family only (azure-facts).
 DEVELOPER_TIER_MODEL_RE = re.compile(r"^gpt-4\.1(?:[-.:]|$)")
 
@@ -219,9 +223,11 @@ class Deployments:
             ),
         )
         try:
+            extra = {"api_version": DEVELOPER_TIER_ARM_API_VERSION} if sku == DEVELOPER_TIER_SKU else {}
             poller = self._client.deployments.begin_create_or_update(
                 self._resource_group, self._account, name, body, polling=False,
                 cls=lambda response, deserialized, _: (deserialized, response.http_response.headers),
+                **extra,
             )
             created, headers = poller.result()
         except AzureError as exc:

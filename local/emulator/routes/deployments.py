@@ -64,7 +64,7 @@ def router(emulator: Emulator) -> APIRouter:
     ) -> JSONResponse:
         check_scope(subscription, resource_group, account)
         status, resource, operation_id = await run_in_threadpool(
-            emulator.put_deployment, name, await json_body(request)
+            emulator.put_deployment, name, await json_body(request), request.query_params.get("api-version")
         )
         return JSONResponse(
             resource, status_code=status, headers={"Azure-AsyncOperation": operation_url(request, operation_id)}

@@ -179,3 +179,19 @@ def test_a_deployment_write_or_delete_during_another_operation_is_a_409_request_
     with pytest.raises(ResourceNotFoundError):
         mgmt.deployments.get(RESOURCE_GROUP, ACCOUNT, "one")
     assert put("two").name == "two"
+
+
+def test_developer_tier_needs_the_arm_api_version_that_documents_it(emulator, small_fine_tuned_job):
+    mgmt = management_client(emulator.url)
+    model = small_fine_tuned_job.fine_tuned_model
+    with pytest.raises(HttpResponseError) as refused:
+        mgmt.deployments.begin_create_or_update(
+            RESOURCE_GROUP, ACCOUNT, "dev-old", _deployment(model, "DeveloperTier"), api_version="2024-10-01"
+        )
+    assert refused.value.status_code == 400 and refused.value.error.code == "InvalidSkuName"
+    assert "2024-10-01" in refused.value.message and "2025-07-01-preview" in refused.value.message
+    created = mgmt.deployments.begin_create_or_update(
+        RESOURCE_GROUP, ACCOUNT, "dev-new", _deployment(model, "DeveloperTier"), api_version="2025-07-01-preview"
+    ).result()
+    assert created.sku.name == "DeveloperTier"
+    mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "dev-new").result()

@@ -448,3 +448,26 @@ def test_failed_batch_on_a_non_batch_deployment(client: Any) -> None:
     snapshot = _terminal_snapshot(client, submit_batch(client, input_file_id=input_id), items)
     assert snapshot.status == "failed" and snapshot.error and "GlobalBatch" in snapshot.error
     assert all(r.answer is None and "GlobalBatch" in (r.error or "") for r in snapshot.results)
+
+
+def test_developer_tier_is_requested_with_the_arm_api_version_that_documents_it(
+    client: Any, settings: Settings, trained_job: str
+) -> None:
+    """DeveloperTier PUTs carry api-version 2025-07-01-preview (the emulator refuses it on older ones, as
+    Azure does not know the SKU there); every other request keeps the client's api-version."""
+    from shared.aoai.clients import MANAGEMENT_API_VERSION
+    from shared.aoai.deployments import DEVELOPER_TIER_ARM_API_VERSION
+
+    model = job_snapshot(client, trained_job).fine_tuned_model
+    deployments = Deployments(settings, client=management_client(settings))
+    wait_until(lambda: deployments.operation_in_progress() is None, timeout=20)
+    developer = deployments.begin_create("vt-devtier-check", model=model, sku="DeveloperTier", capacity=1)
+    assert f"api-version={DEVELOPER_TIER_ARM_API_VERSION}" in str(developer.operation_url)
+    assert wait_until(lambda: (s := deployments.get("vt-devtier-check")) and s.settled and s, timeout=20).succeeded
+    deployments.delete("vt-devtier-check")
+    wait_until(lambda: deployments.operation_in_progress() is None, timeout=20)
+    standard = deployments.begin_create("vt-standard-check", model=model, sku="GlobalStandard", capacity=1)
+    assert f"api-version={MANAGEMENT_API_VERSION}" in str(standard.operation_url)
+    wait_until(lambda: (s := deployments.get("vt-standard-check")) and s.settled, timeout=20)
+    deployments.delete("vt-standard-check")
+    wait_until(lambda: deployments.operation_in_progress() is None, timeout=20)
