@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     learning_rate_multiplier: float | None = Field(
         default=None, gt=0, validation_alias="VISIONTUNE_LEARNING_RATE_MULTIPLIER"
     )
-    seed: int = Field(default=42, validation_alias="VISIONTUNE_SEED")
+    # The job seed's range (v1 spec: CreateFineTuningJobRequest.seed, 0..2147483647; int32 in the dated
+    # specs): a value outside it is refused here, never sent.
+    seed: int = Field(default=42, ge=0, le=2**31 - 1, validation_alias="VISIONTUNE_SEED")
     continue_from_production: bool = Field(
         default=False, validation_alias="VISIONTUNE_CONTINUE_FROM_PRODUCTION"
     )

@@ -121,3 +121,22 @@ def test_at_the_limit_the_oldest_expendable_one_that_exists_is_retired_first() -
 def test_at_the_limit_with_nothing_expendable_the_run_waits() -> None:
     plan = plan_deployment_slot("new", [("a", FT), ("b", FT)], [], limit=2)
     assert not plan.free and plan.retire is None and plan.holders == ("a", "b")
+
+
+# --- job fields the service bounds -----------------------------------------------------------
+@pytest.mark.parametrize("seed", ["-1", str(2**31)])
+def test_a_seed_outside_the_spec_range_is_refused_by_the_settings_never_sent(seed: str) -> None:
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    with pytest.raises(ValidationError, match="VISIONTUNE_SEED"):
+        Settings.model_validate({"VISIONTUNE_SEED": seed})
+    assert Settings.model_validate({"VISIONTUNE_SEED": str(2**31 - 1)}).seed == 2**31 - 1
+
+
+def test_every_suffix_the_pipeline_makes_fits_the_strictest_documented_limit() -> None:
+    from shared.aoai.finetune import SUFFIX_RE, make_suffix
+
+    for dataset in ("digits", "a" * 200, "Stanford Dogs (120 breeds)", "ünïcødé", "x"):
+        assert SUFFIX_RE.match(make_suffix(dataset)) and len(make_suffix(dataset)) <= 18
