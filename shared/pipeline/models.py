@@ -30,6 +30,8 @@ class RunState(StrEnum):
     UPLOADING = "uploading"
     TRAINING = "training"
     TRAINED = "trained"
+    # All fine-tuned deployment slots of the resource are taken: waits (never fails) until one frees.
+    AWAITING_DEPLOYMENT_SLOT = "awaiting_deployment_slot"
     DEPLOYING = "deploying"
     DEPLOYED = "deployed"
     EVALUATING = "evaluating"
@@ -50,7 +52,8 @@ ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.CONVERTED: frozenset({RunState.UPLOADING, RunState.OVER_BUDGET}),
     RunState.UPLOADING: frozenset({RunState.TRAINING}),
     RunState.TRAINING: frozenset({RunState.TRAINED}),
-    RunState.TRAINED: frozenset({RunState.DEPLOYING}),
+    RunState.TRAINED: frozenset({RunState.DEPLOYING, RunState.AWAITING_DEPLOYMENT_SLOT}),
+    RunState.AWAITING_DEPLOYMENT_SLOT: frozenset({RunState.DEPLOYING}),
     RunState.DEPLOYING: frozenset(
         {RunState.DEPLOYED, RunState.TRAINED}
     ),  # TRAINED: redeploy after a failed provisioning

@@ -68,6 +68,9 @@ def test_promotion_with_a_production_deployment_continued_training_and_rollback_
     record["retired"][0]["delete_after"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     container.upload_blob("digits/production.json", json.dumps(record), overwrite=True)
     env.advance(settings)
-    assert v1.production_deployment.name not in env.deployments()
+    # ARM deletes asynchronously: the deployment is 'Deleting' for a while, then gone.
+    from tests.fixtures.emulator import wait_until
+
+    wait_until(lambda: v1.production_deployment.name not in env.deployments(), timeout=30)
     assert env.production("digits")["retired"][0]["deleted_at"] is not None
     assert set(env.deployments()) == {"base", "base-batch", v2.production_deployment.name}
