@@ -15,7 +15,8 @@ Layout (the same in a folder on disk and under ``_cache/<dataset>/`` in the trai
   blob a new ETag on every write, so an equal ETag means equal bytes.
 
 ``collect(kept)`` drops the refs of versions that are not kept, deletes packs none of whose entries a kept
-version uses, and rewrites packs that are mostly dead. Anything younger than ``grace_seconds`` is left
+version uses, rewrites packs that are mostly dead, and merges the smallest packs when there are more than
+``MAX_PACKS`` (one per daily drop adds up). Anything younger than ``grace_seconds`` is left
 alone, so a conversion running at the same time never loses the pack it is writing or reading. A cache that
 cannot be read is a miss, never an error: the image is converted again.
 """
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 DEFAULT_GRACE_SECONDS = 3600.0
 COMPACT_BELOW = 0.5  # a pack whose live share of bytes falls below this is rewritten
+MAX_PACKS = 16  # above this many packs, the smallest old ones are merged into one
 PACKS, INDEX, REFS = "packs/", "index/", "refs/"
 
 
@@ -188,22 +190,32 @@ class ImageCache:
     def key(self, source_sha256: str) -> str:
         return hashlib.sha256(f"{self._fingerprint}:{source_sha256}".encode()).hexdigest()
 
-    def load(self) -> int:
-        """Read every index; returns the number of entries known. Unreadable indexes are skipped."""
-        for name, _modified in self.store.list(INDEX):
+    def load(self, concurrency: int = 8) -> int:
+        """Read every index and refs document (``concurrency`` at a time); returns the number of entries
+        known. Unreadable documents are skipped (their entries are misses)."""
+        from shared.conversion.reading import read_ahead
+
+        def fetch(name: str) -> Any:
             try:
-                document = json.loads(self.store.read(name) or b"null")
+                return json.loads(self.store.read(name) or b"null")
+            except Exception as error:  # noqa: BLE001 - a bad document is a miss, not a failed conversion
+                log.warning("image cache: ignoring %s: %s", name, error)
+                return None
+
+        indexes = [name for name, _modified in self.store.list(INDEX)]
+        for name, document in read_ahead(indexes, fetch, concurrency=concurrency):
+            try:
                 if not isinstance(document, dict) or document.get("format") != CACHE_FORMAT:
                     continue
                 pack = f"{PACKS}{document['pack']}.pack"
                 for key, offset, length in document["entries"]:
                     self._entries.setdefault(key, _Entry(pack, int(offset), int(length)))
-            except Exception as error:  # noqa: BLE001 - a bad index is a miss, not a failed conversion
+            except Exception as error:  # noqa: BLE001
                 log.warning("image cache: ignoring index %s: %s", name, error)
-        for name, _modified in sorted(self.store.list(REFS), key=lambda item: item[1]):  # newest wins
+        refs = [name for name, _modified in sorted(self.store.list(REFS), key=lambda item: item[1])]
+        for name, document in read_ahead(refs, fetch, concurrency=concurrency):  # in order: newest wins
             try:
-                document = json.loads(self.store.read(name) or b"{}")
-                for path, (size, etag, digest) in (document.get("sources") or {}).items():
+                for path, (size, etag, digest) in ((document or {}).get("sources") or {}).items():
                     self._sources[path] = (int(size), str(etag), str(digest))
             except Exception as error:  # noqa: BLE001 - without it, files are read and hashed again
                 log.warning("image cache: ignoring the sources of %s: %s", name, error)
@@ -292,6 +304,7 @@ class ImageCache:
             document = json.loads(self.store.read(name) or b'{"keys": []}')
             live.update(document.get("keys", []))
         indexed: set[str] = set()
+        small: list[tuple[int, str, str, list[Any]]] = []  # old packs kept as they are: candidates to merge
         for name, modified in self.store.list(INDEX):
             document = json.loads(self.store.read(name) or b"null")
             if not isinstance(document, dict):
@@ -309,24 +322,50 @@ class ImageCache:
                 stats["packs_deleted"] += 1
                 stats["entries_collected"] += len(entries)
             elif sum(e[2] for e in alive) / total_bytes < COMPACT_BELOW:
-                self._rewrite(pack, alive)
+                indexed.add(self._rewrite([(pack, e) for e in alive]))
                 self.store.delete(name)
                 self.store.delete(pack)
                 stats["packs_compacted"] += 1
                 stats["entries_collected"] += len(entries) - len(alive)
+            else:
+                small.append((sum(e[2] for e in alive), name, pack, alive))
+                continue
+            indexed.discard(pack)
+        current = len(self.store.list(INDEX))
+        if current > MAX_PACKS and len(small) > 1:
+            # one pack per daily drop adds up: merge the smallest old ones, so loading stays a few reads
+            small.sort(key=lambda item: item[0])
+            merged = small[: max(2, current - MAX_PACKS // 2)]
+            indexed.add(self._rewrite([(pack, e) for _size, _name, pack, alive in merged for e in alive]))
+            for _size, name, pack, _alive in merged:
+                self.store.delete(name)
+                self.store.delete(pack)
+                indexed.discard(pack)
+            stats["packs_merged"] = len(merged)
         for name, modified in self.store.list(PACKS):
             if name not in indexed and old(modified):  # left by a conversion that failed
                 self.store.delete(name)
                 stats["packs_deleted"] += 1
         return stats
 
-    def _rewrite(self, pack: str, alive: list[list[Any]]) -> None:
+    def _rewrite(self, alive: list[tuple[str, list[Any]]]) -> str:
+        """Copy the ``(pack, [key, offset, length])`` entries into one new pack with its index; returns the
+        new pack's name."""
+        from shared.conversion.reading import read_ahead
+
         pack_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
         writer = self.store.create(f"{PACKS}{pack_id}.pack")
         entries, written = [], 0
+
+        def fetch(item: tuple[str, list[Any]]) -> bytes:
+            pack, (_key, offset, length) = item
+            return self.store.read_range(pack, int(offset), int(length))
+
         try:
-            for key, offset, length in alive:
-                writer.write(self.store.read_range(pack, int(offset), int(length)))
+            for (_pack, (key, _offset, length)), data in read_ahead(
+                alive, fetch, concurrency=8, size=lambda item: int(item[1][2])
+            ):
+                writer.write(data)
                 entries.append((key, written, int(length)))
                 written += int(length)
         except BaseException:
@@ -334,6 +373,7 @@ class ImageCache:
             raise
         writer.close()
         self.store.write(f"{INDEX}{pack_id}.json", _dump({"format": CACHE_FORMAT, "pack": pack_id, "entries": entries}))
+        return f"{PACKS}{pack_id}.pack"
 
 
 def _dump(document: Any) -> bytes:

@@ -5,6 +5,7 @@ no kept version uses are collected."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,25 @@ def test_unchanged_files_with_etags_are_not_read_again(tmp_path):
     fresh = convert_dataset(FolderSource(cases.write(tmp_path / "plain", grown.files)), FolderSink(tmp_path / "o3"), options)
     assert second.version == fresh.version != first.version
     assert artifacts(tmp_path / "o2") == artifacts(tmp_path / "o3")
+
+
+def test_many_small_packs_are_merged_and_still_serve_every_entry(tmp_path, monkeypatch):
+    import shared.conversion.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "MAX_PACKS", 4)
+    base = cases.good_set(("cat", "dog"), per_label=6)
+    files = dict(base)
+    for day in range(6):  # six daily drops, each adding two images: one small pack each
+        files[f"cat/day{day}.jpg"] = cases.photo_jpeg(seed=5000 + day)
+        files[f"dog/day{day}.jpg"] = cases.photo_jpeg(seed=6000 + day)
+        result, cache = convert(cases.write(tmp_path / f"d{day}", files), tmp_path / f"o{day}", tmp_path / "cache")
+    store = FolderCacheStore(tmp_path / "cache")
+    assert len(store.list("packs/")) == 6
+    stats = cache.collect({result.version}, now=time.time() + 1)
+    assert stats["packs_merged"] >= 2 and len(store.list("packs/")) <= 4
+    assert sorted(n for n, _ in store.list("packs/")) == sorted(
+        f"packs/{json.loads(store.read(n))['pack']}.pack" for n, _ in store.list("index/")
+    )
+    again, _ = convert(cases.write(tmp_path / "last", files), tmp_path / "again", tmp_path / "cache")
+    assert again.stats["images_converted"] == 0 and again.version == result.version
+    assert artifacts(tmp_path / "again") == artifacts(tmp_path / "o5")
