@@ -8,7 +8,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("cli.convert", "cli.local", "cli.pipeline", "cli.predict")
+COMMAND_MODULES = ("cli.convert", "cli.local", "cli.pipeline", "cli.predict", "cli.events")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import authorization, managedidentity, resources
 
-from infra import events, rbac
+from infra import events, notifications, rbac
 from infra.config import StackConfig
 from infra.functionapp import build_app_settings, create_function_app
 from infra.monitoring import create_monitoring
@@ -73,6 +73,13 @@ class VisionTune(pulumi.ComponentResource):
             parent=self,
         )
 
+        events_topic = notifications.create_events_topic(
+            topic_name=names.events_topic,
+            resource_group_name=rg_name,
+            location=config.location,
+            parent=self,
+        )
+
         # Least privilege for the app's identity: each role on the one resource that needs it.
         app_principal = identity.principal_id
         grants = [
@@ -88,6 +95,7 @@ class VisionTune(pulumi.ComponentResource):
                 rbac.Role.MONITORING_METRICS_PUBLISHER,
                 monitoring.app_insights.id,
             ),
+            ("app-eventgrid-sender-on-topic", rbac.Role.EVENTGRID_DATA_SENDER, events_topic.id),
         ]
         app_roles = [
             rbac.assign_role(
@@ -129,6 +137,7 @@ class VisionTune(pulumi.ComponentResource):
             base_deployment=ai.base_deployment.name,
             batch_deployment=ai.batch_deployment.name if ai.batch_deployment else None,
             app_insights_connection_string=monitoring.connection_string,
+            events_topic_endpoint=events_topic.endpoint,
             tunables=config.app_tunables,
             instance_memory_mb=config.instance_memory_mb,
         )
@@ -143,6 +152,18 @@ class VisionTune(pulumi.ComponentResource):
             maximum_instance_count=config.maximum_instance_count,
             app_settings=settings,
             depends_on=[*app_roles, *data.containers.values()],
+            parent=self,
+        )
+
+        self.notifications = notifications.create_notifications(
+            topic=events_topic,
+            action_group_name=names.action_group,
+            resource_group_name=rg_name,
+            location=config.location,
+            alert_emails=config.alert_emails,
+            app_insights_id=monitoring.app_insights.id,
+            storage_account_id=data.account.id,
+            name_stem=names.alert_stem,
             parent=self,
         )
 
@@ -180,6 +201,8 @@ class VisionTune(pulumi.ComponentResource):
             "baseModel": config.base_model,
             "appIdentityClientId": identity.client_id,
             "eventGridSubscriptions": config.event_grid_subscriptions,
+            "eventsTopicEndpoint": events_topic.endpoint,
+            "eventsTopicId": events_topic.id,
             "uploadCommand": account_name.apply(upload_command),
             # `pulumi stack output cliSettings --json > azure.settings.json`: the CLI against Azure.
             "cliSettings": pulumi.Output.all(data.blob_endpoint, data.queue_endpoint).apply(

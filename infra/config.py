@@ -39,6 +39,7 @@ DERIVED_SETTINGS = frozenset(
         "base_deployment",
         "batch_deployment",
         "instance_memory_mb",  # the Flex plan's instanceMemoryMb
+        "events_topic_endpoint",
     }
 )
 
@@ -101,6 +102,8 @@ class StackConfig:
     soft_delete_days: int = 7
     version_retention_days: int = 30
     drop_zone_principals: tuple[DropZonePrincipal, ...] = ()
+    # E-mail receivers of the alerts' action group (none: the alerts notify nobody).
+    alert_emails: tuple[str, ...] = ()
     # Phase two of a deployment: needs the published app's blobs_extension key (infra/deploy.sh).
     event_grid_subscriptions: bool = False
     # Environment name -> value for every app tunable (see the module docstring).
@@ -162,11 +165,12 @@ INFRA_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "eventGridSubscriptions": ("event_grid_subscriptions", _bool),
 }
 DROP_ZONE_KEY = "dropZonePrincipals"
+ALERT_EMAILS_KEY = "alertEmails"
 
 
 def known_keys() -> list[str]:
     """Every config key this program reads (without the namespace)."""
-    return [*INFRA_KEYS, DROP_ZONE_KEY, *(camel_case(f) for f in tunable_fields())]
+    return [*INFRA_KEYS, DROP_ZONE_KEY, ALERT_EMAILS_KEY, *(camel_case(f) for f in tunable_fields())]
 
 
 class _ConfigSettings(Settings):
@@ -234,6 +238,25 @@ def _parse_principals(text: str) -> tuple[DropZonePrincipal, ...]:
     return tuple(principals)
 
 
+def _parse_emails(text: str) -> tuple[str, ...]:
+    """A JSON/YAML list of addresses, or one comma-separated string."""
+    key = f"{CONFIG_NAMESPACE}:{ALERT_EMAILS_KEY}"
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError:
+        items = [part for part in text.split(",")]
+    if isinstance(items, str):
+        items = [items]
+    if not isinstance(items, list):
+        raise ConfigError(f"{key} must be a list of e-mail addresses")
+    emails = tuple(str(item).strip() for item in items if str(item).strip())
+    for index, email in enumerate(emails):
+        local, at, domain = email.partition("@")
+        if not at or not local or "." not in domain or " " in email:
+            raise ConfigError(f"{key}[{index}] is not an e-mail address: {email!r}")
+    return emails
+
+
 def parse_config(raw: Mapping[str, str], *, project: str, stack: str) -> StackConfig:
     """Build and validate the ``StackConfig`` from raw config strings (keys without the namespace).
 
@@ -257,6 +280,8 @@ def parse_config(raw: Mapping[str, str], *, project: str, stack: str) -> StackCo
         values["openai_location"] = values["location"]
     if DROP_ZONE_KEY in raw:
         values["drop_zone_principals"] = _parse_principals(raw[DROP_ZONE_KEY])
+    if ALERT_EMAILS_KEY in raw:
+        values["alert_emails"] = _parse_emails(raw[ALERT_EMAILS_KEY])
     config = StackConfig(project=project, stack=stack, app_tunables=_parse_tunables(raw), **values)
     if not config.resource_group_name:
         config = replace(config, resource_group_name=f"{config.name_prefix}-{stack}")

@@ -50,6 +50,7 @@ def build_app_settings(
     base_deployment: pulumi.Input[str],
     batch_deployment: pulumi.Input[str] | None,
     app_insights_connection_string: pulumi.Input[str],
+    events_topic_endpoint: pulumi.Input[str],
     tunables: Mapping[str, str],
     instance_memory_mb: int,
 ) -> dict[str, pulumi.Input[str]]:
@@ -70,6 +71,7 @@ def build_app_settings(
             _env("base_model"): base_model,
             _env("base_deployment"): base_deployment,
             _env("instance_memory_mb"): str(instance_memory_mb),
+            _env("events_topic_endpoint"): events_topic_endpoint,
             f"{STORAGE_CONNECTION}__credential": "managedidentity",
             f"{STORAGE_CONNECTION}__clientId": identity_client_id,
             "APPLICATIONINSIGHTS_CONNECTION_STRING": app_insights_connection_string,

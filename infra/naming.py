@@ -21,6 +21,9 @@ class ResourceNames:
     log_workspace: str
     app_insights: str
     system_topic: str
+    events_topic: str
+    action_group: str
+    alert_stem: str
 
 
 def unique_suffix(subscription_id: str, resource_group: str, length: int = 6) -> str:
@@ -49,4 +52,7 @@ def resource_names(prefix: str, stack: str, subscription_id: str, resource_group
         log_workspace=f"{stem}-logs",
         app_insights=f"{stem}-insights",
         system_topic=f"{stem}-storage-events",
+        events_topic=f"{stem[:36].rstrip('-')}-{suffix}-events",  # Event Grid topics: 3-50 characters
+        action_group=f"{stem}-alerts",
+        alert_stem=stem,
     )

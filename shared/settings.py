@@ -118,6 +118,9 @@ class Settings(BaseSettings):
         default=3600.0, ge=0, validation_alias="VISIONTUNE_CONVERT_CACHE_GRACE_SECONDS"
     )
 
+    # --- events (shared/events.py): the Event Grid custom topic; None: the storage journal only ------
+    events_topic_endpoint: str | None = Field(default=None, validation_alias="VISIONTUNE_EVENTS_TOPIC_ENDPOINT")
+
     # --- schedules (NCRONTAB, six fields; the timer triggers read them as %SETTING%) -----------
     advance_schedule: str = Field(default="0 */5 * * * *", validation_alias="VISIONTUNE_ADVANCE_SCHEDULE")
     evaluation_schedule: str = Field(default="0 0 3 * * *", validation_alias="VISIONTUNE_EVALUATION_SCHEDULE")

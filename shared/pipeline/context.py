@@ -51,7 +51,9 @@ class Pipeline:
 
     @functools.cached_property
     def store(self) -> RunStore:
-        return RunStore(self.container(RUNS_CONTAINER))
+        from shared.events import EventPublisher
+
+        return RunStore(self.container(RUNS_CONTAINER), EventPublisher(self.settings))
 
     # --- Azure OpenAI -------------------------------------------------------------------------------
     @functools.cached_property

@@ -329,6 +329,7 @@ class Run(BaseModel):
     report_written_for: str | None = None  # the state whose report was last written
 
     _etag: str | None = PrivateAttr(default=None)
+    _stored_transitions: int = PrivateAttr(default=0)  # transitions already in the stored blob (events)
 
     @property
     def etag(self) -> str | None:

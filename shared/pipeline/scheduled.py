@@ -197,6 +197,7 @@ def _finish_evaluation(
         path = publish_evaluation_report(pipeline, report)
         publish_index(pipeline, dataset)
         log.error("%s: production could not be evaluated: %s", dataset, failure)
+        _announce_regression(settings, report, path)
         return path
     test_set = doc["test_set_version"]
     history = (production or {}).get("history", [])
@@ -258,4 +259,30 @@ def _finish_evaluation(
     publish_index(pipeline, dataset)
     if regression:
         log.warning("%s: production accuracy fell from %.3f to %.3f", dataset, previous, current)
+        _announce_regression(settings, report, path)
     return path
+
+
+def _announce_regression(settings: Settings, report: Any, path: str) -> None:
+    """The ``visiontune.production.regression`` event (never raises)."""
+    from shared.events import REGRESSION_EVENT, EventPublisher, cloud_event
+
+    production = report.production
+    data = {
+        "dataset": report.dataset,
+        "test_set_version": report.test_set_version,
+        "accuracy": production.metrics.accuracy if production is not None else None,
+        "previous_accuracy": report.previous_accuracy,
+        "threshold": report.regression_threshold,
+        "detail": report.note,
+        "report": path,
+    }
+    EventPublisher(settings).publish(
+        cloud_event(
+            REGRESSION_EVENT,
+            report.dataset,
+            data,
+            at=report.generated_at,
+            key=f"{report.dataset}/regression/{report.generated_at.isoformat()}",
+        )
+    )

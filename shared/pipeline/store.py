@@ -28,6 +28,8 @@ from shared.settings import Settings
 if TYPE_CHECKING:  # pragma: no cover
     from azure.storage.blob import ContainerClient
 
+    from shared.events import EventPublisher
+
 log = logging.getLogger(__name__)
 
 _RUN_BLOB_RE = re.compile(r"^(?P<dataset>[^/]+)/(?P<version>[^/]+)\.json$")
@@ -43,14 +45,17 @@ class ConcurrentUpdateError(RuntimeError):
 class RunStore:
     """Runs and their side blobs in the ``runs`` container."""
 
-    def __init__(self, container: ContainerClient) -> None:
+    def __init__(self, container: ContainerClient, events: EventPublisher | None = None) -> None:
         self._container = container
+        self._events = events  # publishes the state changes a successful write stored (shared.events)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunStore:
         from shared.storage import container_client
 
-        return cls(container_client(settings, RUNS_CONTAINER))
+        from shared.events import EventPublisher
+
+        return cls(container_client(settings, RUNS_CONTAINER), EventPublisher(settings))
 
     def _blob(self, name: str):
         return self._container.get_blob_client(name)
@@ -67,6 +72,7 @@ class RunStore:
             return None
         run = Run.model_validate_json(data)
         run._etag = downloader.properties.etag
+        run._stored_transitions = len(run.transitions)
         return run
 
     def create(self, run: Run) -> tuple[Run, bool]:
@@ -83,6 +89,7 @@ class RunStore:
                 return self.create(run)
             return existing, False
         run._etag = result["etag"]
+        self._announce(run)
         return run, True
 
     def save(self, run: Run) -> Run:
@@ -104,7 +111,16 @@ class RunStore:
         except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as error:
             raise ConcurrentUpdateError(f"{run.key} changed since it was read") from error
         run._etag = result["etag"]
+        self._announce(run)
         return run
+
+    def _announce(self, run: Run) -> None:
+        """Publish the state changes that this write stored (after it succeeded; never raises)."""
+        from shared.events import publish_run_transitions
+
+        since, run._stored_transitions = run._stored_transitions, len(run.transitions)
+        if since < len(run.transitions):
+            publish_run_transitions(self._events, run, since)
 
     def update(self, dataset: str, version: str, mutate: Callable[[Run], Any], *, attempts: int = 10) -> Run:
         """Read, apply ``mutate(run)`` and save, re-reading and re-applying on conflict."""

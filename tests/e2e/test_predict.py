@@ -175,3 +175,15 @@ def test_wrong_preprocessing_costs_accuracy(promoted) -> None:
     assert results["right"]["accuracy"] >= 0.8
     assert abs(results["right (camera files, EXIF applied)"]["accuracy"] - results["right"]["accuracy"]) <= 0.1
     assert results["no EXIF transpose (camera files)"]["accuracy"] <= results["right"]["accuracy"] - 0.2
+
+
+def test_the_run_published_its_events_and_visiontune_events_lists_them(promoted, capsys) -> None:
+    _, settings_file, _, run, _, _ = promoted
+    assert main(["events", "digits", "--settings", str(settings_file), "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    types = [e["type"] for e in events if e["subject"] == f"digits/{run.version}"]
+    assert types == ["visiontune.run.converted", "visiontune.run.training_started", "visiontune.run.promoted"]
+    assert events[-1]["data"]["scores"]["candidate"] == run.scores["candidate"]
+    assert main(["events", "--settings", str(settings_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and "run.promoted" in lines[-1] and f"digits/{run.version}" in lines[-1]

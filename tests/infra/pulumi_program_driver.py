@@ -41,6 +41,10 @@ ARM_TYPES = {
     "azure-native:web:AppServicePlan": ("name", "Microsoft.Web/serverfarms"),
     "azure-native:web:WebApp": ("name", "Microsoft.Web/sites"),
     "azure-native:eventgrid:SystemTopic": ("systemTopicName", "Microsoft.EventGrid/systemTopics"),
+    "azure-native:eventgrid:Topic": ("topicName", "Microsoft.EventGrid/topics"),
+    "azure-native:monitor:ActionGroup": ("actionGroupName", "Microsoft.Insights/actionGroups"),
+    "azure-native:monitor:ScheduledQueryRule": ("ruleName", "Microsoft.Insights/scheduledQueryRules"),
+    "azure-native:monitor:MetricAlert": ("ruleName", "Microsoft.Insights/metricAlerts"),
 }
 
 
@@ -159,6 +163,8 @@ def main() -> None:
                 }
             elif typ == "azure-native:web:WebApp":
                 outputs["defaultHostName"] = f"{name}.azurewebsites.net"
+            elif typ == "azure-native:eventgrid:Topic":
+                outputs["endpoint"] = f"https://{name}.{inputs.get('location')}-1.eventgrid.azure.net/api/events"
             elif typ == "azure-native:applicationinsights:Component":
                 ikey = _stable_guid("ikey", name)
                 outputs["instrumentationKey"] = ikey

@@ -42,6 +42,7 @@ ROLE_IDS = {
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Cognitive Services OpenAI Contributor": "a001fd3d-188f-4b5d-821b-7da978bf7442",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "EventGrid Data Sender": "d5a91429-5739-47e2-a06b-3470a27159e7",
 }
 WRITER_USER = "11111111-aaaa-bbbb-cccc-000000000001"
 WRITER_CI = "22222222-aaaa-bbbb-cccc-000000000002"
@@ -62,6 +63,7 @@ BASE_CONFIG = {
     "promotionMargin": "0.03",
     "evaluationSchedule": "0 30 4 * * *",
     "maxRunUsd": "123.5",
+    "alertEmails": json.dumps(["ops@example.com", "ml-team@example.com"]),
     # Optional fine-tuning hyperparameters (None = the service chooses): set, so every setting is written.
     "nEpochs": "3",
     "batchSize": "8",
@@ -401,6 +403,8 @@ def test_app_settings_point_at_the_created_resources(
         "VISIONTUNE_EVALUATION_SCHEDULE": "0 30 4 * * *",
         "VISIONTUNE_MAX_RUN_USD": "123.5",
         "VISIONTUNE_EPOCHS": "3",
+        "VISIONTUNE_EVENTS_TOPIC_ENDPOINT": f"https://{one(run, 'eventgrid:Topic')['inputs']['topicName']}"
+        ".northcentralus-1.eventgrid.azure.net/api/events",
     }
     for name, value in expected.items():
         assert settings.get(name) == value, (
@@ -450,6 +454,7 @@ def test_each_principal_holds_exactly_the_roles_it_needs_on_one_resource(runs: d
         "storage account": one(run, "storage:StorageAccount")["id"],
         "openai account": one(run, "cognitiveservices:Account")["id"],
         "app insights": one(run, "applicationinsights:Component")["id"],
+        "events topic": one(run, "eventgrid:Topic")["id"],
         "datasets container": containers[DATASETS_CONTAINER],
         "runs container": containers[RUNS_CONTAINER],
         "reports container": containers[REPORTS_CONTAINER],
@@ -466,6 +471,7 @@ def test_each_principal_holds_exactly_the_roles_it_needs_on_one_resource(runs: d
         ("app identity", "Storage Queue Data Contributor", "storage account"),
         ("app identity", "Cognitive Services OpenAI Contributor", "openai account"),
         ("app identity", "Monitoring Metrics Publisher", "app insights"),
+        ("app identity", "EventGrid Data Sender", "events topic"),
         ("writer user", "Storage Blob Data Contributor", "datasets container"),
         ("writer user", "Storage Blob Data Reader", "runs container"),
         ("writer user", "Storage Blob Data Reader", "reports container"),
@@ -643,3 +649,69 @@ def test_stack_outputs_tell_the_user_what_they_need(runs: dict[str, dict]) -> No
         outputs["eventGridSubscriptions"] is False
         and runs["phase2"]["outputs"]["eventGridSubscriptions"] is True
     )
+
+
+# --- events and alerts -----------------------------------------------------------------------------
+def test_events_topic_takes_cloudevents_with_entra_id_only(runs: dict[str, dict]) -> None:
+    topic = one(runs["phase1"], "eventgrid:Topic")
+    inputs = topic["inputs"]
+    assert inputs.get("inputSchema") == "CloudEventSchemaV1_0", f"{label(topic)}: schema {inputs.get('inputSchema')}"
+    assert inputs.get("disableLocalAuth") is True, f"{label(topic)}: local (key) auth enabled"
+    assert inputs.get("minimumTlsVersionAllowed") == "1.2", f"{label(topic)}: TLS"
+    assert 3 <= len(inputs["topicName"]) <= 50, f"{label(topic)}: name {inputs['topicName']!r} over 50 characters"
+
+
+def test_action_group_mails_the_configured_receivers_and_nobody_by_default(runs: dict[str, dict]) -> None:
+    group = one(runs["phase1"], "monitor:ActionGroup")
+    assert [r["emailAddress"] for r in group["inputs"]["emailReceivers"]] == ["ops@example.com", "ml-team@example.com"], (
+        f"{label(group)}: {group['inputs']['emailReceivers']}"
+    )
+    assert len(group["inputs"]["groupShortName"]) <= 12 and group["inputs"]["location"] == "Global", label(group)
+    default = one(runs["defaults"], "monitor:ActionGroup")
+    assert default["inputs"].get("emailReceivers") in (None, []), f"{label(default)}: receivers by default"
+
+
+def test_alert_rules_cover_failures_poison_messages_failed_runs_and_regressions(runs: dict[str, dict]) -> None:
+    from shared.events import EVENT_LOG_PREFIX
+
+    run = runs["phase1"]
+    group = one(run, "monitor:ActionGroup")
+    insights = one(run, "applicationinsights:Component")
+    account = one(run, "storage:StorageAccount")
+    rules = {r["name"]: r for r in of_type(run, "monitor:ScheduledQueryRule")}
+    assert set(rules) == {"alert-failed-executions", "alert-failed-run", "alert-regression"}, sorted(rules)
+    queries = {}
+    for name, rule in rules.items():
+        inputs = rule["inputs"]
+        assert inputs["scopes"] == [insights["id"]], f"{label(rule)}: scopes {inputs['scopes']}"
+        assert inputs["actions"]["actionGroups"] == [group["id"]], f"{label(rule)}: actions {inputs['actions']}"
+        assert inputs["enabled"] is True, f"{label(rule)}: disabled"
+        [criterion] = inputs["criteria"]["allOf"]
+        assert criterion["operator"] == "GreaterThan" and criterion["threshold"] == 0, f"{label(rule)}: {criterion}"
+        queries[name] = criterion["query"]
+    assert "success == false" in queries["alert-failed-executions"]
+    assert f'"{EVENT_LOG_PREFIX}visiontune.run.failed ' in queries["alert-failed-run"]
+    assert f'"{EVENT_LOG_PREFIX}visiontune.production.regression ' in queries["alert-regression"]
+    poison = one(run, "monitor:MetricAlert")
+    inputs = poison["inputs"]
+    assert inputs["scopes"] == [f"{account['id']}/queueServices/default"], f"{label(poison)}: {inputs['scopes']}"
+    [criterion] = inputs["criteria"]["allOf"]
+    assert criterion["metricName"] == "QueueMessageCount" and criterion["threshold"] == 0, f"{label(poison)}"
+    assert inputs["actions"] == [{"actionGroupId": group["id"]}], f"{label(poison)}: actions {inputs['actions']}"
+
+
+def test_the_logged_event_line_matches_the_alert_query(caplog: pytest.LogCaptureFixture) -> None:
+    """The alert rules match the log line the publisher writes: check it with the real publisher."""
+    import logging
+    from datetime import datetime, timezone
+
+    from infra.notifications import event_log_query
+    from shared.events import EventPublisher, cloud_event
+
+    publisher = EventPublisher(Settings())
+    publisher._append = lambda event: None  # no storage here: only the log line matters
+    event = cloud_event("run.failed", "dogs/v1", {"detail": "boom"}, at=datetime.now(timezone.utc), key="k")
+    with caplog.at_level(logging.INFO, logger="shared.events"):
+        publisher.publish(event)
+    prefix = event_log_query("run.failed").split('startswith "', 1)[1].split('"', 1)[0]
+    assert any(r.getMessage().startswith(prefix) and r.levelno == logging.WARNING for r in caplog.records)
