@@ -93,6 +93,7 @@ class ChatMixin(EmulatorCore):
             temperature = 1.0
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
             raise ApiError(400, "BadRequest", "'temperature' must be a number between 0 and 2.", param="temperature")
+        want_logprobs, top_logprobs = _logprobs_request(body)
         seed = body.get("seed")
         if nonce is None:
             nonce = seed if isinstance(seed, int) and not isinstance(seed, bool) else int.from_bytes(os.urandom(8), "big")
@@ -111,18 +112,28 @@ class ChatMixin(EmulatorCore):
             except learners.ImageError as exc:
                 raise ApiError(400, "BadRequest", f"Invalid image data: {exc}.", param="messages") from None
         model = deployment["model_ref"]
+        distribution: dict[str, float] = {}
         if model["kind"] == "fine_tuned":
             if image is None:
                 answer = "Please send an image; I answer with the category of the image."
             else:
                 classifier = self._load_model(model["job"], model["epoch"])
+                features = learners.image_features(image)
                 answer = learners.predict_fine_tuned(
-                    classifier, learners.image_features(image), temperature=float(temperature), nonce=nonce
+                    classifier, features, temperature=float(temperature), nonce=nonce
                 )
+                if want_logprobs:
+                    distribution = learners.fine_tuned_distribution(classifier, features)
         else:
             system_text = "\n".join(
                 datafiles.message_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
             )
+            if want_logprobs:
+                distribution = learners.base_distribution(
+                    self._base_centroids(),
+                    learners.parse_categories(system_text),
+                    learners.thumbnail_features(image) if image is not None else None,
+                )
             answer = learners.base_answer(
                 self._base_centroids(),
                 learners.parse_categories(system_text),
@@ -146,7 +157,7 @@ class ChatMixin(EmulatorCore):
                     "index": 0,
                     "message": {"role": "assistant", "content": answer, "refusal": None},
                     "finish_reason": "stop",
-                    "logprobs": None,
+                    "logprobs": _logprobs(answer, distribution, top_logprobs) if want_logprobs else None,
                 }
             ],
             "usage": {
@@ -156,3 +167,42 @@ class ChatMixin(EmulatorCore):
                 "prompt_tokens_details": {"cached_tokens": 0, "image_tokens": datafiles.IMAGE_TOKENS_LOW_DETAIL * images},
             },
         }
+
+
+def _logprobs_request(body: dict[str, Any]) -> tuple[bool, int]:
+    """``(logprobs, top_logprobs)`` of a chat request, refused as Azure refuses them: the 2024-10-21
+    inference spec (createChatCompletionRequest) declares ``logprobs`` a nullable boolean and
+    ``top_logprobs`` a nullable integer 0..20 that needs ``logprobs: true``."""
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise ApiError(400, "BadRequest", "'logprobs' must be a boolean.", param="logprobs")
+    top = body.get("top_logprobs")
+    if top is not None:
+        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20:
+            raise ApiError(400, "BadRequest", "'top_logprobs' must be an integer between 0 and 20.", param="top_logprobs")
+        if not logprobs:
+            raise ApiError(
+                400, "BadRequest", "'logprobs' must be set to true if 'top_logprobs' is used.", param="top_logprobs"
+            )
+    return bool(logprobs), int(top or 0)
+
+
+def _logprobs(answer: str, distribution: dict[str, float], top: int) -> dict[str, Any]:
+    """``choices[].logprobs`` (chatCompletionChoiceLogProbs) for an answer. Emulator simplification: the
+    whole answer is one token, with the model's probability of that answer; ``top_logprobs`` lists the
+    most likely answers. An answer outside the distribution (off-label) gets the off-label share."""
+    import math
+
+    def entry(token: str, probability: float) -> dict[str, Any]:
+        return {
+            "token": token,
+            "logprob": math.log(max(probability, 1e-12)),
+            "bytes": list(token.encode("utf-8")),
+        }
+
+    probability = distribution.get(answer, learners.OFF_LABEL_RATE if distribution else 1.0)
+    ranked = sorted(distribution.items(), key=lambda item: -item[1])[:top]
+    return {
+        "content": [{**entry(answer, probability), "top_logprobs": [entry(t, p) for t, p in ranked]}],
+        "refusal": None,
+    }

@@ -334,3 +334,29 @@ def base_answer(
         return labels[int(rng.integers(len(labels)))]
     distances = np.array([float(np.sum((centroids[label] - thumbnail) ** 2)) for label in known])
     return known[_sample_with_temperature(-distances * 20.0, temperature, nonce)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Log probabilities (chat completions with ``logprobs: true``)
+# --------------------------------------------------------------------------------------------------
+def fine_tuned_distribution(model: dict[str, Any], features: "np.ndarray") -> dict[str, float]:
+    """The fine-tuned model's probability of each label for one image (softmax of its scores)."""
+    scores = ((features.reshape(1, -1) - model["mean"]) / model["scale"] @ model["weights"] + model["bias"])
+    probabilities = _softmax(scores)[0]
+    return {label: float(p) for label, p in zip(model["classes"], probabilities)}
+
+
+def base_distribution(
+    centroids: dict[str, "np.ndarray"], labels: list[str], thumbnail: "np.ndarray | None"
+) -> dict[str, float]:
+    """The base model's probability of each listed label (its off-label share kept aside)."""
+    import numpy as np
+
+    known = [label for label in labels if label in centroids]
+    if thumbnail is None or not known:
+        return {label: (1 - OFF_LABEL_RATE) / len(labels) for label in labels} if labels else {}
+    distances = np.array([float(np.sum((centroids[label] - thumbnail) ** 2)) for label in known])
+    logits = -distances * 20.0
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    return {label: float((1 - OFF_LABEL_RATE) * p) for label, p in zip(known, probabilities)}

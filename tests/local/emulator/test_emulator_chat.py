@@ -109,3 +109,55 @@ def test_v1_route(emulator):
         json={"model": BASE_DEPLOYMENT, "messages": digit_messages(3), "temperature": 0},
     )
     assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"]
+
+
+def test_logprobs_only_when_asked_and_refused_as_the_spec_refuses_them(emulator):
+    import math
+
+    client = openai_client(emulator.url)
+    plain = client.chat.completions.create(model=BASE_DEPLOYMENT, messages=digit_messages(3), temperature=0)
+    assert plain.choices[0].logprobs is None
+    asked = client.chat.completions.create(
+        model=BASE_DEPLOYMENT, messages=digit_messages(3), temperature=0, logprobs=True, top_logprobs=3
+    )
+    choice = asked.choices[0]
+    [token] = choice.logprobs.content
+    assert token.token == choice.message.content and token.logprob <= 0
+    assert bytes(token.bytes).decode("utf-8") == token.token
+    assert len(token.top_logprobs) == 3
+    assert [t.logprob for t in token.top_logprobs] == sorted((t.logprob for t in token.top_logprobs), reverse=True)
+    assert sum(math.exp(t.logprob) for t in token.top_logprobs) <= 1.0 + 1e-9
+    for bad, param in (
+        (dict(top_logprobs=2), "top_logprobs"),  # needs logprobs: true
+        (dict(logprobs=True, top_logprobs=21), "top_logprobs"),
+        (dict(logprobs="yes"), "logprobs"),
+    ):
+        with pytest.raises(openai.BadRequestError) as error:
+            client.chat.completions.create(model=BASE_DEPLOYMENT, messages=digit_messages(3), temperature=0, **bad)
+        assert error.value.body.get("param") == param
+
+
+def test_fine_tuned_logprobs_are_the_models_probability_of_its_answer(emulator, small_fine_tuned_job):
+    import math
+
+    from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
+
+    from local.emulator.clients import management_client
+    from local.emulator.constants import ACCOUNT, RESOURCE_GROUP
+
+    management_client(emulator.url).deployments.begin_create_or_update(
+        RESOURCE_GROUP, ACCOUNT, "logprobs-test",
+        Deployment(sku=Sku(name="GlobalStandard", capacity=1), properties=DeploymentProperties(
+            model=DeploymentModel(format="OpenAI", name=small_fine_tuned_job.fine_tuned_model, version="1"))),
+    ).result()
+    client = openai_client(emulator.url)
+    probabilities = []
+    for index in digit_split()[1][:10]:
+        choice = client.chat.completions.create(
+            model="logprobs-test", messages=digit_messages(index), temperature=0, logprobs=True, top_logprobs=2
+        ).choices[0]
+        [token] = choice.logprobs.content
+        # temperature 0 answers the most likely label: the top alternative is the answer itself
+        assert token.top_logprobs[0].token == choice.message.content == token.token
+        probabilities.append(math.exp(token.logprob))
+    assert all(0 < p <= 1 for p in probabilities)
