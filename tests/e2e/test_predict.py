@@ -93,6 +93,7 @@ def test_predict_classifies_held_out_images_with_the_production_model(promoted, 
     for row in rows:
         assert row["version"] == run.version and row["deployment"] == production["deployment"]
         assert row["latency_ms"] > 0 and row["error"] is None
+        assert 0 < row["confidence"] <= 1  # from the deployment's logprobs
         assert row["image"]["source_size"] == [32, 32] and row["image"]["sent_size"] == [32, 32]
 
 
