@@ -92,12 +92,50 @@ def reject(code: str, reason: str) -> ImageResult:
     return ImageResult(code=code, reason=reason)
 
 
-def _describe_start(data: bytes) -> str:
-    head = data[:16]
-    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
-    if head and printable == len(head):
-        return f"it starts with text {head.decode('ascii', 'replace')!r}"
-    return f"it starts with bytes {head[:8].hex(' ')}"
+# What a file that is not a supported image looks like, from its first bytes (magic numbers). Only the
+# name of the detected type is ever reported, never the bytes: a link to a secret file must not leak it.
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"%PDF", "a PDF document"),
+    (0, b"PK\x03\x04", "a zip archive (or an Office document)"),
+    (0, b"\x1f\x8b", "a gzip archive"),
+    (0, b"Rar!", "a RAR archive"),
+    (0, b"7z\xbc\xaf", "a 7-Zip archive"),
+    (0, b"\x7fELF", "a Linux program (ELF)"),
+    (0, b"MZ", "a Windows program"),
+    (0, b"\xd0\xcf\x11\xe0", "an old Microsoft Office document"),
+    (0, b"SQLite format 3", "an SQLite database"),
+    (4, b"ftypheic", "a HEIC photo (iPhone): export it as JPEG"),
+    (4, b"ftypheix", "a HEIC photo (iPhone): export it as JPEG"),
+    (4, b"ftypmif1", "a HEIF image: export it as JPEG"),
+    (4, b"ftypavif", "an AVIF image: save it as JPEG, PNG or WEBP"),
+    (4, b"ftyp", "a video or MP4-family file"),
+    (0, b"RIFF", "a RIFF file (video or audio)"),
+    (0, b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
+    (0, b"ID3", "an MP3 audio file"),
+    (0, b"OggS", "an Ogg audio/video file"),
+)
+
+
+def describe_content(data: bytes) -> str:
+    """What ``data`` looks like ("a PDF document", "a text file", ...): a detected type, never its bytes."""
+    for offset, magic, kind in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return kind
+    head = data[:4096]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        text = head[: error.start].decode("utf-8") if error.start > len(head) - 4 else None
+    if text is not None and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        start = text.lstrip().lower()
+        if start.startswith(("<svg", "<?xml")):
+            return "an SVG or XML file (vector images are not supported: export a PNG)"
+        if start.startswith(("<!doctype html", "<html")):
+            return "an HTML page (a web page saved instead of the image?)"
+        if start.startswith(("{", "[")):
+            return "a JSON or text file"
+        return "a text file"
+    return "binary data of an unknown type"
 
 
 def normalise_image(data: bytes, settings: ImageSettings) -> ImageResult:
@@ -118,7 +156,7 @@ def normalise_image(data: bytes, settings: ImageSettings) -> ImageResult:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        return reject("not_an_image", f"not an image file that Pillow recognises: {_describe_start(data)}")
+        return reject("not_an_image", f"not an image file that Pillow recognises: it looks like {describe_content(data)}")
     except Image.DecompressionBombError as exc:
         return reject("decompression_bomb", f"decompression bomb guard: {exc}")
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:

@@ -1,10 +1,14 @@
 """Plain Markdown reports (GitHub-flavoured tables) for a terminal or a pull request.
 
-Same facts as the HTML report, without charts. Table cells are escaped so label names with ``|`` or
-markup cannot break the layout.
+Same facts as the HTML report, without charts. Every value that comes from users' names and files (labels,
+paths, reasons, warnings, messages) is escaped: as text (``_text``: no emphasis, links, raw HTML or
+autolinks can form), as a code span whose fence is longer than any backtick run inside (``_code``), or
+in a fenced block likewise (``_fenced``), so a crafted file name cannot break out of where it is shown.
 """
 
 from __future__ import annotations
+
+import re
 
 from shared.reporting import summary as s
 from shared.reporting.schema import DatasetIndex, EvaluationReport, ModelEvaluation, RunReport
@@ -13,11 +17,58 @@ _MAX_LABEL_ROWS = 40  # per-label tables beyond this show the worst rows and say
 _MAX_REJECTED_ROWS = 50
 
 
+def _text(value: object) -> str:
+    """``value`` as inert Markdown text on one line: the characters that start emphasis, code, links,
+    images, raw HTML, autolinks, entities, strikethrough or table cells are backslash-escaped, and so is a
+    first character that would start a heading, list or quote. (``javascript:`` and the like stay plain
+    text: without ``[...](...)`` or ``<...>`` nothing turns them into a link.)"""
+    text = " ".join(str(value).replace("\r", " ").split("\n"))
+    escaped = "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
+    stripped = escaped.lstrip(" ")
+    if stripped[:1] in ("#", "+", "-", "=") or _ORDERED_ITEM.match(stripped):
+        indent = len(escaped) - len(stripped)
+        escaped = escaped[:indent] + "\\" + stripped
+    return escaped
+
+
+_MARKDOWN_SPECIAL = frozenset("\\`*_[]<>|&~")
+_ORDERED_ITEM = re.compile(r"^\d{1,9}[.)]")
+
+
 def _cell(value: object) -> str:
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-    for ch in "*_`<>[]":
-        text = text.replace(ch, "\\" + ch)
-    return text
+    return _text(value)
+
+
+def _code(value: object) -> str:
+    """``value`` as one inline code span that cannot be closed early (CommonMark: a longer fence)."""
+    text = " ".join(str(value).splitlines())
+    run = current = 0
+    for ch in text:
+        current = current + 1 if ch == "`" else 0
+        run = max(run, current)
+    fence = "`" * (run + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _fenced(value: object) -> list[str]:
+    """``value`` as a fenced code block whose fence is longer than any backtick run inside."""
+    text = str(value)
+    run = current = 0
+    for ch in text:
+        current = current + 1 if ch == "`" else 0
+        run = max(run, current)
+    fence = "`" * max(3, run + 1)
+    return [fence, text, fence]
+
+
+def _text_keep_bold(value: str) -> str:
+    """Like ``_text``, but a leading ``**Title.**`` that the report itself writes stays bold."""
+    if value.startswith("**"):
+        end = value.find("**", 2)
+        if end > 2:
+            return f"**{_text(value[2:end])}**" + _text(value[end + 2 :])
+    return _text(value)
 
 
 def _table(header: list[str], rows: list[list[object]], align: str | None = None) -> list[str]:
@@ -47,7 +98,7 @@ def _comparison(models: list[ModelEvaluation], titles: list[str], focus: ModelEv
 
 
 def _models_list(models: list[ModelEvaluation]) -> list[str]:
-    return [f"- **{s.ROLE_TITLES[m.role]}**: `{m.model}`" + (f" (deployment `{m.deployment}`)" if m.deployment else "")
+    return [f"- **{s.ROLE_TITLES[m.role]}**: {_code(m.model)}" + (f" (deployment {_code(m.deployment)})" if m.deployment else "")
             for m in models] + [""]
 
 
@@ -65,7 +116,7 @@ def _per_class(models: list[ModelEvaluation], baseline: ModelEvaluation | None) 
     improved, worsened = s.biggest_changes(rows)
     if improved or worsened:
         lines += ["Biggest changes against the baseline: "
-                  + ", ".join(f"{r.label} {s.points(r.delta)}" for r in improved[:5] + worsened[:5]) + ".", ""]
+                  + ", ".join(f"{_text(r.label)} {s.points(r.delta)}" for r in improved[:5] + worsened[:5]) + ".", ""]
     return lines
 
 
@@ -89,17 +140,17 @@ def _training(report: RunReport) -> list[str]:
         ("Duration", s.duration(t.started_at, t.finished_at) if t.started_at and t.finished_at else None),
         ("Hyperparameters", ", ".join(f"{k}={v}" for k, v in t.hyperparameters.items()) or None),
     ]
-    lines += [f"- {k}: `{v}`" if k in ("Job", "Fine-tuned model") else f"- {k}: {v}" for k, v in facts if v]
+    lines += [f"- {k}: {_code(v)}" if k in ("Job", "Fine-tuned model") else f"- {k}: {_text(v)}" for k, v in facts if v]
     lines.append("")
     skipped = s.skipped_images(report)
     if skipped:
         lines += _table(["Split", "Submitted", "Used by the service", "Skipped"],
                         [[sp, s.count(sub), s.count(u), s.count(k)] for sp, sub, u, k in skipped])
     if t.skipped_note:
-        lines += [f"> {t.skipped_note}", ""]
+        lines += [f"> {_text(t.skipped_note)}", ""]
     final = s.training_final_sentence(t.results)
     if final is not None:
-        lines += [final, ""]
+        lines += [_text(final), ""]
     return lines
 
 
@@ -128,8 +179,8 @@ def _dataset(report: RunReport) -> list[str]:
             lines += [f"…and {len(d.rejected) - len(shown)} more.", ""]
     if d.ignored:
         lines += [f"Ignored {len(d.ignored)} file(s) that are not images: "
-                  + ", ".join(f"`{p}`" for p in d.ignored[:10]) + (" …" if len(d.ignored) > 10 else ""), ""]
-    lines += [f"> Warning: {w}" for w in d.warnings] + ([""] if d.warnings else [])
+                  + ", ".join(_code(p) for p in d.ignored[:10]) + (" …" if len(d.ignored) > 10 else ""), ""]
+    lines += [f"> Warning: {_text(w)}" for w in d.warnings] + ([""] if d.warnings else [])
     return lines
 
 
@@ -158,11 +209,13 @@ def render_run_markdown(report: RunReport) -> str:
     title = s.OUTCOME_TITLES.get(report.outcome, report.outcome)
     headline = s.headline(report)
     verdict = headline if headline.startswith(title) else f"**{title}.** {headline}"
-    lines = [f"# visiontune · {report.dataset} · {report.version}", "", verdict, "",
-             f"Generated {s.when(report.generated_at)}; state `{report.state}`.", ""]
+    if report.failure is not None:  # the failure's message may quote names and text from the user's files
+        verdict = _text_keep_bold(verdict)
+    lines = [f"# visiontune · {_text(report.dataset)} · {_text(report.version)}", "", verdict, "",
+             f"Generated {s.when(report.generated_at)}; state {_code(report.state)}.", ""]
     if report.failure is not None:
-        lines += ["## Failure", "", f"- Stage: `{report.failure.stage}`", f"- At: {s.when(report.failure.at)}", "",
-                  "```", report.failure.message, "```", ""]
+        lines += ["## Failure", "", f"- Stage: {_code(report.failure.stage)}", f"- At: {s.when(report.failure.at)}", "",
+                  *_fenced(report.failure.message), ""]
     if report.decision is not None:
         d = report.decision
         lines += ["## Decision", ""]
@@ -177,8 +230,8 @@ def render_run_markdown(report: RunReport) -> str:
             ["Only the baseline right", s.count(d.baseline_only_correct)],
         ])
     if report.production_model:
-        lines += [f"Production after this run: `{report.production_model}`"
-                  + (f" (deployment `{report.production_deployment}`)" if report.production_deployment else ""), ""]
+        lines += [f"Production after this run: {_code(report.production_model)}"
+                  + (f" (deployment {_code(report.production_deployment)})" if report.production_deployment else ""), ""]
     models = s.run_models(report)
     if models:
         lines += ["## Models", "", *_models_list(models), "## Side by side", "",
@@ -199,8 +252,8 @@ def render_run_markdown(report: RunReport) -> str:
 def render_evaluation_markdown(report: EvaluationReport) -> str:
     """A scheduled evaluation as Markdown: production (and base) on the latest test set, regression flag."""
     status = "**Regression**" if report.regression else "No regression"
-    lines = [f"# visiontune · {report.dataset} · scheduled evaluation", "",
-             f"Generated {s.when(report.generated_at)} on the test set of version `{report.test_set_version}`.", ""]
+    lines = [f"# visiontune · {_text(report.dataset)} · scheduled evaluation", "",
+             f"Generated {s.when(report.generated_at)} on the test set of version {_code(report.test_set_version)}.", ""]
     accuracy = report.production.metrics.accuracy if report.production else None
     text = f"{status}: production accuracy {s.pct(accuracy)}"
     if report.previous_accuracy is not None and accuracy is not None:
@@ -208,11 +261,11 @@ def render_evaluation_markdown(report: EvaluationReport) -> str:
                  f"threshold {s.points(report.regression_threshold).replace('+', '')})")
     lines += [text + ".", ""]
     if report.note:
-        lines += [report.note, ""]
+        lines += [_text(report.note), ""]
     pairs = s.evaluation_models(report)
     if pairs:
         models = [m for _, m in pairs]
-        lines += ["## Models", "", *[f"- **{t}**: `{m.model}`" for t, m in pairs], "",
+        lines += ["## Models", "", *[f"- **{t}**: {_code(m.model)}" for t, m in pairs], "",
                   "## Side by side", "", *_comparison(models, [t for t, _ in pairs], report.production, report.base,
                                                         "Production vs base")]
         if report.production is not None:
@@ -222,10 +275,10 @@ def render_evaluation_markdown(report: EvaluationReport) -> str:
 
 def render_index_markdown(index: DatasetIndex) -> str:
     """The dataset's index as Markdown: production, every version, production accuracy over time."""
-    lines = [f"# visiontune · {index.dataset}", "", f"Generated {s.when(index.generated_at)}.", ""]
+    lines = [f"# visiontune · {_text(index.dataset)}", "", f"Generated {s.when(index.generated_at)}.", ""]
     if index.production_model:
-        lines += [f"Production: `{index.production_model}` from version `{index.production_version}`"
-                  + (f" (deployment `{index.production_deployment}`)" if index.production_deployment else "") + ".", ""]
+        lines += [f"Production: {_code(index.production_model)} from version {_code(index.production_version)}"
+                  + (f" (deployment {_code(index.production_deployment)})" if index.production_deployment else "") + ".", ""]
     else:
         lines += ["Nothing is in production yet.", ""]
     if index.runs:

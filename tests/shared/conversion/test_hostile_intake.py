@@ -221,3 +221,34 @@ def test_extreme_shapes_are_reported_with_configurable_limits(tmp_path):
     assert "cat/sliver.png" not in relaxed and "dog/tiny.png" not in relaxed
     with pytest.raises(ValueError, match="max_aspect_ratio"):
         run(FolderSource(root), tmp_path / "out3", max_aspect_ratio=0.5)
+
+
+SECRET = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (SECRET, "a text file"),
+        (b"%PDF-1.7 secret contract", "a PDF document"),
+        (b"\x7fELF\x02\x01\x01secret", "a Linux program"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00", "a HEIC photo"),
+        (b"<!DOCTYPE html><title>secret</title>", "an HTML page"),
+        (bytes(range(200, 256)) * 3, "binary data of an unknown type"),
+    ],
+)
+def test_a_rejection_names_a_detected_type_never_the_bytes(content, kind):
+    result = normalise_image(content, ImageSettings())
+    assert result.code == "not_an_image" and kind in result.reason
+    for leak in (b"BEGIN", b"secret", b"b3Bl", content[:8]):
+        assert leak.decode("latin-1") not in result.reason and leak.hex(" ") not in result.reason
+
+
+def test_a_link_to_a_secret_file_does_not_leak_into_rejected_json(tmp_path):
+    root = write_tree(tmp_path / "data", cases.good_set(("cat", "dog"), per_label=12))
+    (tmp_path / "id_ed25519").write_bytes(SECRET)
+    os.symlink(tmp_path / "id_ed25519", root / "cat" / "key.jpg")
+    run(FolderSource(root), tmp_path / "out")
+    written = (tmp_path / "out" / "rejected.json").read_text() + (tmp_path / "out" / "manifest.json").read_text()
+    assert "key.jpg" in written and "a text file" in written
+    assert "BEGIN" not in written and "OPENSSH" not in written and "b3Bl" not in written
