@@ -127,6 +127,18 @@ class EmulatorAdmin:
     def reset_stats(self) -> None:
         self._call("DELETE", "/_emulator/stats")
 
+    def requests(self) -> list[dict[str, Any]]:
+        """The requests recorded so far (the emulator must run with ``record_requests=True``): method,
+        path, api_version, route, surface, operation (the spec operation that validated it, or None),
+        fields, problems, status (set when refused at the gate)."""
+        body = self._call("GET", "/_emulator/requests")
+        if not body["recording"]:
+            raise EmulatorAdminError("the emulator is not recording requests (EmulatorConfig.record_requests)")
+        return list(body["requests"])
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "/_emulator/requests")
+
     def advance_clock(self, seconds: float) -> float:
         """Move the emulator's clock forward (jobs, batches, deployments advance); returns the offset."""
         return float(self._call("POST", "/_emulator/clock", {"advance_seconds": seconds})["offset"])

@@ -9,6 +9,8 @@ admin API injects faults and counts requests by these names (``ROUTE_NAMES``).
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import re
 import uuid
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from local.emulator.constants import API_KEY, DATA_PLANE_API_VERSION
@@ -23,6 +26,10 @@ from local.emulator.errors import ACCESS_DENIED_MESSAGE, ApiError
 from local.emulator.routes import admin, batches, chat, deployments, files, fine_tuning, models
 from local.emulator.routes.admin import RequestStats
 from local.emulator.service import Emulator
+from local.emulator.specs import SpecCatalog, load_catalog
+from local.emulator.strict import RequestLog, RequestRecord, check_data_plane
+
+log = logging.getLogger("visiontune.emulator")
 
 _API_VERSION_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(-preview)?$")
 
@@ -86,6 +93,23 @@ def create_app(emulator: Emulator) -> FastAPI:
     app = FastAPI(title="visiontune Azure OpenAI emulator", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.emulator = emulator
     app.state.stats = stats
+    requests = RequestLog(emulator.config.record_requests)
+    app.state.requests = requests
+
+    catalog_lock = threading.Lock()
+
+    def catalog() -> SpecCatalog | None:
+        """The spec copies (loaded once, by the preload thread or the first data-plane request)."""
+        with catalog_lock:
+            if not hasattr(app.state, "catalog"):
+                app.state.catalog = load_catalog(emulator.config.specs_dir)
+                if app.state.catalog is None:
+                    log.warning("no spec copies found (shared/specs beside the checkout): requests are not validated")
+                else:
+                    app.state.catalog.preload()
+            return app.state.catalog
+
+    threading.Thread(target=catalog, name="emulator-specs", daemon=True).start()
 
     async def gate(request: Request) -> None:
         """Per-route: count, authenticate, check api-version, then apply any injected fault."""
@@ -101,14 +125,16 @@ def create_app(emulator: Emulator) -> FastAPI:
                     "MissingApiVersionParameter",
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
+            requests.add(RequestRecord(request.method, path, request.query_params.get("api-version"), route, "arm"))
         else:
             try:
                 _data_plane_auth(request)
+                if not path.startswith("/openai/v1/"):
+                    _check_api_version(request)
+                await check_data_plane(request, await run_in_threadpool(catalog), requests)
             except ApiError:
                 stats.count(route)
                 raise
-            if not path.startswith("/openai/v1/"):
-                _check_api_version(request)
         fault = emulator.faults.take_route_fault(route)
         stats.count(route, fault=fault is not None)
         if fault is None:
@@ -172,5 +198,5 @@ def create_app(emulator: Emulator) -> FastAPI:
         route.name for router in (*data, v1, arm) for route in router.routes if getattr(route, "name", None)
     )
     app.state.route_names = known_routes
-    app.include_router(admin.router(emulator, stats, known_routes))
+    app.include_router(admin.router(emulator, stats, known_routes, requests))
     return app

@@ -50,6 +50,20 @@ def openai_client(url: str, *, max_retries: int = 2, timeout: float = 60.0, **kw
     )
 
 
+def v1_client(url: str, *, max_retries: int = 2, timeout: float = 60.0, **kwargs: Any):  # -> OpenAI
+    """``OpenAI`` on the emulator's v1 API (``<url>/openai/v1/``, no api-version), with the emulator's key."""
+    from openai import OpenAI
+
+    return OpenAI(
+        base_url=f"{url}/openai/v1/",
+        api_key=API_KEY,
+        default_headers={"api-key": API_KEY},
+        max_retries=max_retries,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
 def management_client(url: str, *, polling_interval: float = 0.2, **kwargs: Any):  # -> CognitiveServicesManagementClient
     """``CognitiveServicesManagementClient`` whose ARM endpoint is the emulator at ``url``."""
     from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -28,3 +29,5 @@ class EmulatorConfig:
     create_default_deployments: bool = True  # the base (GlobalStandard) and base-batch (GlobalBatch) deployments
     faults: list[dict[str, Any]] = field(default_factory=list)  # faults active from the start (admin format)
     log_level: str = "warning"  # uvicorn's
+    specs_dir: Path | None = None  # the official spec copies (shared/specs); found beside the checkout when None
+    record_requests: bool = False  # keep every data-plane and ARM request for GET /_emulator/requests

@@ -1,8 +1,18 @@
 """Build the two Azure OpenAI clients visiontune uses, once per settings.
 
-- ``openai_client``: the data plane (files, fine-tuning, batches, chat completions). On Azure it signs in
-  with Entra ID (``DefaultAzureCredential``, the function app's managed identity); against the local
-  emulator with the API key (``AZURE_OPENAI_API_KEY`` is a local-only setting).
+- ``openai_client``: the data plane. Each operation goes to the API surface whose official spec declares
+  exactly what visiontune sends (the spec copies in ``shared/specs`` beside the checkout; the emulator
+  refuses anything else):
+
+  | operations | surface | why |
+  |---|---|---|
+  | files, uploads, models | dated ``OPENAI_API_VERSION`` (2024-10-21, the latest stable authoring spec) | the v1 spec's file upload requires ``expires_after`` (training files would expire) and v1 has no Uploads API |
+  | batches | dated ``OPENAI_API_VERSION`` | the v1 spec has no ``/batches`` |
+  | fine-tuning jobs, events, checkpoints | v1 (``<endpoint>/openai/v1/``) | declares ``method`` (supervised hyperparameters) and Learn documents ``trainingType`` on it; 2024-10-21 takes neither |
+  | chat completions | v1 (``model`` = deployment name) | Learn's API lifecycle page: v1 takes OpenAI's chat completions syntax; checked against OpenAI's spec |
+
+  On Azure it signs in with Entra ID (``DefaultAzureCredential``, the function app's managed identity);
+  against the local emulator with the API key (``AZURE_OPENAI_API_KEY`` is a local-only setting).
 - ``management_client``: the control plane (deployments) through ARM.
 
 Clients are cached per relevant settings values so warm function instances reuse their connection pools
@@ -48,12 +58,28 @@ def _credential(settings: Settings) -> Any:
         return _credentials[key]
 
 
-def openai_client(settings: Settings) -> "openai.AzureOpenAI":
-    """The Azure OpenAI data-plane client for ``settings`` (cached).
+class AzureOpenAIClient:
+    """The SDK resources visiontune calls, each bound to the API surface chosen for it (module docstring):
+    ``files``, ``uploads``, ``models``, ``batches`` on the dated client; ``fine_tuning``, ``chat`` on v1."""
+
+    def __init__(self, v1: "openai.OpenAI", dated: "openai.AzureOpenAI") -> None:
+        self.v1 = v1
+        self.dated = dated
+        self.files = dated.files
+        self.uploads = dated.uploads
+        self.models = dated.models
+        self.batches = dated.batches
+        self.fine_tuning = v1.fine_tuning
+        self.chat = v1.chat
+
+
+def openai_client(settings: Settings) -> AzureOpenAIClient:
+    """The Azure OpenAI data-plane clients for ``settings`` (cached).
 
     API key when ``AZURE_OPENAI_API_KEY`` is set (the local stack only), otherwise Entra ID through a
-    bearer-token provider. ``max_retries`` is 5: the SDK retries 408/409/429/5xx and honours
-    ``Retry-After`` / ``retry-after-ms`` (up to two minutes) between attempts.
+    bearer-token provider (the v1 client takes the provider as its ``api_key``, as Learn's API lifecycle
+    page shows). ``max_retries`` is 5: the SDK retries 408/409/429/5xx and honours ``Retry-After`` /
+    ``retry-after-ms`` (up to two minutes) between attempts.
     """
     settings.require("openai_endpoint")
     key = (
@@ -69,19 +95,20 @@ def openai_client(settings: Settings) -> "openai.AzureOpenAI":
 
     import openai
 
-    common: dict[str, Any] = dict(
-        azure_endpoint=settings.openai_endpoint,
-        api_version=settings.openai_api_version,
-        max_retries=OPENAI_MAX_RETRIES,
-        timeout=OPENAI_TIMEOUT_SECONDS,
-    )
+    common: dict[str, Any] = dict(max_retries=OPENAI_MAX_RETRIES, timeout=OPENAI_TIMEOUT_SECONDS)
+    endpoint = str(settings.openai_endpoint).rstrip("/")
+    dated_options = dict(azure_endpoint=endpoint, api_version=settings.openai_api_version, **common)
+    v1_options = dict(base_url=f"{endpoint}/openai/v1/", **common)
     if settings.uses_api_key:
-        client = openai.AzureOpenAI(api_key=settings.openai_api_key, **common)
+        dated = openai.AzureOpenAI(api_key=settings.openai_api_key, **dated_options)
+        v1 = openai.OpenAI(api_key=settings.openai_api_key, default_headers={"api-key": str(settings.openai_api_key)}, **v1_options)
     else:
         from azure.identity import get_bearer_token_provider
 
         provider = get_bearer_token_provider(_credential(settings), COGNITIVE_SERVICES_SCOPE)
-        client = openai.AzureOpenAI(azure_ad_token_provider=provider, **common)
+        dated = openai.AzureOpenAI(azure_ad_token_provider=provider, **dated_options)
+        v1 = openai.OpenAI(api_key=provider, **v1_options)
+    client = AzureOpenAIClient(v1, dated)
     with _lock:
         return _openai_clients.setdefault(key, client)
 

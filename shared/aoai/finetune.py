@@ -36,6 +36,8 @@ RESULTS_COLUMNS = (
     "full_valid_loss",
     "full_valid_mean_token_accuracy",
 )
+# The training type the service uses when a create request names none (Learn's fine-tuning how-to).
+DEFAULT_TRAINING_TYPE = "standard"
 # Azure emits an event per logged step: keep the newest ones so a run's state stays small.
 DEFAULT_MAX_EVENTS = 200
 
@@ -145,8 +147,10 @@ def create_job(
 ) -> str:
     """Find-or-create the supervised fine-tuning job for ``training_file``; returns its id.
 
-    Hyperparameters left as None are chosen by the service. ``trainingType`` goes in the body as Azure
-    expects (leaving it out has produced a misleading "model does not support fine-tuning" error).
+    ``client.fine_tuning`` is the v1 API (``shared.aoai.clients``): its spec (``OpenAI.CreateFineTuningJobRequest``)
+    declares ``method={"type": "supervised", "supervised": {"hyperparameters": ...}}``. Hyperparameters left
+    as None are chosen by the service. ``training_type`` is sent as ``trainingType`` only when it is not
+    the service's default (standard): see ``training_type_body``.
     If two callers race, both converge on the oldest live job and the newer one is cancelled.
     """
     if not SUFFIX_RE.match(suffix):
@@ -166,7 +170,9 @@ def create_job(
         )
         if value is not None
     }
-    method: dict[str, Any] = {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}}
+    method: dict[str, Any] = {"type": "supervised"}
+    if hyperparameters:
+        method["supervised"] = {"hyperparameters": hyperparameters}
     try:
         job = client.fine_tuning.jobs.create(
             model=model,
@@ -175,11 +181,22 @@ def create_job(
             suffix=suffix,
             seed=seed,
             method=method,
-            extra_body={"trainingType": training_type},
+            extra_body=training_type_body(training_type),
         )
     except openai.OpenAIError as exc:
         raise FineTuningError(f"could not create the fine-tuning job: {describe_openai_error(exc)}") from exc
     return _converge_on_oldest_job(client, training_file, created=str(job.id))
+
+
+def training_type_body(training_type: str) -> dict[str, str] | None:
+    """The ``trainingType`` body field, or None for standard (regional) training, the service's default.
+
+    No spec copy declares ``trainingType``; Microsoft Learn's fine-tuning how-to documents it for global
+    and developer training with 2025-04-01-preview and later, the v1 API included
+    (https://learn.microsoft.com/azure/ai-foundry/openai/how-to/fine-tuning). So it is sent on the v1 API
+    only, and only when it changes something.
+    """
+    return None if training_type == DEFAULT_TRAINING_TYPE else {"trainingType": training_type}
 
 
 def _converge_on_oldest_job(client: Any, training_file: str, *, created: str) -> str:

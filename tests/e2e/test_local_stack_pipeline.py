@@ -31,7 +31,7 @@ def stack(tmp_path: Path):
     with LocalStack(
         tmp_path / "stack",
         app_root=REPO,
-        emulator_config=EmulatorConfig(**FAST_CLOCK),
+        emulator_config=EmulatorConfig(**FAST_CLOCK, record_requests=True),
         start_host=False,
         local_settings_path=tmp_path / "local.settings.json",
         extra_settings=extra,
@@ -93,6 +93,14 @@ def test_push_to_promoted_through_the_functions_host_with_every_trigger_replayed
     report = json.loads((out / "digits" / run.version / "report.json").read_text())
     assert report["outcome"] == "promoted" and report["decision"]["promoted"]
     assert (out / "digits" / run.version / "report.html").stat().st_size > 1000
+
+    # Every request the run sent is declared by the spec of the API version it named (issue 9).
+    from local.emulator.strict import spec_violations
+
+    records = EmulatorAdmin(stack.emulator.url).requests()
+    data_plane = [r for r in records if r["surface"] != "arm"]
+    assert {r["route"] for r in data_plane} >= {"files_create", "fine_tuning_jobs_create", "batches_create", "chat_completions"}
+    assert spec_violations(data_plane) == []
 
 
 def test_zip_drop_reaches_the_archive_trigger_as_a_blob_client_and_trains(stack, tmp_path, digits_dir):

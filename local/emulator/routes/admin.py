@@ -1,5 +1,5 @@
 """Routes of the emulator-only admin API (not part of Azure; loopback only, no auth): health, request
-counts, faults, clock. ``RequestStats`` holds the counts the gate in ``app.py`` keeps."""
+counts, recorded requests, faults, clock. ``RequestStats`` holds the counts the gate in ``app.py`` keeps."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from local.emulator.errors import bad_request
 from local.emulator.routes.common import json_body
 from local.emulator.service import Emulator
+from local.emulator.strict import RequestLog
 
 
 class RequestStats:
@@ -39,7 +40,7 @@ class RequestStats:
             self.faults.clear()
 
 
-def router(emulator: Emulator, stats: RequestStats, known_routes: frozenset[str]) -> APIRouter:
+def router(emulator: Emulator, stats: RequestStats, known_routes: frozenset[str], requests: RequestLog) -> APIRouter:
     """``/_emulator/...`` routes; faults may name any of ``known_routes``."""
     routes = APIRouter()
 
@@ -55,6 +56,15 @@ def router(emulator: Emulator, stats: RequestStats, known_routes: frozenset[str]
     async def reset_stats() -> dict[str, Any]:
         stats.reset()
         return stats.snapshot()
+
+    @routes.get("/_emulator/requests")
+    async def get_requests() -> dict[str, Any]:
+        return {"recording": requests.enabled, "requests": requests.snapshot()}
+
+    @routes.delete("/_emulator/requests")
+    async def clear_requests() -> dict[str, Any]:
+        requests.clear()
+        return {"recording": requests.enabled, "requests": []}
 
     @routes.get("/_emulator/faults")
     async def get_faults() -> dict[str, Any]:

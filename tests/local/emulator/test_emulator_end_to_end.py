@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
 
-from local.emulator.clients import management_client, openai_client
+from local.emulator.clients import management_client, openai_client, v1_client
 from local.emulator.constants import ACCOUNT, BASE_DEPLOYMENT, BASE_MODEL, RESOURCE_GROUP
 from tests.fixtures.emulator import digit_label, digit_messages, digit_split, digits_examples, to_jsonl, wait_until
 
@@ -21,7 +21,8 @@ def test_fine_tuned_model_clearly_beats_the_base_model(emulator_factory):
     train, held_out = digit_split()
     uploaded = client.files.create(file=("digits-train.jsonl", to_jsonl(digits_examples(train))), purpose="fine-tune")
     wait_until(lambda: client.files.retrieve(uploaded.id).status == "processed", timeout=60)
-    job = client.fine_tuning.jobs.create(
+    tuning = v1_client(server.url)  # trainingType: documented on the v1 API, not on 2024-10-21
+    job = tuning.fine_tuning.jobs.create(
         model=BASE_MODEL,
         training_file=uploaded.id,
         suffix="digits",
@@ -29,7 +30,7 @@ def test_fine_tuned_model_clearly_beats_the_base_model(emulator_factory):
         extra_body={"trainingType": "globalstandard"},
     )
     job = wait_until(
-        lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j, timeout=120
+        lambda: (j := tuning.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j, timeout=120
     )
     assert job.status == "succeeded", job.error
 

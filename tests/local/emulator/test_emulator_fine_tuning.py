@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from local.emulator.admin import EmulatorAdmin
-from local.emulator.clients import openai_client
+from local.emulator.clients import openai_client, v1_client
 from local.emulator.constants import BASE_MODEL
 from tests.fixtures.emulator import (
     FAST_STEP_SECONDS,
@@ -42,9 +42,10 @@ def training_data() -> tuple[bytes, bytes]:
 
 
 def test_job_walks_every_status_and_reports_like_azure(emulator, training_data):
-    client = openai_client(emulator.url)
-    train = upload_processed(client, training_data[0])
-    validation = upload_processed(client, training_data[1], name="validation.jsonl")
+    files = openai_client(emulator.url)
+    train = upload_processed(files, training_data[0])
+    validation = upload_processed(files, training_data[1], name="validation.jsonl")
+    client = v1_client(emulator.url)  # the v1 API declares `method`; Learn documents `trainingType` on it
     job = client.fine_tuning.jobs.create(
         model=BASE_MODEL,
         training_file=train.id,
@@ -118,7 +119,7 @@ def test_top_level_hyperparameters_and_auto(emulator, small_fine_tuned_job):
     ],
 )
 def test_invalid_create_requests_are_refused(emulator, small_fine_tuned_job, overrides, param):
-    client = openai_client(emulator.url)
+    client = v1_client(emulator.url)
     request = {"model": BASE_MODEL, "training_file": small_fine_tuned_job.training_file, **overrides}
     with pytest.raises(openai.BadRequestError) as refused:
         client.fine_tuning.jobs.create(**request)

@@ -200,12 +200,24 @@ def test_openai_client_uses_the_key_locally_and_entra_id_otherwise() -> None:
     azure = Settings(AZURE_OPENAI_ENDPOINT="https://x.openai.azure.com", AZURE_CLIENT_ID="00000000-1111")
     local_client = clients.openai_client(local)
     assert clients.openai_client(local) is local_client
-    assert local_client.api_key == "k" and local_client.max_retries == clients.OPENAI_MAX_RETRIES
+    assert local_client.dated.api_key == "k" and local_client.v1.api_key == "k"
+    assert local_client.dated.max_retries == local_client.v1.max_retries == clients.OPENAI_MAX_RETRIES
     azure_client = clients.openai_client(azure)
     assert azure_client is not local_client
-    assert azure_client._azure_ad_token_provider is not None
+    assert azure_client.dated._azure_ad_token_provider is not None
+    assert callable(azure_client.v1._api_key_provider)
     with pytest.raises(Exception, match="AZURE_OPENAI_ENDPOINT"):
         clients.openai_client(Settings())
+
+
+def test_each_operation_goes_to_the_surface_chosen_for_it() -> None:
+    clients.clear_client_cache()
+    client = clients.openai_client(Settings(AZURE_OPENAI_ENDPOINT="https://x.openai.azure.com/", AZURE_OPENAI_API_KEY="k"))
+    assert str(client.v1.base_url) == "https://x.openai.azure.com/openai/v1/"
+    assert client.dated._api_version == "2024-10-21"
+    assert client.fine_tuning is client.v1.fine_tuning and client.chat is client.v1.chat
+    for dated in ("files", "uploads", "models", "batches"):
+        assert getattr(client, dated) is getattr(client.dated, dated)
 
 
 def test_error_bodies_do_not_repeat_a_status_code() -> None:
