@@ -24,6 +24,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from shared.aoai.deployments import Deployments
 
+# How long one call may hold a run beyond its evaluation budget (one slow request with retries).
+LEASE_MARGIN_SECONDS = 600.0
+
+
+def lease_seconds(settings: Settings) -> float:
+    """How long a worker leases a run or a scheduled evaluation: one evaluation budget plus a margin."""
+    return settings.eval_tick_seconds + LEASE_MARGIN_SECONDS
+
 
 class Pipeline:
     """Storage and Azure OpenAI access for one call into the pipeline."""

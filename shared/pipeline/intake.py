@@ -78,8 +78,8 @@ def accept_dataset(
     ``archive_blob``: the archive's client as the trigger bound it (else one is made from the settings);
     the archive is read with ranged downloads, never whole."""
     from shared.conversion.converter import DatasetError, convert_dataset
-    from shared.pipeline.advance import fill_from_manifest, recheck_over_budget
     from shared.pipeline.reports import publish_intake_failure
+    from shared.pipeline.stages.budget import fill_from_manifest, recheck_over_budget
     from shared.reporting.schema import Transition
     from shared.storage import BlobArtifactSink, BlobDatasetSource, open_blob_reader
 

@@ -15,8 +15,9 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from shared.pipeline.context import Pipeline
+from shared.pipeline.context import Pipeline, lease_seconds
 from shared.pipeline.models import RoleProgress, utcnow
+from shared.pipeline.production import history_point
 from shared.pipeline.store import INSTANCE_ID, ConcurrentUpdateError
 from shared.settings import Settings
 
@@ -100,7 +101,6 @@ def continue_scheduled_evaluations(pipeline: Pipeline) -> None:
 
 
 def _advance_document(pipeline: Pipeline, name: str) -> None:
-    from shared.pipeline.advance import lease_seconds
     from shared.pipeline.evaluate import advance_evaluation, load_test_items
 
     doc, etag = pipeline.store.read_document(name)
@@ -166,7 +166,6 @@ def _finish_evaluation(
 ) -> str:
     """Write the evaluation report, add the point to the production history, refresh the index. With
     ``failure`` (production could not be evaluated at all) the report says so and is flagged."""
-    from shared.pipeline.advance import history_point
     from shared.pipeline.evaluate import load_examples, model_evaluation
     from shared.pipeline.reports import publish_evaluation_report, publish_index
     from shared.reporting.schema import EvaluationReport, ProductionHistoryPoint

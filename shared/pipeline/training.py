@@ -24,7 +24,8 @@ def start_training(settings: Settings, dataset: str, version: str) -> Run | None
     """Advance the run of ``dataset``/``version`` from ``converted`` to ``training`` (or ``over_budget``).
     Creates the run when the manifest came without one (a version converted elsewhere and uploaded).
     Returns the run as saved, or None when there is no manifest or another worker holds the run."""
-    from shared.pipeline.advance import advance_run, fill_from_manifest
+    from shared.pipeline.advance import advance_run
+    from shared.pipeline.stages.budget import fill_from_manifest
     from shared.reporting.schema import Transition
 
     pipeline = Pipeline(settings)

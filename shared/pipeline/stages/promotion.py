@@ -1,0 +1,89 @@
+"""``evaluated`` -> ``promoted`` | ``rejected``: run the promotion gate on the answered examples, then
+promote (deploying for production first when its SKU differs) or reject."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.pipeline.context import Pipeline
+from shared.pipeline.models import DeploymentInfo, Run, RunState, utcnow
+from shared.pipeline.production import record_incumbent_measurement, record_promotion
+from shared.pipeline.stages.deploy import request_deployment
+from shared.settings import Settings
+
+MAX_ERROR_SHARE = 0.5
+
+
+def decide_and_act(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
+    """Decide (first step), then reject, or promote (a step per production deployment poll)."""
+    if run.decision is None:
+        return _decide(pipeline, settings, run)
+    if not run.decision.promoted:
+        record_incumbent_measurement(pipeline, run)
+        run.transition(RunState.REJECTED, run.decision.reason)
+        return True
+    return _promote(pipeline, settings, run)
+
+
+def _decide(pipeline: Pipeline, settings: Settings, run: Run) -> bool:
+    from shared.evaluation.gate import decide_promotion
+    from shared.pipeline.evaluate import error_share, load_examples
+
+    prefix = pipeline.store.side_blob_name(run.dataset, run.version, "")
+    baseline_role = "incumbent" if "incumbent" in run.evaluation else "base"
+    candidate = load_examples(pipeline, prefix, "candidate")
+    baseline = load_examples(pipeline, prefix, baseline_role)
+    for name, examples in (("candidate", candidate), (baseline_role, baseline)):
+        if error_share(examples) > MAX_ERROR_SHARE:
+            failed = [e for e in examples if e.failed]
+            first = failed[0].error if failed else "no examples were scored"
+            run.fail(
+                "evaluate",
+                f"{len(failed)} of {len(examples)} {name} requests got no answer, too many to "
+                f"judge the candidate; first error: {first}",
+            )
+            return True
+    # Requests that got no answer say nothing about the model: the gate pairs only answered examples.
+    decision = decide_promotion(
+        [e for e in candidate if not e.failed],
+        [e for e in baseline if not e.failed],
+        baseline_role=baseline_role,
+        labels=run.labels,
+        margin=settings.promotion_margin,
+        p_value_threshold=settings.promotion_p_value,
+    )
+    run.decision = decision
+    run.note(decision.reason)
+    return True
+
+
+def _promote(pipeline: Pipeline, settings: Settings, run: Run) -> bool:
+    from shared.aoai.deployments import deployment_name
+
+    assert run.candidate is not None
+    serving = run.candidate
+    if settings.production_sku != run.candidate.sku:
+        if run.production_deployment is None:
+            run.production_deployment = DeploymentInfo(
+                name=deployment_name(run.dataset, run.version, "prod"),
+                model=run.candidate.model,
+                sku=settings.production_sku,
+            )
+        info = run.production_deployment
+        if info.ready_at is None:
+            state = pipeline.deployments.get(info.name, operation_url=info.operation_url)
+            if state is not None and state.failed:
+                info.last_error = state.error or state.provisioning_state
+                run.note(f"{info.name} provisioning failed: {info.last_error}")
+            if state is None or state.failed:
+                request_deployment(pipeline, settings, run, info)
+                run.note(f"deploying {info.name} ({info.sku}) for production")
+                return True
+            info.state = state.provisioning_state
+            if not state.succeeded:
+                return False
+            info.ready_at = utcnow()
+        serving = info
+    record_promotion(pipeline, settings, run, serving)
+    run.transition(RunState.PROMOTED, f"{serving.model} serves production as {serving.name}")
+    return True
