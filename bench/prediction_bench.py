@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import tempfile
 
     from cli.demo import DATASET, follow_run
-    from cli.pipeline import push_dataset
+    from cli.push import push_dataset
     from local.emulator.server import EmulatorConfig
     from local.sample_data import export_digits
     from local.stack import LocalStack

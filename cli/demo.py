@@ -26,6 +26,27 @@ TICK_PAUSE_SECONDS = 0.3
 RUN_TIMEOUT_SECONDS = 200.0
 
 
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``demo``."""
+    demo = subparsers.add_parser(
+        "demo",
+        help="the whole loop on this machine: drop digits, fine-tune, promote, retrain, judge",
+        description="Start the local stack in a temporary folder, export scikit-learn's handwritten digits, push "
+        "60% of them (v1), follow the run to a promoted model, push all of them (v2), show the retrain judged "
+        "against the incumbent, and download every report to --out.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("demo-out"), help="where the reports go (demo-out)")
+    demo.add_argument(
+        "--data", type=Path, default=None, help="keep the stack's state here (default: a temp dir)"
+    )
+    demo.add_argument("--v1-fraction", type=float, default=0.6, help="share of each label in v1 (0.6)")
+    demo.add_argument(
+        "--step-seconds", type=float, default=0.5, help="emulator clock: seconds per job status"
+    )
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.set_defaults(handler=run_demo)
+
+
 def _settings_for(stack: Any) -> Any:
     from shared.settings import Settings
 
@@ -70,7 +91,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from cli.pipeline import download_reports, push_dataset
+    from cli.push import push_dataset
+    from cli.report import download_reports
     from local.emulator.server import EmulatorConfig
     from local.sample_data import export_digits
     from local.stack import LocalStack

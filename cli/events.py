@@ -38,12 +38,12 @@ def event_line(event: dict[str, Any]) -> str:
 
 
 def run_events(args: argparse.Namespace) -> int:
-    from cli.pipeline import _load_settings, _storage_errors
+    from cli.common import command_settings, storage_errors
     from shared.events import read_events
 
-    @_storage_errors
+    @storage_errors
     def run(args: argparse.Namespace) -> int:
-        settings = _load_settings(args.settings)
+        settings = command_settings(args.settings)
         seen: set[str] = set()
 
         def show(events: Any) -> None:

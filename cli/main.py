@@ -8,7 +8,16 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("cli.convert", "cli.local", "cli.pipeline", "cli.predict", "cli.events")
+COMMAND_MODULES = (
+    "cli.convert",
+    "cli.local",
+    "cli.push",
+    "cli.status",
+    "cli.report",
+    "cli.demo",
+    "cli.predict",
+    "cli.events",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,17 +61,17 @@ def _row(prediction: Any) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from cli.pipeline import CommandError, _fail, _load_settings, _storage_errors
+    from cli.common import CommandError, command_settings, storage_errors
     from shared.prediction import MAX_IMAGE_BYTES, Prediction, PredictionError, Predictor
 
-    @_storage_errors
+    @storage_errors
     def run(args: argparse.Namespace) -> int:
         images, missing = collect_images(args.paths)
         for message in missing:
             print(f"visiontune: {message}", file=sys.stderr)
         if not images:
             raise CommandError("no image files to classify: name image files or folders that contain them")
-        settings = _load_settings(args.settings)
+        settings = command_settings(args.settings)
         predictor = Predictor(settings, args.dataset, args.version)
         try:
             target = predictor.target()

@@ -96,7 +96,7 @@ def test_killed_between_every_pair_of_steps_ends_the_same_with_no_duplicates(
     pipeline_env, digits_dir, killer
 ):
     env = pipeline_env
-    from cli.pipeline import push_dataset
+    from cli.push import push_dataset
 
     push_dataset(env.settings, digits_dir, "digits")
     intake = restarted(lambda: accept_dataset(env.settings, "digits", archive=False, marker_body=b""))

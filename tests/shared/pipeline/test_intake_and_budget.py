@@ -47,7 +47,7 @@ def test_a_dataset_that_cannot_train_gets_a_failure_report(pipeline_env, tmp_pat
 def test_a_zip_drop_is_read_by_ranges_and_converted(pipeline_env, digits_dir, tmp_path):
     import zipfile
 
-    from cli.pipeline import push_dataset
+    from cli.push import push_dataset
     from shared.pipeline.intake import accept_dataset
 
     env = pipeline_env
