@@ -9,11 +9,12 @@ STACK ?= dev
 # The Functions worker's indexer: pure Python, declares Python >= 3.13, so it is installed without its checks.
 FUNCTIONS_RUNTIME := azure-functions-runtime==1.3.0
 
-.PHONY: help setup browser test demo bench bench-intake bench-predict conformance local-up deploy destroy package clean
+.PHONY: help setup lock browser test demo bench bench-intake bench-predict conformance local-up deploy destroy package clean
 
 help:
 	@echo "make demo         run the whole pipeline on the local stack (Azurite + emulator + functions host)"
 	@echo "make test         install what is missing, then run the test suite"
+	@echo "make lock         recompile the requirements*.txt locks from requirements*.in (uv; needs PyPI)"
 	@echo "make bench        converter speed and memory benchmark"
 	@echo "make bench-intake intake from blob storage (Azurite, 20 ms per request): reads, cache, memory"
 	@echo "make bench-predict   what a wrong preprocessing at prediction time costs in accuracy (digits, local stack)"
@@ -34,6 +35,7 @@ browser:
 	  else echo "note: chromium not found and cannot be installed here; browser tests will skip"; fi; \
 	fi
 
+# Installs the locks (every package pinned, transitive ones included; `make lock` writes them).
 $(PY_STAMP): requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -41,6 +43,10 @@ $(PY_STAMP): requirements.txt requirements-local.txt requirements-dev.txt pyproj
 	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python $(FUNCTIONS_RUNTIME)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# Recompile the locks after changing a requirements*.in (LOCK_ARGS=--upgrade: newest allowed versions).
+lock: $(PY_STAMP)
+	$(BIN)/python -m infra.locks $(LOCK_ARGS)
 
 $(NODE_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed for Azurite: install Node.js"; exit 1; }

@@ -43,8 +43,9 @@ EXCLUDED_DIRS = frozenset(
 EXCLUDED_FILES = frozenset(
     {
         "local.settings.json", ".gitignore", ".funcignore", "package.json", "package-lock.json", "Makefile",
-        # Not app files: the remote build only needs requirements.txt.
+        # Not app files: the remote build only needs requirements.txt (the lock), not its inputs.
         "pyproject.toml", "requirements-dev.txt", "requirements-local.txt", "README.md",
+        "requirements.in", "requirements-local.in", "requirements-dev.in",
     }
 )  # fmt: skip
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".zip", ".egg-info")

@@ -45,6 +45,8 @@ def make_app_root(root: Path) -> Path:
         "dist/app.zip": "",
         "pyproject.toml": "",
         "requirements-dev.txt": "",
+        "requirements.in": "",
+        "requirements-dev.in": "",
         "visiontune.egg-info/PKG-INFO": "",
     }
     for relative, text in files.items():
