@@ -9,6 +9,7 @@ admin API injects faults and counts requests by these names (``ROUTE_NAMES``).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import threading
 import re
@@ -28,31 +29,45 @@ from local.emulator.routes.admin import RequestStats
 from local.emulator.service import Emulator
 from local.emulator.specs import SpecCatalog, load_catalog
 from local.emulator.strict import RequestLog, RequestRecord, check_data_plane
+from local.emulator.tokens import token_problem
 
 log = logging.getLogger("visiontune.emulator")
 
 _API_VERSION_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(-preview)?$")
 
 
-def _data_plane_auth(request: Request) -> None:
-    key = request.headers.get("api-key")
+def _bearer(request: Request) -> str | None:
     authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer ") and authorization[7:].strip():
+        return authorization[7:].strip()
+    return None
+
+
+def _data_plane_auth(request: Request) -> None:
+    """The resource's key (``api-key``) or a bearer token the emulator issued (see ``tokens``)."""
+    key = request.headers.get("api-key")
     if key is not None:
-        if key == API_KEY:
+        if hmac.compare_digest(key.encode(), API_KEY.encode()):
             return
-    elif authorization.lower().startswith("bearer ") and authorization[7:].strip():
-        return  # any Entra ID token: the emulator cannot verify it
+        raise ApiError(401, "401", ACCESS_DENIED_MESSAGE)
+    token = _bearer(request)
+    if token is not None and token_problem(token, API_KEY) is None:
+        return
     raise ApiError(401, "401", ACCESS_DENIED_MESSAGE)
 
 
 def _arm_auth(request: Request) -> None:
-    authorization = request.headers.get("authorization", "")
-    if authorization.lower().startswith("bearer ") and authorization[7:].strip():
-        return
+    """ARM: a bearer token the emulator issued (or its key); Azure's error codes for missing/invalid."""
+    token = _bearer(request)
+    if token is not None:
+        problem = token_problem(token, API_KEY)
+        if problem is None:
+            return
+        raise ApiError(401, "InvalidAuthenticationToken", f"The access token is invalid: {problem}.")
     key = request.headers.get("api-key")
-    if key == API_KEY:
+    if key is not None and hmac.compare_digest(key.encode(), API_KEY.encode()):
         return
-    if key is None and not authorization:
+    if key is None and not request.headers.get("authorization"):
         raise ApiError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
     raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.")
 

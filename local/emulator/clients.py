@@ -4,24 +4,27 @@
 * ``management_client(url)``: ``CognitiveServicesManagementClient`` whose ARM endpoint is the emulator.
   azure-core refuses to send a bearer token over plain http (``_enforce_https``); the emulator is on
   loopback http, so the bearer policy here marks each request as allowed (the same flag azure-core's
-  ``enforce_https=False`` request option sets) and sends a fixed local token, which the emulator accepts.
+  ``enforce_https=False`` request option sets) and sends a token the emulator issued and verifies.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from local.emulator.constants import API_KEY, DATA_PLANE_API_VERSION, SUBSCRIPTION_ID
 
 
 class LocalTokenCredential:
-    """A ``TokenCredential`` that hands out a fixed token (the emulator accepts any bearer token)."""
+    """A ``TokenCredential`` that hands out tokens the emulator issued (signed with its key; see
+    ``local.emulator.tokens``): the emulator refuses bearer tokens it did not issue, as Azure does."""
 
     def get_token(self, *scopes: str, **kwargs: Any):  # -> azure.core.credentials.AccessToken
         from azure.core.credentials import AccessToken
 
-        return AccessToken("visiontune-local-token", int(time.time()) + 3600)
+        from local.emulator.tokens import issue_token
+
+        token, expires = issue_token(API_KEY, scopes[0] if scopes else "")
+        return AccessToken(token, expires)
 
 
 def loopback_bearer_policy(credential: Any, *scopes: str):  # -> BearerTokenCredentialPolicy

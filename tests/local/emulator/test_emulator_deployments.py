@@ -141,8 +141,11 @@ def test_control_plane_needs_credentials(emulator):
           f"/providers/Microsoft.CognitiveServices/accounts/{ACCOUNT}/deployments"
     missing = httpx.get(url, params={"api-version": "2024-10-01"})
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "AuthenticationFailed"
-    assert httpx.get(url, params={"api-version": "2024-10-01"}, headers={"Authorization": "Bearer x"}).status_code == 200
-    assert httpx.get(url, headers={"Authorization": "Bearer x"}).status_code == 400  # api-version required
+    from local.emulator.clients import LocalTokenCredential
+
+    issued = {"Authorization": f"Bearer {LocalTokenCredential().get_token('https://management.azure.com/.default').token}"}
+    assert httpx.get(url, params={"api-version": "2024-10-01"}, headers=issued).status_code == 200
+    assert httpx.get(url, headers=issued).status_code == 400  # api-version required
 
 
 def test_a_deployment_write_or_delete_during_another_operation_is_a_409_request_conflict(emulator_factory):

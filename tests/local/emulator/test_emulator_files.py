@@ -120,11 +120,20 @@ def test_wrong_or_missing_key_is_401_like_azure(emulator):
     )
     raw = httpx.get(f"{emulator.url}/openai/files", params={"api-version": "2024-10-21"})
     assert raw.status_code == 401 and raw.json()["error"]["code"] == "401"
-    # A bearer token (Entra ID) is accepted; the key in the right header too.
+    # A bearer token the emulator issued is accepted (any other is not); the key in the right header too.
+    from local.emulator.clients import LocalTokenCredential
+
+    issued = LocalTokenCredential().get_token("https://cognitiveservices.azure.com/.default").token
     token = openai.AzureOpenAI(
-        azure_endpoint=emulator.url, azure_ad_token_provider=lambda: "any-token", api_version="2024-10-21"
+        azure_endpoint=emulator.url, azure_ad_token_provider=lambda: issued, api_version="2024-10-21"
     )
     assert token.files.list().object == "list"
+    stranger = openai.AzureOpenAI(
+        azure_endpoint=emulator.url, azure_ad_token_provider=lambda: "any-token", api_version="2024-10-21",
+        max_retries=0,
+    )
+    with pytest.raises(openai.AuthenticationError):
+        stranger.files.list()
     ok = httpx.get(
         f"{emulator.url}/openai/files", params={"api-version": "2024-10-21"}, headers={"api-key": API_KEY}
     )
