@@ -178,7 +178,8 @@ def _score_one(client: Any, deployment: str, item: TestItem, max_tokens: int) ->
     import openai
 
     try:
-        reply = ask_chat(client, deployment, item.messages, max_tokens=max_tokens)
+        # logprobs: the answer's probability orders the report's review queue of suspect labels
+        reply = ask_chat(client, deployment, item.messages, max_tokens=max_tokens, logprobs=True)
     except openai.OpenAIError as exc:
         if _is_fatal(exc):
             raise
@@ -196,6 +197,7 @@ def _score_one(client: Any, deployment: str, item: TestItem, max_tokens: int) ->
         prompt_tokens=reply.prompt_tokens,
         completion_tokens=reply.completion_tokens,
         error=error,
+        confidence=reply.answer_probability,
     )
 
 

@@ -45,6 +45,7 @@ class ScoredExample:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    confidence: float | None = None  # the model's probability of its answer (logprobs), when known
 
     @property
     def failed(self) -> bool:

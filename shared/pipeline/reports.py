@@ -89,6 +89,43 @@ def _dataset_summary(pipeline: Pipeline, run: Run, manifest: dict[str, Any] | No
     )
 
 
+def _suspects(pipeline: Pipeline, run: Run, labels: list[str], manifest: dict[str, Any] | None) -> list[Any]:
+    """The review queue: test images the candidate and the other model (incumbent, else base) both
+    answered with the same other label, with thumbnails and source paths."""
+    from shared.evaluation.suspects import find_suspects, line_index, thumbnails
+    from shared.pipeline.evaluate import load_examples
+    from shared.reporting.schema import SuspectLabel
+    from shared.storage import open_blob_reader
+
+    candidate_role = run.evaluation.get("candidate")
+    other = next((r for r in ("incumbent", "base") if r in run.evaluation and run.evaluation[r].done), None)
+    if not labels or candidate_role is None or not candidate_role.done or other is None:
+        return []
+    prefix = pipeline.store.side_blob_name(run.dataset, run.version, "")
+    found = find_suspects(
+        load_examples(pipeline, prefix, "candidate"), load_examples(pipeline, prefix, other), labels, other
+    )
+    if not found:
+        return []
+    files = ((manifest or {}).get("splits") or {}).get("test", {}).get("files") or []
+    wanted = {line_index(s["custom_id"]) for s in found}
+    try:
+        blob = pipeline.training.get_blob_client(training_prefix(run.dataset, run.version) + "test.jsonl")
+        with open_blob_reader(blob) as reader:
+            pictures = thumbnails(reader, wanted)
+    except Exception as exc:  # noqa: BLE001 - the queue is still useful without pictures
+        log.warning("%s: no thumbnails for the suspect labels: %s", run.key, exc)
+        pictures = {}
+    return [
+        SuspectLabel(
+            **s,
+            source_path=files[line_index(s["custom_id"])] if line_index(s["custom_id"]) < len(files) else None,
+            thumbnail=pictures.get(line_index(s["custom_id"])),
+        )
+        for s in found
+    ]
+
+
 def _hours(start: datetime | None, end: datetime | None) -> float:
     if start is None:
         return 0.0
@@ -181,6 +218,7 @@ def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
         timeline=run.transitions,
         production_model=(production or {}).get("model"),
         production_deployment=(production or {}).get("deployment"),
+        suspects=_suspects(pipeline, run, labels, manifest),
     )
 
 

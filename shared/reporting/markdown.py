@@ -203,6 +203,22 @@ def _cost(report: RunReport) -> list[str]:
     return lines + ([""] if s.budget_lines(report) else [])
 
 
+def suspects_markdown(report: RunReport) -> list[str]:
+    """The review queue of suspect labels as a Markdown section (no pictures: see the HTML report)."""
+    if not report.suspects:
+        return []
+    other = report.suspects[0].other_role
+    lines = ["## Suspect labels", "",
+             f"{len(report.suspects)} test image(s) that the candidate and the {other} model both answered with "
+             "the same other label: check their labels first (most confident first; thumbnails in report.html).", ""]
+    lines += _table(["Image", "Labelled", "Both say", "Confidence", "Candidate", other.capitalize()], [
+        [x.source_path or x.custom_id, x.label, x.answer,
+         "—" if x.confidence is None else f"{x.confidence:.0%}", x.candidate_answer, x.other_answer]
+        for x in report.suspects
+    ], "lllrll")
+    return lines
+
+
 def render_run_markdown(report: RunReport) -> str:
     """The run report as Markdown: decision, comparison, per-class F1, confusions, training, dataset,
     cost and timeline."""
@@ -243,6 +259,7 @@ def render_run_markdown(report: RunReport) -> str:
     lines += _training(report)
     lines += _dataset(report)
     lines += _cost(report)
+    lines += suspects_markdown(report)
     if report.timeline:
         lines += ["## Timeline", "", *_table(["When", "State", "Detail"],
                                               [[s.when(t.at), t.state, t.detail] for t in report.timeline], "lll")]

@@ -163,6 +163,22 @@ class Transition(BaseModel):
     detail: str = ""
 
 
+class SuspectLabel(BaseModel):
+    """A test image that the candidate and the other model both answered with the same label, other than
+    its own: likely mislabelled. ``confidence`` is the mean of the two models' probabilities of that
+    answer (logprobs), where they returned them."""
+
+    custom_id: str
+    source_path: str | None = None
+    label: str  # the label the dataset gives the image
+    answer: str  # what both models answered (matched to a label)
+    candidate_answer: str
+    other_role: str  # incumbent, or base for a first model
+    other_answer: str
+    confidence: float | None = None
+    thumbnail: str | None = None  # a small JPEG as a data URL
+
+
 class RunReport(BaseModel):
     schema_version: int = SCHEMA_VERSION
     dataset: str
@@ -181,6 +197,7 @@ class RunReport(BaseModel):
     timeline: list[Transition] = Field(default_factory=list)
     production_model: str | None = None  # what serves production after this run
     production_deployment: str | None = None
+    suspects: list[SuspectLabel] = Field(default_factory=list)  # the review queue, most confident first
 
 
 class EvaluationReport(BaseModel):

@@ -30,7 +30,7 @@ def promoted(tmp_path_factory: pytest.TempPathFactory):
     from shared.settings import Settings
 
     tmp = tmp_path_factory.mktemp("predict")
-    digits = export_digits(tmp / "digits", size=32, limit_per_label=DIGITS_PER_LABEL)
+    digits = _digits_with_mislabelled_test_images(export_digits(tmp / "all", size=32, limit_per_label=48), tmp / "digits")
     extra = {
         "VISIONTUNE_RETRY_BASE_SECONDS": "0",
         "VISIONTUNE_CONVERT_WORKERS": "1",
@@ -64,6 +64,26 @@ def promoted(tmp_path_factory: pytest.TempPathFactory):
             server.shutdown()
 
 
+MISLABELLED = "mislabelled-"
+
+
+def _digits_with_mislabelled_test_images(exported: Path, out: Path) -> Path:
+    """Given splits: per label 24 train, 4 validation, 8 test images; plus 12 more images of a 0 filed
+    as test images of 6 (named ``mislabelled-*``): the review queue must find some of them."""
+    import shutil
+
+    for label_dir in sorted(exported.iterdir()):
+        files = sorted(label_dir.iterdir())
+        for split, chunk in (("train", files[:24]), ("validation", files[24:28]), ("test", files[28:36])):
+            (out / split / label_dir.name).mkdir(parents=True, exist_ok=True)
+            for f in chunk:
+                shutil.copy(f, out / split / label_dir.name / f.name)
+    (out / "test" / "6").mkdir(parents=True, exist_ok=True)
+    for f in sorted((exported / "0").iterdir())[36:48]:
+        shutil.copy(f, out / "test" / "6" / f"{MISLABELLED}{f.name}")
+    return out
+
+
 def _test_files(settings, run, digits: Path) -> list[Path]:
     from shared.pipeline.context import Pipeline
 
@@ -82,7 +102,7 @@ def _post(url: str, body: bytes) -> tuple[int, dict]:
 
 def test_predict_classifies_held_out_images_with_the_production_model(promoted, capsys) -> None:
     stack, settings_file, settings, run, digits, _ = promoted
-    files = _test_files(settings, run, digits)
+    files = [f for f in _test_files(settings, run, digits) if not f.name.startswith(MISLABELLED)]
     assert len(files) >= 10
     assert main(["predict", *map(str, files), "--dataset", "digits", "--settings", str(settings_file), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -103,7 +123,7 @@ def test_predict_on_a_folder_prints_a_table_and_reports_bad_files_without_losing
     _, settings_file, settings, run, digits, _ = promoted
     folder = tmp_path / "mixed"
     folder.mkdir()
-    for source in _test_files(settings, run, digits)[:3]:
+    for source in [f for f in _test_files(settings, run, digits) if not f.name.startswith(MISLABELLED)][:3]:
         (folder / f"{source.parent.name}-{source.name}").write_bytes(source.read_bytes())
     (folder / "notes.png").write_text("not an image at all")
     code = main(["predict", str(folder), "--dataset", "digits", "--settings", str(settings_file)])
@@ -117,7 +137,7 @@ def test_predict_on_a_folder_prints_a_table_and_reports_bad_files_without_losing
 
 def test_predict_by_version_and_clear_errors(promoted, capsys) -> None:
     _, settings_file, settings, run, digits, _ = promoted
-    image = str(_test_files(settings, run, digits)[0])
+    image = str([f for f in _test_files(settings, run, digits) if not f.name.startswith(MISLABELLED)][0])
     assert main(["predict", image, "--dataset", "digits", "--version", run.version[:6], "--settings", str(settings_file)]) == 0
     assert f"# digits {run.version}" in capsys.readouterr().out
     assert main(["predict", image, "--dataset", "cats", "--settings", str(settings_file)]) == 2
@@ -170,7 +190,10 @@ def test_wrong_preprocessing_costs_accuracy(promoted) -> None:
     _, _, settings, run, digits, _ = promoted
     pipeline = Pipeline(settings)
     target = resolve_target(pipeline, "digits")
-    images = held_out_images(digits, pipeline.manifest("digits", run.version))
+    manifest = pipeline.manifest("digits", run.version)
+    test = manifest["splits"]["test"]
+    test["files"] = [f for f in test["files"] if MISLABELLED not in f]
+    images = held_out_images(digits, manifest)
     wanted = {"right", "right (camera files, EXIF applied)", "no EXIF transpose (camera files)"}
     results = measure(pipeline.openai, target, images, [v for v in VARIANTS if v.name in wanted])
     assert results["right"]["accuracy"] >= 0.8
@@ -188,3 +211,20 @@ def test_the_run_published_its_events_and_visiontune_events_lists_them(promoted,
     assert main(["events", "--settings", str(settings_file)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and "run.promoted" in lines[-1] and f"digits/{run.version}" in lines[-1]
+
+
+def test_the_report_has_a_review_queue_of_suspect_labels(promoted, tmp_path: Path) -> None:
+    _, settings_file, _, run, _, _ = promoted
+    assert main(["report", "digits", "--settings", str(settings_file), "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "digits" / run.version / "report.json").read_text())
+    suspects = report["suspects"]
+    assert suspects, "no suspect labels, though 12 images of a 0 are labelled 6"
+    for suspect in suspects:
+        assert suspect["answer"] != suspect["label"] and suspect["other_role"] == "base"
+        assert suspect["source_path"].startswith("test/") and suspect["thumbnail"].startswith("data:image/jpeg;base64,")
+    assert any(MISLABELLED in s["source_path"] and s["answer"] == "0" for s in suspects)
+    confidences = [s["confidence"] for s in suspects]
+    assert all(c is not None for c in confidences) and confidences == sorted(confidences, reverse=True)
+    html = (tmp_path / "digits" / run.version / "report.html").read_text()
+    assert 'id="suspects"' in html and suspects[0]["thumbnail"] in html
+    assert "## Suspect labels" in (tmp_path / "digits" / run.version / "report.md").read_text()
