@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run version, or a unique prefix of it (default: the newest)",
     )
     report.add_argument("--out", type=Path, default=None, help="folder to download the report files into")
+    report.add_argument(
+        "--suspects",
+        action="store_true",
+        help="print only the review queue: test images both models call the same other label (likely mislabelled)",
+    )
     add_storage_arguments(report)
     report.set_defaults(handler=run_report)
 
@@ -102,6 +107,8 @@ def run_report(args: argparse.Namespace) -> int:
             f"no report for {args.dataset}/{version} yet (reports are written when a run ends; "
             f"see `visiontune status {args.dataset}`)"
         )
+    if args.suspects:
+        return print_suspects(args.dataset, version, report.get("suspects") or [], as_json=args.json)
     if args.out is not None:
         files = download_reports(settings, args.dataset, version, args.out)
         if args.json:
@@ -119,4 +126,23 @@ def run_report(args: argparse.Namespace) -> int:
         return 0
     markdown = container.download_blob(report_prefix(args.dataset, version) + "report.md").readall().decode()
     table_console().print(Markdown(markdown))
+    return 0
+
+
+def print_suspects(dataset: str, version: str, suspects: list[dict[str, Any]], *, as_json: bool) -> int:
+    """The review queue of a report: one line per image (JSON lines with ``--json``, thumbnails left out)."""
+    if as_json:
+        for suspect in suspects:
+            print(json.dumps({k: v for k, v in suspect.items() if k != "thumbnail"}))
+        return 0
+    if not suspects:
+        print(f"{dataset}/{version}: no suspect labels (no test image that both models call the same other label)")
+        return 0
+    other = suspects[0].get("other_role", "other")
+    print(f"{dataset}/{version}: {len(suspects)} suspect label(s), most confident first "
+          f"(candidate and {other} agree on another label; thumbnails in report.html)")
+    for s in suspects:
+        confidence = "-" if s.get("confidence") is None else f"{s['confidence']:.0%}"
+        print(f"{s.get('source_path') or s['custom_id']}\tlabelled {s['label']}\tboth say {s['answer']}\t{confidence}"
+              f"\t(candidate: {s['candidate_answer']!r}, {other}: {s['other_answer']!r})")
     return 0

@@ -213,7 +213,7 @@ def test_the_run_published_its_events_and_visiontune_events_lists_them(promoted,
     assert len(lines) == 3 and "run.promoted" in lines[-1] and f"digits/{run.version}" in lines[-1]
 
 
-def test_the_report_has_a_review_queue_of_suspect_labels(promoted, tmp_path: Path) -> None:
+def test_the_report_has_a_review_queue_of_suspect_labels(promoted, tmp_path: Path, capsys) -> None:
     _, settings_file, _, run, _, _ = promoted
     assert main(["report", "digits", "--settings", str(settings_file), "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "digits" / run.version / "report.json").read_text())
@@ -228,3 +228,8 @@ def test_the_report_has_a_review_queue_of_suspect_labels(promoted, tmp_path: Pat
     html = (tmp_path / "digits" / run.version / "report.html").read_text()
     assert 'id="suspects"' in html and suspects[0]["thumbnail"] in html
     assert "## Suspect labels" in (tmp_path / "digits" / run.version / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["report", "digits", "--suspects", "--settings", str(settings_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"{len(suspects)} suspect label(s)" in lines[0] and len(lines) == len(suspects) + 1
+    assert lines[1].startswith(suspects[0]["source_path"] + "\tlabelled ")
