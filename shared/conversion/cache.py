@@ -12,7 +12,9 @@ Layout (the same in a folder on disk and under ``_cache/<dataset>/`` in the trai
 - ``refs/<version>.json``: ``{"version": ..., "keys": [...], "sources": {path: [size, etag, sha256]}}``, the
   entries a version uses and, for sources with ETags (blobs), the digest of each file as it was then: a
   later conversion trusts an unchanged (path, size, ETag) and does not read that file again. Azure gives a
-  blob a new ETag on every write, so an equal ETag means equal bytes.
+  blob a new ETag on every write (Microsoft Learn, "Manage concurrency in Blob Storage": the ETag is
+  updated whenever the blob is written), so an equal ETag means equal bytes; a metadata-only change also
+  moves it, which costs one read, never a wrong image.
 
 ``collect(kept)`` drops the refs of versions that are not kept, deletes packs none of whose entries a kept
 version uses, rewrites packs that are mostly dead, and merges the smallest packs when there are more than
