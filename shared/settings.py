@@ -18,7 +18,12 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Data plane, dated surface (files, uploads, models, batches): the latest stable authoring spec.
+# Fine-tuning and chat use the v1 API, which takes no version (shared/aoai/clients.py).
 DEFAULT_API_VERSION = "2024-10-21"
+# Control plane (ARM deployments): the latest stable Microsoft.CognitiveServices version, whose spec is
+# the one held (shared/specs/azure-arm). DeveloperTier PUTs use their own version (shared/aoai/deployments.py).
+DEFAULT_MANAGEMENT_API_VERSION = "2026-09-01"
 DEFAULT_BASE_MODEL = "gpt-4.1-2025-04-14"
 
 
@@ -61,6 +66,9 @@ class Settings(BaseSettings):
     # --- Azure OpenAI control plane (deployments) ----------------------------------------------
     management_endpoint: str = Field(
         default="https://management.azure.com", validation_alias="AZURE_MANAGEMENT_ENDPOINT"
+    )
+    management_api_version: str = Field(
+        default=DEFAULT_MANAGEMENT_API_VERSION, validation_alias="AZURE_MANAGEMENT_API_VERSION"
     )
     subscription_id: str | None = Field(default=None, validation_alias="AZURE_SUBSCRIPTION_ID")
     resource_group: str | None = Field(default=None, validation_alias="AZURE_RESOURCE_GROUP")

@@ -28,7 +28,7 @@ from local.emulator.routes import admin, batches, chat, deployments, files, fine
 from local.emulator.routes.admin import RequestStats
 from local.emulator.service import Emulator
 from local.emulator.specs import SpecCatalog, load_catalog
-from local.emulator.strict import RequestLog, RequestRecord, check_data_plane
+from local.emulator.strict import RequestLog, check_arm, check_data_plane
 from local.emulator.tokens import token_problem
 
 log = logging.getLogger("visiontune.emulator")
@@ -140,7 +140,11 @@ def create_app(emulator: Emulator) -> FastAPI:
                     "MissingApiVersionParameter",
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
-            requests.add(RequestRecord(request.method, path, request.query_params.get("api-version"), route, "arm"))
+            try:
+                await check_arm(request, await run_in_threadpool(catalog), requests)
+            except ApiError:
+                stats.count(route)
+                raise
         else:
             try:
                 _data_plane_auth(request)

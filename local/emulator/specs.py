@@ -35,6 +35,25 @@ AUTHORING_SPECS = {
     "v1": "azure-openai/v1.authoring.yaml",
 }
 OPENAI_SPEC = "openai-openapi.yaml"
+# ARM (control plane): the held excerpt of the latest stable Microsoft.CognitiveServices spec (its
+# deployments paths and Deployment schema). Other ARM api-versions are served but not validated.
+ARM_SPECS = {"2026-09-01": "azure-arm/cognitiveservices-2026-09-01.deployments.excerpt.json"}
+# Operations of the full 2026-09-01 spec that the excerpt leaves out and the pipeline calls (read in the
+# full cognitiveservices.json at commit 5b7c360045c7131cc508c6290dc03237de9950f7, the excerpt's source):
+# (method, path template, operationId); none takes a body.
+ARM_FULL_SPEC_OPERATIONS = {
+    "2026-09-01": (
+        (
+            "get",
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.CognitiveServices"
+            "/accounts/{accountName}/deployments",
+            "Deployments_List",
+        ),
+    ),
+}
+# The async-operation URL ARM hands out in Azure-AsyncOperation: the client polls what it was given
+# (https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations).
+ARM_ASYNC_OPERATION = "Azure-AsyncOperation URL (ARM asynchronous operations)"
 V1 = "v1"
 # The v1 API's api-version values (v1.authoring.yaml, AzureAIFoundryModelsApiVersion); both use the v1 spec.
 V1_API_VERSIONS = ("v1", "preview")
@@ -272,7 +291,7 @@ def _openapi_operation(version: str, name: str, document: dict[str, Any], path: 
 
 def _template_regex(template: str) -> re.Pattern[str]:
     pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
-    return re.compile(f"^{pattern}$")
+    return re.compile(f"^{pattern}$", re.IGNORECASE if template.startswith("/subscriptions/") else 0)
 
 
 class SpecCatalog:
@@ -285,6 +304,12 @@ class SpecCatalog:
         self._lock = threading.Lock()
         for version, relative in AUTHORING_SPECS.items():
             self._add(version, relative)
+        self._arm: dict[str, list[tuple[re.Pattern[str], Operation]]] = {}
+        for version, relative in ARM_SPECS.items():
+            self._add(version, relative, into=self._arm)
+            for method, path, operation_id in ARM_FULL_SPEC_OPERATIONS.get(version, ()):
+                source = f"{Path(relative).name.replace('.deployments.excerpt', '')} (full spec) {operation_id}"
+                self._arm[version].append((_template_regex(path), Operation(version, method, path, source)))
 
     def _v1_chat(self) -> Operation:
         """v1 inference: OpenAI's ``/chat/completions`` (Learn: the v1 API takes OpenAI's chat syntax).
@@ -296,10 +321,10 @@ class SpecCatalog:
                 self._chat = _openapi_operation(V1, OPENAI_SPEC, document, "/chat/completions", "post", op)
             return self._chat
 
-    def _add(self, version: str, relative: str) -> None:
+    def _add(self, version: str, relative: str, into: dict[str, list[tuple[re.Pattern[str], Operation]]] | None = None) -> None:
         document = _load(self.specs_dir / relative)
         build = _swagger_operation if document.get("swagger") else _openapi_operation
-        entries = self._operations.setdefault(version, [])
+        entries = (self._operations if into is None else into).setdefault(version, [])
         for path, item in document["paths"].items():
             for method in _METHODS:
                 if method in item:
@@ -324,6 +349,18 @@ class SpecCatalog:
         if version == V1 and method.lower() == "post" and path == "/chat/completions":
             return self._v1_chat()
         for pattern, operation in self._operations.get(version, []):
+            if operation.method == method.lower() and pattern.match(path):
+                return operation
+        return None
+
+
+    @property
+    def arm_versions(self) -> tuple[str, ...]:
+        return tuple(self._arm)
+
+    def arm_operation(self, version: str, method: str, path: str) -> Operation | None:
+        """The ARM operation of ``version`` serving ``method path`` (the full ``/subscriptions/...`` path)."""
+        for pattern, operation in self._arm.get(version, []):
             if operation.method == method.lower() and pattern.match(path):
                 return operation
         return None

@@ -13,7 +13,8 @@
 
   On Azure it signs in with Entra ID (``DefaultAzureCredential``, the function app's managed identity);
   against the local emulator with the API key (``AZURE_OPENAI_API_KEY`` is a local-only setting).
-- ``management_client``: the control plane (deployments) through ARM.
+- ``management_client``: the control plane (deployments) through ARM, at ``AZURE_MANAGEMENT_API_VERSION``
+  (default 2026-09-01, the latest stable version, whose spec copy the emulator checks requests against).
 
 Clients are cached per relevant settings values so warm function instances reuse their connection pools
 and tokens. Heavy SDK imports happen inside the functions (cold start).
@@ -25,16 +26,15 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from shared.settings import Settings
+from shared.settings import DEFAULT_MANAGEMENT_API_VERSION, Settings
 
 if TYPE_CHECKING:
     import openai
     from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
-# The ARM api-version of the deployment routes (azure-facts); the SDK's newer default works too, but
-# this is the version the design (and the local emulator) is written against.
-MANAGEMENT_API_VERSION = "2024-10-01"
+# The default ARM api-version of the deployment routes (the AZURE_MANAGEMENT_API_VERSION setting).
+MANAGEMENT_API_VERSION = DEFAULT_MANAGEMENT_API_VERSION
 OPENAI_MAX_RETRIES = 5
 # Generous for chat calls; uploads pass their own longer timeout per call.
 OPENAI_TIMEOUT_SECONDS = 120.0
@@ -146,7 +146,7 @@ def management_client(settings: Settings) -> "CognitiveServicesManagementClient"
     """
     settings.require("subscription_id")
     endpoint = settings.management_endpoint.rstrip("/")
-    key = (endpoint, settings.subscription_id, settings.openai_api_key, settings.azure_client_id)
+    key = (endpoint, settings.management_api_version, settings.subscription_id, settings.openai_api_key, settings.azure_client_id)
     with _lock:
         cached = _management_clients.get(key)
     if cached is not None:
@@ -156,7 +156,7 @@ def management_client(settings: Settings) -> "CognitiveServicesManagementClient"
 
     options: dict[str, Any] = dict(
         base_url=endpoint,
-        api_version=MANAGEMENT_API_VERSION,
+        api_version=settings.management_api_version,
         retry_total=MANAGEMENT_RETRY_TOTAL,
         polling_interval=5,
         credential_scopes=[f"{endpoint}/.default"],

@@ -150,3 +150,30 @@ def test_requests_are_recorded_with_the_operation_that_covered_them(emulator_fac
     dated_chat = by_path[("POST", f"/openai/deployments/{BASE_DEPLOYMENT}/chat/completions")]
     assert dated_chat["operation"] is None and dated_chat["status"] is None  # served, not validated
     assert by_path[("POST", "/openai/v1/batches")]["status"] == 404
+
+
+def test_arm_requests_on_the_held_version_are_checked_against_its_spec(emulator_factory):
+    from local.emulator.constants import ACCOUNT, RESOURCE_GROUP, SUBSCRIPTION_ID
+
+    server = emulator_factory(record_requests=True)
+    url = (
+        f"{server.url}/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{RESOURCE_GROUP}"
+        f"/providers/Microsoft.CognitiveServices/accounts/{ACCOUNT}/deployments"
+    )
+    headers = {"authorization": f"Bearer {API_KEY}"}  # the key as a bearer token, as the local stack sends it
+    body = {"sku": {"name": "GlobalStandard", "capacity": 1}, "properties": {"model": {"format": "OpenAI", "name": BASE_MODEL}}}
+    refused = httpx.put(
+        f"{url}/strict-check?api-version=2026-09-01",
+        headers=headers,
+        json={**body, "properties": {**body["properties"], "scaleType": "Standard"}},
+    )
+    assert refused.status_code == 400 and "field 'properties.scaleType' is not declared" in refused.json()["error"]["message"]
+    assert "2026-09-01" in refused.json()["error"]["message"]
+    assert httpx.put(f"{url}/strict-check?api-version=2026-09-01", headers=headers, json=body).status_code == 201
+    assert httpx.get(f"{url}?api-version=2026-09-01", headers=headers).status_code == 200
+    assert httpx.get(f"{url}?api-version=2024-10-01", headers=headers).status_code == 200  # served, not validated
+    records = EmulatorAdmin(server.url).requests()
+    operations = [(r["api_version"], r["method"], r["operation"], r["status"]) for r in records]
+    assert ("2026-09-01", "PUT", "cognitiveservices-2026-09-01.deployments.excerpt.json Deployments_CreateOrUpdate", 400) in operations
+    assert ("2026-09-01", "GET", "cognitiveservices-2026-09-01.json (full spec) Deployments_List", None) in operations
+    assert ("2024-10-01", "GET", None, None) in operations
