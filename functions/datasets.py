@@ -32,8 +32,11 @@ def dataset_ready(marker: func.InputStream) -> None:
         return
     from shared.pipeline.intake import accept_dataset
     from shared.settings import load_settings
+    from shared.telemetry import invocation
 
-    accept_dataset(load_settings(), parts["dataset"], archive=False, marker_body=marker.read())
+    settings = load_settings()
+    with invocation("dataset_ready", settings, dataset=parts["dataset"]):
+        accept_dataset(settings, parts["dataset"], archive=False, marker_body=marker.read())
 
 
 @bp.function_name("dataset_archive_ready")
@@ -53,5 +56,8 @@ def dataset_archive_ready(archive: blob_sdk.BlobClient) -> None:
         return
     from shared.pipeline.intake import accept_dataset
     from shared.settings import load_settings
+    from shared.telemetry import invocation
 
-    accept_dataset(load_settings(), parts["dataset"], archive=True, marker_body=b"", archive_blob=archive)
+    settings = load_settings()
+    with invocation("dataset_archive_ready", settings, dataset=parts["dataset"]):
+        accept_dataset(settings, parts["dataset"], archive=True, marker_body=b"", archive_blob=archive)

@@ -15,6 +15,9 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     """Every run (or one dataset's) with its state, scores and the production model."""
     from shared.pipeline.status import collect_status
     from shared.settings import load_settings
+    from shared.telemetry import invocation
 
-    body = collect_status(load_settings(), req.route_params.get("dataset"))
+    settings = load_settings()
+    with invocation("status", settings, dataset=req.route_params.get("dataset")):
+        body = collect_status(settings, req.route_params.get("dataset"))
     return func.HttpResponse(json.dumps(body, indent=2), mimetype="application/json")

@@ -18,8 +18,11 @@ def advance_runs(timer: func.TimerRequest) -> None:
         log.info("advance_runs is past due; running now")
     from shared.pipeline.advance import advance_all_runs
     from shared.settings import load_settings
+    from shared.telemetry import invocation
 
-    advance_all_runs(load_settings())
+    settings = load_settings()
+    with invocation("advance_runs", settings):
+        advance_all_runs(settings)
 
 
 @bp.function_name("scheduled_evaluation")
@@ -28,5 +31,8 @@ def scheduled_evaluation(timer: func.TimerRequest) -> None:
     """Re-evaluate every production model (and the base model) on its latest test set."""
     from shared.pipeline.scheduled import evaluate_production
     from shared.settings import load_settings
+    from shared.telemetry import invocation
 
-    evaluate_production(load_settings())
+    settings = load_settings()
+    with invocation("scheduled_evaluation", settings):
+        evaluate_production(settings)

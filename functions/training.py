@@ -27,5 +27,8 @@ def training_ready(manifest: func.InputStream) -> None:
         return
     from shared.pipeline.training import start_training
     from shared.settings import load_settings
+    from shared.telemetry import invocation
 
-    start_training(load_settings(), parts["dataset"], parts["version"])
+    settings = load_settings()
+    with invocation("training_ready", settings, dataset=parts["dataset"], version=parts["version"]):
+        start_training(settings, parts["dataset"], parts["version"])

@@ -177,6 +177,13 @@ class Settings(BaseSettings):
     price_hosting_per_hour: float = Field(default=1.70, ge=0, validation_alias="VISIONTUNE_PRICE_HOSTING_PER_HOUR")
     batch_discount: float = Field(default=0.5, ge=0, le=1, validation_alias="VISIONTUNE_BATCH_DISCOUNT")
 
+    # --- logs ------------------------------------------------------------------------------------
+    # Level of the Azure SDK and HTTP client loggers (shared/telemetry.py NOISY_LOGGERS). On Azure every
+    # record at INFO goes to Application Insights, and the SDK's HTTP logging policy writes two per call.
+    sdk_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", validation_alias="VISIONTUNE_SDK_LOG_LEVEL"
+    )
+
     # ------------------------------------------------------------------------------------------
     @property
     def uses_api_key(self) -> bool:

@@ -25,6 +25,7 @@ from shared.layout import MANIFEST_NAME, report_prefix, validate_dataset_name
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import OverridesError, Run, RunOverrides, utcnow
 from shared.settings import Settings
+from shared.telemetry import note, set_run_state
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
@@ -88,6 +89,7 @@ def accept_dataset(
         validate_dataset_name(dataset)
     except ValueError as error:
         log.error("ignoring a drop: %s", error)
+        note(outcome="refused")
         return None
     pipeline = Pipeline(settings)
     try:
@@ -95,12 +97,14 @@ def accept_dataset(
     except OverridesError as error:
         log.error("%s: %s", dataset, error)
         publish_intake_failure(pipeline, dataset, "marker", str(error))
+        note(outcome="failed", failed_stage="marker")
         return None
     problem = _base_model_problem(pipeline, overrides.apply(settings).base_model)
     if problem is not None:  # found out before converting, so before anything is uploaded
         log.error("%s: %s", dataset, problem)
         where = "marker" if overrides.base_model else "preflight"  # else VISIONTUNE_BASE_MODEL is wrong
         publish_intake_failure(pipeline, dataset, where, problem)
+        note(outcome="failed", failed_stage=where)
         return None
 
     what = f"datasets/{dataset}.zip" if archive else f"datasets/{dataset}/"
@@ -113,6 +117,8 @@ def accept_dataset(
     if receipt and pipeline.manifest(dataset, receipt["version"]) is not None:
         # A replay of a drop already converted (same blobs, same ETags, same options): skip the conversion.
         log.info("%s: this drop was already converted to version %s", dataset, receipt["version"])
+        set_run_state("converted", receipt["version"])
+        note(outcome="replay")
         if recheck_over_budget(pipeline, dataset, receipt["version"], overrides.values()) is not None:
             return IntakeResult(
                 dataset=dataset,
@@ -152,14 +158,18 @@ def accept_dataset(
                     pipeline.datasets, f"{dataset}/", read_concurrency=settings.convert_read_concurrency
                 )
             cache = image_cache(pipeline, settings, dataset, options) if settings.convert_cache else None
+            started = time.perf_counter()
             result = convert_dataset(source, sink, options, cache=cache, live_stats=counts)
+            note(convert_s=round(time.perf_counter() - started, 3))
     except DatasetError as error:
         log.error("%s: the dataset cannot be used: %s", dataset, error)
         publish_intake_failure(pipeline, dataset, "convert", str(error))
+        note(outcome="failed", failed_stage="convert")
         return None
     except ValueError as error:  # an unreadable archive, a path outside the layout
         log.error("%s: %s", dataset, error)
         publish_intake_failure(pipeline, dataset, "convert", f"{what}: {error}")
+        note(outcome="failed", failed_stage="convert")
         return None
 
     if not created:  # the version was already published: make sure its run exists all the same
@@ -174,6 +184,15 @@ def accept_dataset(
     if cache is not None:
         collect_cache(pipeline, dataset, cache)
     examples = sum(int(s.get("examples", 0)) for s in (result.manifest.get("splits") or {}).values())
+    run_state = created["run"].state.value if "run" in created else "converted"  # type: ignore[attr-defined]
+    set_run_state(run_state, result.version)
+    note(
+        outcome="published" if sink.published else "already_there",
+        examples=examples,
+        rejected=len(result.rejected),
+        ignored=len(result.manifest.get("ignored") or []),
+        labels=len(result.manifest.get("labels") or []),
+    )
     pipeline.store.write_document(
         receipt_name, {"version": result.version, "examples": examples, "at": utcnow().isoformat()}
     )
@@ -233,8 +252,8 @@ def collect_cache(pipeline: Pipeline, dataset: str, cache) -> None:
     except Exception as error:  # noqa: BLE001 - the version is published; garbage can wait for the next drop
         log.warning("%s: could not collect the image cache: %s", dataset, error)
         return
-    if any(stats.values()):
-        log.info("%s: image cache collected: %s", dataset, stats)
+    # Counts on the invocation's summary record rather than a record of their own.
+    note(**{f"cache_{name}": value for name, value in stats.items()})
 
 
 def drop_fingerprint(

@@ -13,6 +13,7 @@ import time
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import Run, RunState, utcnow
 from shared.settings import Settings
+from shared.telemetry import note, set_run_state
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,18 @@ def start_training(settings: Settings, dataset: str, version: str) -> Run | None
             Transition(state="converted", at=utcnow(), detail="manifest found without a run")
         )
         run, _ = pipeline.store.create(run)
+    set_run_state(run.state.value, version)
     if run.state not in (RunState.CONVERTED, RunState.UPLOADING):
         log.info("%s is already %s; nothing to start", run.key, run.state.value)
         return run
-    return advance_run(
+    saved = advance_run(
         pipeline,
         dataset,
         version,
         deadline=time.monotonic() + TRAINING_TRIGGER_SECONDS,
         wait_for_files=FILE_WAIT_SECONDS,
     )
+    if saved is not None:
+        set_run_state(saved.state.value)
+        note(from_state=run.state.value)
+    return saved
