@@ -13,6 +13,12 @@
   runs any function now (Core Tools' admin route; the body's ``input`` is the blob path for blob
   triggers).
 - Bounded concurrency (one thread pool) and a log line per invocation.
+- Logs as the Functions Python worker forwards them: a handler on the root logger (set to INFO while
+  the host lives) takes every record at INFO and above that a handler emits on its own thread, and
+  keeps it on the ``Invocation`` (``log_count``, the first ``MAX_KEPT_LOGS`` in ``logs``, each with the
+  custom dimensions the Azure Monitor OpenTelemetry handler would send: the record's non-standard
+  attributes). Records from threads the handler starts are not attributed (the worker sends them
+  without an invocation id).
 
 Settings: ``local.settings.json`` ``Values`` under ``app_root`` fill what the process environment leaves
 unset (as Core Tools does), ``settings`` win over both; the result is put into ``os.environ`` before the
@@ -33,7 +39,8 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -62,6 +69,12 @@ DEFAULT_CONNECTION = "AzureWebJobsStorage"
 # A timer that fires this much later than scheduled is reported as past due.
 PAST_DUE_TOLERANCE = timedelta(seconds=5)
 
+# Records kept per invocation (all are counted).
+MAX_KEPT_LOGS = 200
+# The standard LogRecord attributes; every other attribute is a custom dimension (as the OpenTelemetry
+# logging handler turns them into log attributes).
+_STANDARD_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 POISONED = "poisoned"
@@ -89,15 +102,33 @@ class Invocation:
     duration: float = 0.0  # seconds, all attempts
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     response: Any = field(default=None, repr=False)  # http: the azure.functions.HttpResponse
+    log_count: int = 0  # records at INFO and above the handler emitted (see the module docstring)
+    logs: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the first MAX_KEPT_LOGS
+
+    def add_log(self, record: logging.LogRecord) -> None:
+        """Count ``record``; keep its level, logger, message and custom dimensions (values as text)."""
+        self.log_count += 1
+        if len(self.logs) < MAX_KEPT_LOGS:
+            self.logs.append(
+                {
+                    "level": record.levelname,
+                    "logger": record.name,
+                    "message": record.getMessage(),
+                    "dimensions": {
+                        k: str(v) for k, v in vars(record).items() if k not in _STANDARD_RECORD_ATTRIBUTES
+                    },
+                }
+            )
 
     @property
     def succeeded(self) -> bool:
         return self.outcome == SUCCEEDED
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (no response object)."""
+        """A JSON-ready dict (no response object, no kept log records: ``log_count`` says how many)."""
         data = asdict(self)
         data.pop("response")
+        data.pop("logs")
         data["started_at"] = self.started_at.isoformat()
         return data
 
@@ -108,6 +139,29 @@ class Invocation:
             f"{self.function_name} [{self.trigger_type} {self.trigger_detail}]{etag} "
             f"attempts={self.attempts} outcome={self.outcome} duration={self.duration * 1000:.0f}ms{error}"
         )
+
+
+class _InvocationLogs(logging.Handler):
+    """The worker's root handler: records at INFO and above, attributed to the invocation whose handler
+    runs on the emitting thread (the worker keeps the invocation id in a thread-local the same way)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self._current = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        invocation: Invocation | None = getattr(self._current, "invocation", None)
+        if invocation is not None:
+            invocation.add_log(record)
+
+    @contextmanager
+    def attributed_to(self, invocation: Invocation | None) -> Iterator[None]:
+        previous = getattr(self._current, "invocation", None)
+        self._current.invocation = invocation
+        try:
+            yield
+        finally:
+            self._current.invocation = previous
 
 
 class _Out:
@@ -169,11 +223,17 @@ class LocalFunctionsHost:
 
         self._saved_environment: dict[str, str | None] = {}
         self.settings = self._apply_settings(settings or {}, use_local_settings_file)
+        self._logs = _InvocationLogs()
+        root = logging.getLogger()
+        self._saved_root_level = root.level
+        root.setLevel(min(root.getEffectiveLevel(), logging.INFO))
+        root.addHandler(self._logs)
         try:
             self.app = find_function_app(load_app_module(self.app_root, module_name))
             self._functions = index_functions(self.app, self.settings)
         except BaseException:
             self._restore_environment()
+            self._remove_log_handler()
             raise
         self._by_name = {f.name: f for f in self._functions}
         self._schedules: dict[str, Schedule] = {
@@ -245,6 +305,7 @@ class LocalFunctionsHost:
             account.close()
         self._accounts.clear()
         self._restore_environment()
+        self._remove_log_handler()
         self._closed = True
 
     def __enter__(self) -> LocalFunctionsHost:
@@ -320,6 +381,11 @@ class LocalFunctionsHost:
                 self._saved_environment[key] = os.environ.get(key)
             os.environ[key] = value
         return dict(os.environ)
+
+    def _remove_log_handler(self) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self._logs)
+        root.setLevel(self._saved_root_level)
 
     def _restore_environment(self) -> None:
         for key, previous in self._saved_environment.items():
@@ -431,7 +497,7 @@ class LocalFunctionsHost:
                     metadata=dict(properties.metadata or {}),
                 )
                 try:
-                    self._call(info, stream, dict(candidate.parameters))
+                    self._call(info, stream, dict(candidate.parameters), invocation)
                     invocation.outcome = SUCCEEDED
                     invocation.error = None
                     break
@@ -571,7 +637,7 @@ class LocalFunctionsHost:
                 },
                 schedule={"AdjustForDST": True},
             )
-            self._call(info, request, {})
+            self._call(info, request, {}, invocation)
             invocation.outcome = SUCCEEDED
         except Exception:
             invocation.outcome = FAILED
@@ -591,7 +657,7 @@ class LocalFunctionsHost:
         invocation.attempts = 1
         try:
             parameters = {**dict(request.params), **dict(request.route_params)}
-            result = self._call(info, request, parameters)
+            result = self._call(info, request, parameters, invocation)
             if isinstance(result, func.HttpResponse):
                 invocation.response = result
             elif result is None:
@@ -642,8 +708,15 @@ class LocalFunctionsHost:
         return [(info, params) for _, info, params in matches]
 
     # --- calling a handler ---------------------------------------------------------------------
-    def _call(self, info: FunctionInfo, trigger_value: Any, binding_data: dict[str, str]) -> Any:
-        """Call the handler with the trigger, input bindings, output bindings and ``context``."""
+    def _call(
+        self,
+        info: FunctionInfo,
+        trigger_value: Any,
+        binding_data: dict[str, str],
+        invocation: Invocation | None = None,
+    ) -> Any:
+        """Call the handler with the trigger, input bindings, output bindings and ``context``; records it
+        logs on this thread are kept on ``invocation``."""
         handler = info.handler
         parameters = inspect.signature(handler).parameters
         arguments: dict[str, Any] = {info.trigger_arg: trigger_value}
@@ -666,9 +739,10 @@ class LocalFunctionsHost:
             raise IndexingError(
                 f"{info.name}: the handler has no parameter(s) {unknown} its bindings declare"
             )
-        result = handler(**arguments)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
+        with self._logs.attributed_to(invocation):
+            result = handler(**arguments)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
         for binding in info.outputs:
             if binding["type"] == "blob" and binding["name"] in outputs:
                 value = outputs[binding["name"]].get()

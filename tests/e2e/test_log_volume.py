@@ -1,0 +1,87 @@
+"""Log volume on the local stack (issue 15): an intake of 2,000 images logs no more records at INFO than
+one of 20, through the local functions host that forwards records the way the Functions Python worker
+does (a root handler at INFO, attributed to the invocation running on the thread), and every record of
+a run carries the dataset, version and run state as custom dimensions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.log_volume import synthetic_drop, upload_drop
+
+REPO = Path(__file__).resolve().parents[2]
+# One summary record per invocation; the slack is for a warning a slow machine may cause, never per file.
+MAX_RECORDS_PER_INVOCATION = 3
+RUN_DIMENSIONS = ("visiontune.dataset", "visiontune.version", "visiontune.run_state")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    from local.emulator.server import EmulatorConfig
+    from local.stack import LocalStack
+
+    with LocalStack(
+        tmp_path_factory.mktemp("log-volume"),
+        app_root=REPO,
+        emulator_config=EmulatorConfig(step_seconds=0.1, file_processing_seconds=0.1),
+        start_host=False,
+        extra_settings={"VISIONTUNE_CONVERT_WORKERS": "1"},
+    ) as running:
+        yield running
+
+
+def intake_and_training(stack, tmp_path: Path, dataset: str, images: int) -> list:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(stack.settings["AzureWebJobsStorage"])
+    upload_drop(service, dataset, synthetic_drop(tmp_path / dataset, images))
+    intake = stack.host.tick("dataset_ready", f"datasets/{dataset}/_READY")
+    assert intake.succeeded, intake.error
+    [manifest] = [
+        b.name
+        for b in service.get_container_client("training").list_blobs(name_starts_with=f"{dataset}/")
+        if b.name.endswith("/manifest.json")
+    ]
+    training = stack.host.tick("training_ready", f"training/{manifest}")
+    assert training.succeeded, training.error
+    return [intake, training]
+
+
+def test_intake_of_2000_images_logs_as_few_records_as_20_and_every_record_has_the_run(
+    stack, tmp_path: Path
+) -> None:
+    small = intake_and_training(stack, tmp_path, "few", 20)
+    large = intake_and_training(stack, tmp_path, "many", 2000)
+
+    for few, many in zip(small, large, strict=True):
+        shown = [(r["level"], r["logger"], r["message"][:80]) for r in many.logs[:10]]
+        assert many.log_count == few.log_count, (many.function_name, few.log_count, many.log_count, shown)
+        assert 1 <= many.log_count <= MAX_RECORDS_PER_INVOCATION, (many.function_name, shown)
+
+    [intake, training] = large
+    summary = intake.logs[-1]
+    assert summary["message"].startswith("dataset_ready finished in "), summary
+    assert summary["dimensions"]["visiontune.examples"] == "2000", summary
+    version = summary["dimensions"]["visiontune.version"]
+    for invocation in (*small, *large):
+        for record in invocation.logs:
+            missing = [d for d in RUN_DIMENSIONS if d not in record["dimensions"]]
+            assert not missing, (invocation.function_name, record["message"], missing)
+    assert {r["dimensions"]["visiontune.version"] for r in training.logs} == {version}
+    assert training.logs[-1]["dimensions"]["visiontune.run_state"] == "training"
+
+
+def test_the_sdk_logs_come_back_when_the_setting_turns_them_up(stack, tmp_path: Path, monkeypatch) -> None:
+    """VISIONTUNE_SDK_LOG_LEVEL=INFO: the HTTP logging policy's per-request lines are there again."""
+    monkeypatch.setenv("VISIONTUNE_SDK_LOG_LEVEL", "INFO")
+    try:
+        [intake, _] = intake_and_training(stack, tmp_path, "loud", 20)
+    finally:
+        from shared.telemetry import configure_logging
+
+        configure_logging("WARNING")
+    loggers = {r["logger"] for r in intake.logs}
+    assert "azure.core.pipeline.policies.http_logging_policy" in loggers, loggers
+    assert intake.log_count > 20, intake.log_count
