@@ -21,6 +21,7 @@ HOST_ONLY_SETTINGS = (
     f"{STORAGE_CONNECTION}__clientId",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
 )
 
 
@@ -78,6 +79,11 @@ def build_app_settings(
             "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": pulumi.Output.concat(
                 "ClientId=", identity_client_id, ";Authorization=AAD"
             ),
+            # With host.json "telemetryMode": "OpenTelemetry": the Python worker configures the Azure
+            # Monitor OpenTelemetry distro and sends the app's logs itself, with their custom dimensions
+            # (Microsoft Learn, "Use OpenTelemetry with Azure Functions", Python). Its exporter reads the
+            # authentication string above, so ingestion stays keyless (shared/telemetry.py).
+            "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
         }
     )
     if batch_deployment is not None:

@@ -53,6 +53,7 @@ HOST_ONLY = {
     "AzureWebJobsStorage__clientId",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
 }
 BASE_CONFIG = {
     "location": "northcentralus",
@@ -371,6 +372,22 @@ def test_app_settings_hold_no_secret(runs: dict[str, dict]) -> None:
         )
 
 
+def test_telemetry_goes_through_the_workers_opentelemetry_distro_keyless(runs: dict[str, dict]) -> None:
+    """host.json, the app settings and requirements.txt agree (shared/telemetry.py): the host in
+    OpenTelemetry mode, the worker configuring the Azure Monitor distro (so log attributes become
+    customDimensions), the distro pinned in the deployed requirements, and Entra ID ingestion."""
+    root = Path(__file__).resolve().parents[2]
+    host = json.loads((root / "host.json").read_text(encoding="utf-8"))
+    assert host.get("telemetryMode") == "OpenTelemetry", "host.json: telemetryMode"
+    pins = [line.split("==") for line in (root / "requirements.txt").read_text().splitlines() if "==" in line]
+    assert any(name.strip() == "azure-monitor-opentelemetry" for name, _ in pins), "requirements.txt: distro pin"
+    settings = app_settings(runs["phase1"])
+    assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
+    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"].endswith(";Authorization=AAD")
+    insights = one(runs["phase1"], "applicationinsights:Component")
+    assert insights["inputs"]["disableLocalAuth"] is True, "Application Insights accepts keys"
+
+
 def test_app_settings_point_at_the_created_resources(
     runs: dict[str, dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -392,6 +409,8 @@ def test_app_settings_point_at_the_created_resources(
         "AzureWebJobsStorage__clientId": client_id,
         "AZURE_CLIENT_ID": client_id,
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"ClientId={client_id};Authorization=AAD",
+        "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
+        "VISIONTUNE_SDK_LOG_LEVEL": "WARNING",
         "AZURE_OPENAI_ENDPOINT": f"https://{subdomain}.openai.azure.com/",
         "AZURE_OPENAI_ACCOUNT": openai["inputs"]["accountName"],
         "AZURE_RESOURCE_GROUP": group["inputs"]["resourceGroupName"],
