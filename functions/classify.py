@@ -20,6 +20,7 @@ def classify(req: func.HttpRequest) -> func.HttpResponse:
     the preprocessing of training. 400/413/415 for bad input, 404 when there is no model to ask."""
     from shared.prediction import MAX_IMAGE_BYTES, PredictionError, classify as classify_image
     from shared.settings import load_settings
+    from shared.telemetry import invocation, note
 
     declared = req.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > MAX_IMAGE_BYTES:
@@ -32,10 +33,12 @@ def classify(req: func.HttpRequest) -> func.HttpResponse:
     body = req.get_body() or b""
     if not body:
         return _json(400, {"error": {"code": "empty", "message": "send the image bytes as the request body"}})
-    try:
-        prediction = classify_image(
-            load_settings(), req.route_params.get("dataset", ""), body, req.params.get("version") or None
-        )
-    except PredictionError as error:
-        return _json(error.status, error.to_json())
+    settings = load_settings()
+    dataset = req.route_params.get("dataset", "")
+    with invocation("classify", settings, dataset=dataset, version=req.params.get("version") or None):
+        try:
+            prediction = classify_image(settings, dataset, body, req.params.get("version") or None)
+        except PredictionError as error:
+            note(status=error.status, error=error.code)
+            return _json(error.status, error.to_json())
     return _json(200, prediction.to_json())
