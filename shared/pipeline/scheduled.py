@@ -20,6 +20,7 @@ from shared.pipeline.models import RoleProgress, utcnow
 from shared.pipeline.production import history_point
 from shared.pipeline.store import INSTANCE_ID, ConcurrentUpdateError
 from shared.settings import Settings
+from shared.telemetry import note
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ def evaluate_production(settings: Settings) -> list[str]:
         if not production:
             continue
         if any(not doc.get("done") for doc, _ in _documents(pipeline, dataset)):
-            log.info("%s: a scheduled evaluation is still running; not starting another", dataset)
+            log.debug("%s: a scheduled evaluation is still running; not starting another", dataset)
+            note(evaluations_still_running=1)
             continue
         runs = pipeline.store.list(dataset)
         test_version = runs[-1].version if runs else str(production["version"])
@@ -97,7 +99,8 @@ def continue_scheduled_evaluations(pipeline: Pipeline) -> None:
                 try:
                     _advance_document(pipeline, name)
                 except ConcurrentUpdateError:
-                    log.info("%s is being advanced by another worker", name)
+                    log.debug("%s is being advanced by another worker", name)
+                    note(evaluations_busy_elsewhere=1)
 
 
 def _advance_document(pipeline: Pipeline, name: str) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from shared.layout import RUNS_CONTAINER, run_blob
 from shared.pipeline.models import Lease, Run, utcnow
 from shared.settings import Settings
+from shared.telemetry import note
 
 if TYPE_CHECKING:  # pragma: no cover
     from azure.storage.blob import ContainerClient
@@ -170,7 +171,9 @@ class RunStore:
             return None
         now = utcnow()
         if run.lease is not None and run.lease.owner != owner and run.lease.until > now:
-            log.info("%s is leased by %s until %s; skipping", run.key, run.lease.owner, run.lease.until)
+            # Per run and tick: a count on the invocation's summary, the detail only at DEBUG.
+            log.debug("%s is leased by %s until %s; skipping", run.key, run.lease.owner, run.lease.until)
+            note(runs_leased_elsewhere=1)
             return None
         run.lease = Lease(owner=owner, until=now + timedelta(seconds=seconds))
         try:
