@@ -11,6 +11,7 @@ import pulumi
 from pulumi_azure_native import web
 
 from shared.settings import Settings
+from shared.telemetry import DISABLED_INSTRUMENTATIONS
 
 PYTHON_VERSION = "3.11"
 # The connection name every blob trigger in function_app.py uses.
@@ -22,6 +23,7 @@ HOST_ONLY_SETTINGS = (
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",
 )
 
 
@@ -84,6 +86,8 @@ def build_app_settings(
             # (Microsoft Learn, "Use OpenTelemetry with Azure Functions", Python). Its exporter reads the
             # authentication string above, so ingestion stays keyless (shared/telemetry.py).
             "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
+            # ...but not a span per HTTP call (a `dependencies` row per image of a drop).
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(DISABLED_INSTRUMENTATIONS),
         }
     )
     if batch_deployment is not None:

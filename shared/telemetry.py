@@ -9,7 +9,8 @@ Microsoft Learn, "Use OpenTelemetry with Azure Functions" (Python: Application I
 turns every attribute of a ``logging.LogRecord`` that is not a standard one into a log attribute, which
 Application Insights stores in ``customDimensions`` (the worker's own gRPC log forwarding, the
 alternative, sends only the message text). Ingestion is keyless: the distro's exporter reads
-``APPLICATIONINSIGHTS_AUTHENTICATION_STRING=ClientId=...;Authorization=AAD`` (set by infra).
+``APPLICATIONINSIGHTS_AUTHENTICATION_STRING=ClientId=...;Authorization=AAD`` (set by infra). Its
+per-HTTP-call instrumentations are switched off (``DISABLED_INSTRUMENTATIONS``).
 
 What this module does, for any code that logs with ``logging``:
 
@@ -59,6 +60,11 @@ NOISY_LOGGERS = (
     "openai",
 )
 
+# The distro instruments these HTTP client libraries by default: one span, i.e. one `dependencies` row,
+# per HTTP call (per image of a drop). infra sets OTEL_PYTHON_DISABLED_INSTRUMENTATIONS to this list
+# (the distro's opt-out; PyPI azure-monitor-opentelemetry, "Usage"); the pipeline's own step spans stay.
+DISABLED_INSTRUMENTATIONS = ("azure_sdk", "requests", "urllib", "urllib3", "httpx", "httpx2")
+
 PREFIX = "visiontune."
 DATASET = PREFIX + "dataset"
 VERSION = PREFIX + "version"
@@ -68,8 +74,9 @@ STEP = PREFIX + "step"
 # The dimensions that tie every record of a run together across invocations.
 RUN_DIMENSIONS = (DATASET, VERSION, RUN_STATE)
 
+_NO_DIMENSIONS: Mapping[str, str] = {}
 _dimensions: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
-    "visiontune_dimensions", default={}
+    "visiontune_dimensions", default=_NO_DIMENSIONS
 )
 _facts: contextvars.ContextVar[dict[str, int | float | str] | None] = contextvars.ContextVar(
     "visiontune_facts", default=None
@@ -131,7 +138,11 @@ def run_scope(dataset: str, version: str | None = None, run_state: str | None = 
 
 
 def set_run_state(run_state: str, version: str | None = None) -> None:
-    """Change the run state (and version, once known) of the innermost scope, e.g. after a transition."""
+    """Change the run state (and version, once known) of the innermost scope, e.g. after a transition.
+
+    A no-op outside any scope (a service called from the CLI or a test), so nothing outlives a scope."""
+    if _dimensions.get() is _NO_DIMENSIONS:
+        return
     changed = {**_dimensions.get(), RUN_STATE: str(run_state)}
     if version is not None:
         changed[VERSION] = str(version)

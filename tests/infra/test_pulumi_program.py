@@ -54,6 +54,7 @@ HOST_ONLY = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",
 }
 BASE_CONFIG = {
     "location": "northcentralus",
@@ -383,6 +384,13 @@ def test_telemetry_goes_through_the_workers_opentelemetry_distro_keyless(runs: d
     assert any(name.strip() == "azure-monitor-opentelemetry" for name, _ in pins), "requirements.txt: distro pin"
     settings = app_settings(runs["phase1"])
     assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
+    # No span per HTTP call: every HTTP client the distro would instrument is switched off, by the
+    # names the distro itself uses.
+    from azure.monitor.opentelemetry._constants import _FULLY_SUPPORTED_INSTRUMENTED_LIBRARIES
+
+    disabled = set(settings["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"].split(","))
+    http_clients = {"azure_sdk", "requests", "urllib", "urllib3", "httpx", "httpx2"}
+    assert http_clients <= disabled <= set(_FULLY_SUPPORTED_INSTRUMENTED_LIBRARIES), disabled
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"].endswith(";Authorization=AAD")
     insights = one(runs["phase1"], "applicationinsights:Component")
     assert insights["inputs"]["disableLocalAuth"] is True, "Application Insights accepts keys"

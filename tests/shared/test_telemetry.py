@@ -82,8 +82,9 @@ def test_an_invocation_logs_one_summary_with_counts_and_the_run_dimensions(kept:
         "visiontune.rejected": 2,
         "visiontune.outcome": "published",
     }
-    # Outside an invocation nothing is added and notes are dropped.
+    # Outside an invocation nothing is added, notes are dropped and a run state is not kept for later.
     telemetry.note(examples=1)
+    telemetry.set_run_state("training", "v2")
     logging.getLogger("x").warning("after")
     assert dims(kept.records[-1]) == {}
 
