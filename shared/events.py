@@ -226,6 +226,8 @@ def publish_run_transitions(publisher: EventPublisher | None, run: Run, since: i
     """Publish the events of ``run.transitions[since:]`` that changed the state. Never raises."""
     if publisher is None:
         return
+    from shared.telemetry import run_scope
+
     try:
         hourly_cost = hosting_cost_per_hour(run, publisher.settings)
         previous = run.transitions[since - 1].state if since > 0 else None
@@ -236,7 +238,8 @@ def publish_run_transitions(publisher: EventPublisher | None, run: Run, since: i
                     hourly_cost if transition.state == "awaiting_approval" else None,
                 )
                 if event is not None:
-                    publisher.publish(event)
+                    with run_scope(run.dataset, run.version, transition.state):  # its log record's dimensions
+                        publisher.publish(event)
             previous = transition.state
     except Exception as exc:  # noqa: BLE001 - never fail the save that succeeded
         log.warning("could not publish the events of %s: %s", run.key, exc)
