@@ -168,6 +168,25 @@ def test_background_watcher_and_timer_fire_while_running(
     assert {i.function_name for i in host.history} == {"on_text", "on_tick"}
 
 
+def test_an_invocation_keeps_what_its_handler_logs_at_info_on_its_thread(make_host) -> None:
+    """As the Python worker forwards logs: the root logger at INFO while the host lives, records the
+    handler emits on its own thread attributed to the invocation, with their custom attributes."""
+    import logging
+
+    root = logging.getLogger()
+    before = root.level
+    host = make_host()
+    assert root.getEffectiveLevel() <= logging.INFO
+    invocation = host.tick("on_tick")
+    assert invocation.log_count == 1, invocation.logs
+    [record] = invocation.logs
+    assert (record["level"], record["logger"], record["message"]) == ("INFO", "sample", "ticked")
+    assert record["dimensions"]["sample.key"] == "value"
+    assert "logs" not in invocation.to_json() and invocation.to_json()["log_count"] == 1
+    host.stop()
+    assert root.level == before and all(type(h).__name__ != "_InvocationLogs" for h in root.handlers)
+
+
 def test_tick_runs_a_timer_now_and_a_blob_function_on_a_given_blob(
     make_host, blob_service, fresh_container, calls_file
 ):

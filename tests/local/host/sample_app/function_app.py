@@ -6,6 +6,7 @@ test can use a fresh one. Blob bodies steer the outcome: ``fail-always`` raises 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -85,6 +86,12 @@ def on_archive(client: blob_sdk.BlobClient) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%SAMPLE_SCHEDULE%", run_on_startup=False)
 def on_tick(timer: func.TimerRequest) -> None:
     _record(function="on_tick", key="tick", past_due=timer.past_due, last=timer.schedule_status.get("Last"))
+    sample = logging.getLogger("sample")
+    sample.info("ticked", extra={"sample.key": "value"})
+    sample.debug("below INFO: not forwarded")
+    other = threading.Thread(target=lambda: sample.info("from a thread the handler started"))
+    other.start()
+    other.join()
 
 
 @app.function_name("echo")
