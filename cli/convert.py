@@ -7,7 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULTS_NOTE = "defaults: --max-side 512 --quality 85 --split 80/10/10 --seed 0 --workers all cores"
+DEFAULTS_NOTE = (
+    "Defaults: the pipeline's settings (VISIONTUNE_SEED, VISIONTUNE_MAX_SIDE, ... from the environment, else "
+    "their defaults), so the same folder converts to the same version here as in the function app."
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,18 +25,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     convert.add_argument("src", type=Path, metavar="SRC", help="image folder or .zip archive")
-    convert.add_argument("out", type=Path, metavar="OUT", help="output folder (created; its artifacts are replaced)")
-    convert.add_argument("--max-side", type=int, default=512, help="longest side of the encoded images, px (512)")
-    convert.add_argument("--quality", type=int, default=85, help="JPEG quality 1-95 (85)")
     convert.add_argument(
-        "--split", default="80/10/10", help="train/validation/test shares when SRC gives no splits (80/10/10)"
+        "out", type=Path, metavar="OUT", help="output folder (created; its artifacts are replaced)"
     )
-    convert.add_argument("--seed", type=int, default=0, help="seed of the hash split and the line order (0)")
-    convert.add_argument("--workers", type=int, default=0, help="worker processes (0 = one per core)")
-    convert.add_argument("--prompt", default=None, help="system prompt; {categories} becomes the '- label' lines")
-    convert.add_argument("--model", default="gpt-4.1-2025-04-14", help="base model, for the token estimate")
-    convert.add_argument("--epochs", type=int, default=2, help="epochs, for the cost estimate (2)")
-    convert.add_argument("--price", type=float, default=25.0, help="USD per 1M training tokens, for the estimate (25)")
+    convert.add_argument(
+        "--max-side", type=int, default=None, help="longest side of the encoded images, px (max_side)"
+    )
+    convert.add_argument("--quality", type=int, default=None, help="JPEG quality 1-95 (jpeg_quality)")
+    convert.add_argument(
+        "--split", default=None, help="train/validation/test shares when SRC gives no splits (80/10/10)"
+    )
+    convert.add_argument(
+        "--seed", type=int, default=None, help="seed of the hash split and the line order (seed)"
+    )
+    convert.add_argument(
+        "--workers", type=int, default=None, help="worker processes (convert_workers; 0 = one per core)"
+    )
+    convert.add_argument(
+        "--prompt", default=None, help="system prompt; {categories} becomes the '- label' lines"
+    )
+    convert.add_argument("--model", default=None, help="base model, for the token estimate (base_model)")
+    convert.add_argument(
+        "--epochs", type=int, default=None, help="epochs, for the cost estimate (n_epochs, else 2)"
+    )
+    convert.add_argument(
+        "--price",
+        type=float,
+        default=None,
+        help="USD per 1M training tokens, for the estimate (price_training_per_1m_tokens)",
+    )
     convert.add_argument(
         "--cache",
         type=Path,
@@ -59,7 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("files", type=Path, nargs="+", metavar="FILE.jsonl")
     validate.add_argument(
-        "--min-examples", type=int, default=10, help="fewest examples a file may hold (10; use 1 for test files)"
+        "--min-examples",
+        type=int,
+        default=10,
+        help="fewest examples a file may hold (10; use 1 for test files)",
     )
     validate.add_argument("--json", action="store_true", help="print the reports as JSON")
     validate.set_defaults(handler=run_validate)
@@ -70,22 +93,44 @@ def _error(message: str) -> int:
     return 2
 
 
-def run_convert(args: argparse.Namespace) -> int:
-    from shared.conversion import ConvertOptions, DatasetError, FolderSink, convert_dataset, open_source
+def convert_options(args: argparse.Namespace):  # -> ConvertOptions
+    """The pipeline's conversion options (``shared.pipeline.intake.convert_options`` on the settings from the
+    environment), with the options given on the command line as the marker overrides of the same name."""
+    import dataclasses
+
     from shared.conversion.splits import parse_split_ratios
+    from shared.pipeline.intake import convert_options as pipeline_convert_options
+    from shared.pipeline.models import RunOverrides
+    from shared.settings import load_settings
+
+    given = {
+        "max_side": args.max_side,
+        "jpeg_quality": args.quality,
+        "seed": args.seed,
+        "prompt": args.prompt,
+        "base_model": args.model,
+        "n_epochs": args.epochs,
+    }
+    # Not validated here: ConvertOptions.validated() names a bad option the way this command spells it.
+    overrides = RunOverrides.model_construct(
+        **{key: value for key, value in given.items() if value is not None}
+    )
+    settings = load_settings()
+    local_only = {"convert_workers": args.workers, "price_training_per_1m_tokens": args.price}
+    settings = settings.model_copy(
+        update={key: value for key, value in local_only.items() if value is not None}
+    )
+    options = pipeline_convert_options(settings, overrides)
+    if args.split is not None:
+        options = dataclasses.replace(options, split=parse_split_ratios(args.split))
+    return options.validated()
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from shared.conversion import DatasetError, FolderSink, convert_dataset, open_source
 
     try:
-        options = ConvertOptions(
-            max_side=args.max_side,
-            quality=args.quality,
-            split=parse_split_ratios(args.split),
-            seed=args.seed,
-            workers=args.workers,
-            prompt=args.prompt,
-            model=args.model,
-            epochs=args.epochs,
-            price_per_1m_training_tokens=args.price,
-        ).validated()
+        options = convert_options(args)
         source = open_source(args.src)
     except (ValueError, FileNotFoundError) as exc:
         return _error(str(exc))
@@ -123,7 +168,14 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _convert_with_progress(convert_dataset, source, sink, options, cache=None):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         TextColumn("converting"),
@@ -173,8 +225,13 @@ def _print_summary(result, out: Path) -> None:
     for split, info in manifest["splits"].items():
         present = sum(1 for n in info["per_label"].values() if n)
         per = info["bytes"] // info["examples"] if info["examples"] else 0
-        table.add_row(split, f"{info['examples']:,}", f"{present}/{len(manifest['labels'])}",
-                      f"{info['bytes'] / 2**20:.1f} MiB", f"{per:,}")
+        table.add_row(
+            split,
+            f"{info['examples']:,}",
+            f"{present}/{len(manifest['labels'])}",
+            f"{info['bytes'] / 2**20:.1f} MiB",
+            f"{per:,}",
+        )
     console.print(table)
     labels = manifest["labels"]
     console.print(f"labels ({len(labels)}): " + ", ".join(labels[:20]) + (" ..." if len(labels) > 20 else ""))
@@ -186,7 +243,9 @@ def _print_summary(result, out: Path) -> None:
     )
     if manifest["rejected"]:
         codes = ", ".join(f"{n} {code}" for code, n in manifest["rejected_by_code"].items())
-        console.print(f"[yellow]rejected {manifest['rejected']} file(s): {codes} - see {out / 'rejected.json'}[/]")
+        console.print(
+            f"[yellow]rejected {manifest['rejected']} file(s): {codes} - see {out / 'rejected.json'}[/]"
+        )
     if manifest["ignored"]:
         console.print(f"ignored {len(manifest['ignored'])} system/hidden file(s) (listed in manifest.json)")
     for warning in manifest["warnings"]:
@@ -223,7 +282,9 @@ def run_validate(args: argparse.Namespace) -> int:
         if args.json:
             continue
         status = "OK" if report.ok else "ERRORS"
-        print(f"{path}: {status} - {report.examples} examples, {report.image_examples} with images, {report.images} images")
+        print(
+            f"{path}: {status} - {report.examples} examples, {report.image_examples} with images, {report.images} images"
+        )
         for error, count in sorted(report.errors.items()):
             numbers = [str(n) for n in report.lines.get(error, []) if n]
             where = f"lines {', '.join(numbers)}" if numbers else "whole file"

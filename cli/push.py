@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -36,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="per-dataset override written into the marker (e.g. epochs=3, budget_usd=20, "
-        "prompt='...'); repeatable",
+        help="per-dataset override written into the marker, named as the setting it overrides "
+        "(e.g. n_epochs=3, max_run_usd=20, prompt='...'); repeatable",
     )
     push.add_argument(
         "--workers", type=int, default=UPLOAD_WORKERS, help=f"parallel uploads ({UPLOAD_WORKERS})"
@@ -62,9 +63,10 @@ class PushResult:
     archive: bool = False
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["epochs=3", "prompt=What digit?"]`` -> validated overrides (JSON values where they parse)."""
-    from shared.pipeline.models import RunOverrides
+def parse_overrides(pairs: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``["n_epochs=3", "prompt=What digit?"]`` -> (validated overrides, JSON values where they parse;
+    warnings). An old key name (``epochs``) is written under its new name (``n_epochs``), with a warning."""
+    from shared.pipeline.models import RENAMED_OVERRIDES, RunOverrides
 
     values: dict[str, Any] = {}
     for pair in pairs:
@@ -76,8 +78,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         except ValueError:
             value = raw
         values[key.strip()] = value
-    RunOverrides.parse_marker(json.dumps(values).encode())  # raises OverridesError with the details
-    return values
+    parsed = RunOverrides.parse_marker(json.dumps(values).encode())  # OverridesError with the details
+    renamed = {old: new for old, new in RENAMED_OVERRIDES.items() if old in values}
+    return {renamed.get(key, key): value for key, value in values.items()}, parsed.warnings
 
 
 def _md5(path: Path) -> bytes:
@@ -215,7 +218,9 @@ def run_push(args: argparse.Namespace) -> int:
     if not args.source.exists():
         return fail(f"no such folder or .zip: {args.source}")
     try:
-        overrides = parse_overrides(args.overrides)
+        overrides, warnings = parse_overrides(args.overrides)
+        for warning in warnings:
+            print(f"visiontune push: warning: {warning}", file=sys.stderr)
         settings = command_settings(args.settings)
         console = Console(stderr=True)
         with Progress(

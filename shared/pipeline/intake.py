@@ -99,6 +99,8 @@ def accept_dataset(
         publish_intake_failure(pipeline, dataset, "marker", str(error))
         note(outcome="failed", failed_stage="marker")
         return None
+    for warning in overrides.warnings:  # an old key name: read all the same, and said on the run's timeline
+        log.warning("%s: %s", dataset, warning)
     problem = _base_model_problem(pipeline, overrides.apply(settings).base_model)
     if problem is not None:  # found out before converting, so before anything is uploaded
         log.error("%s: %s", dataset, problem)
@@ -143,6 +145,8 @@ def accept_dataset(
                 detail=f"{examples} examples, {len(run.labels)} labels from {what}; {describe_intake(run.intake)}",
             )
         )
+        for warning in overrides.warnings:
+            run.note(warning)
         stored, was_created = pipeline.store.create(run)
         created.update(run=stored, created=was_created)
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from shared.reporting.schema import Decision, Failure, ResultsRow, Transition
 from shared.settings import Settings
@@ -118,15 +118,21 @@ def _no_constant(name: str) -> Any:
     raise OverridesError(f"the _READY marker holds {name}, which is not a number JSON allows")
 
 
+# Override keys renamed to the name of the setting they override (one name per knob). The old names are
+# still read, as the new ones, with a warning (``RunOverrides.warnings``).
+RENAMED_OVERRIDES = {"epochs": "n_epochs", "budget_usd": "max_run_usd"}
+
+
 class RunOverrides(BaseModel):
-    """Per-dataset settings a ``_READY`` marker may carry as a JSON object. Unknown keys are an error
-    (a typo must not silently train with the defaults); numbers must be finite and in the ranges Azure
-    accepts (see ``SEED_MAX`` and friends)."""
+    """Per-dataset settings a ``_READY`` marker may carry as a JSON object; each key is the name of the
+    ``Settings`` field it overrides, except ``prompt`` (not a setting). Unknown keys are an error (a typo
+    must not silently train with the defaults); numbers must be finite and in the ranges Azure accepts
+    (see ``SEED_MAX`` and friends). Old key names (``RENAMED_OVERRIDES``) are read with a warning."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     base_model: str | None = Field(default=None, min_length=1)
-    epochs: int | None = Field(default=None, strict=True, ge=1, le=EPOCHS_MAX)
+    n_epochs: int | None = Field(default=None, strict=True, ge=1, le=EPOCHS_MAX)
     batch_size: int | None = Field(default=None, strict=True, ge=1, le=BATCH_SIZE_MAX)
     learning_rate_multiplier: float | None = Field(default=None, gt=0)
     seed: int | None = Field(default=None, strict=True, ge=0, le=SEED_MAX)
@@ -139,7 +145,26 @@ class RunOverrides(BaseModel):
     promotion_margin: float | None = Field(default=None, ge=0, le=1)
     promotion_p_value: float | None = Field(default=None, gt=0, le=1)
     max_training_tokens: int | None = Field(default=None, strict=True, ge=1)
-    budget_usd: float | None = Field(default=None, ge=0)
+    max_run_usd: float | None = Field(default=None, ge=0)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_old_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(old in data for old in RENAMED_OVERRIDES):
+            return data
+        data = dict(data)
+        for old, new in RENAMED_OVERRIDES.items():
+            if old in data:
+                if new in data:
+                    raise ValueError(f"{old} is the old name of {new}: give only {new}")
+                data[new] = data.pop(old)
+        return data
+
+    @property
+    def warnings(self) -> list[str]:
+        """One sentence per old key name the marker used (it was read as the new one)."""
+        return list(self._warnings)
 
     @classmethod
     def parse_marker(cls, body: bytes) -> RunOverrides:
@@ -154,7 +179,7 @@ class RunOverrides(BaseModel):
         except Exception as error:  # noqa: BLE001 - any other failure is still a marker nobody can use
             raise OverridesError(
                 f"the _READY marker cannot be read ({type(error).__name__}: {error}); leave it empty or "
-                'write an object such as {"epochs": 3}'
+                'write an object such as {"n_epochs": 3}'
             ) from None
 
     @classmethod
@@ -169,20 +194,28 @@ class RunOverrides(BaseModel):
         except ValueError as error:
             raise OverridesError(
                 f"the _READY marker is not valid JSON ({error}); leave it empty or write an object "
-                f'such as {{"epochs": 3}}'
+                f'such as {{"n_epochs": 3}}'
             ) from error
         if not isinstance(data, dict):
             raise OverridesError(f"the _READY marker must hold a JSON object, not {type(data).__name__}")
+        given_as = {new: old for old, new in RENAMED_OVERRIDES.items() if old in data}
         try:
-            return cls.model_validate(data)
+            overrides = cls.model_validate(data)
         except ValidationError as error:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'marker'}: {e['msg']}" for e in error.errors()
+                f"{'.'.join(given_as.get(str(p), str(p)) for p in e['loc']) or 'marker'}: {e['msg']}"
+                for e in error.errors()
             )
             allowed = ", ".join(sorted(cls.model_fields))
             raise OverridesError(
                 f"invalid override(s) in the _READY marker: {problems} (allowed keys: {allowed})"
             ) from error
+        overrides._warnings = [
+            f'the _READY marker key "{old}" is the old name of "{new}" (the setting it overrides): it was '
+            f'read as "{new}"; write "{new}" instead'
+            for new, old in given_as.items()
+        ]
+        return overrides
 
     def values(self) -> dict[str, Any]:
         """The overrides that were set (key -> value)."""
@@ -190,31 +223,9 @@ class RunOverrides(BaseModel):
 
     def apply(self, settings: Settings) -> Settings:
         """``settings`` with these overrides applied (the prompt is not a setting: see ``prompt``)."""
-        update = {
-            OVERRIDE_SETTINGS_FIELDS[key]: value
-            for key, value in self.values().items()
-            if key in OVERRIDE_SETTINGS_FIELDS
-        }
+        update = {key: value for key, value in self.values().items() if key != "prompt"}
         return settings.model_copy(update=update) if update else settings
 
-
-# override key -> Settings field
-OVERRIDE_SETTINGS_FIELDS = {
-    "base_model": "base_model",
-    "epochs": "n_epochs",
-    "batch_size": "batch_size",
-    "learning_rate_multiplier": "learning_rate_multiplier",
-    "seed": "seed",
-    "max_side": "max_side",
-    "jpeg_quality": "jpeg_quality",
-    "training_type": "training_type",
-    "candidate_sku": "candidate_sku",
-    "continue_from_production": "continue_from_production",
-    "promotion_margin": "promotion_margin",
-    "promotion_p_value": "promotion_p_value",
-    "max_training_tokens": "max_training_tokens",
-    "budget_usd": "max_run_usd",
-}
 
 
 class UploadedFile(BaseModel):

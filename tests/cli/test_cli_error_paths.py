@@ -91,7 +91,7 @@ def test_unknown_dataset_pending_dataset_and_wrong_version(pipeline_env, setting
     assert "dataset 'waiting' was pushed but has no run yet" in _error_line(capsys)
 
     # a finished run: an unknown name lists the known ones; a wrong version lists the versions
-    run = env.through(digits_dir, "digits", {"budget_usd": 0.01})
+    run = env.through(digits_dir, "digits", {"max_run_usd": 0.01})
     assert main(["status", "dogs", "--settings", str(settings_file)]) == 2
     assert "no dataset named 'dogs': known datasets are digits, waiting" in _error_line(capsys)
     assert main(["report", "digits", "ffff", "--settings", str(settings_file)]) == 2

@@ -48,13 +48,32 @@ def test_convert_then_validate_succeeds_and_prints_a_summary(tmp_path, dataset, 
 def test_convert_options_reach_the_manifest(tmp_path, dataset):
     out = tmp_path / "out"
     code = visiontune(
-        "convert", dataset, out, "--quiet", "--max-side", "64", "--quality", "60", "--split", "70/15/15",
-        "--seed", "7", "--prompt", "Pick one:\n{categories}", "--workers", "1",
+        "convert",
+        dataset,
+        out,
+        "--quiet",
+        "--max-side",
+        "64",
+        "--quality",
+        "60",
+        "--split",
+        "70/15/15",
+        "--seed",
+        "7",
+        "--prompt",
+        "Pick one:\n{categories}",
+        "--workers",
+        "1",
     )
     assert code == 0
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))
     assert manifest["image"]["max_side"] == 64 and manifest["image"]["quality"] == 60
-    assert manifest["split"] == {"given": False, "method": "hash of the relative path", "ratios": [0.7, 0.15, 0.15], "seed": 7}
+    assert manifest["split"] == {
+        "given": False,
+        "method": "hash of the relative path",
+        "ratios": [0.7, 0.15, 0.15],
+        "seed": 7,
+    }
     assert manifest["prompt"] == "Pick one:\n- bird\n- cat\n- dog"
 
 
@@ -121,7 +140,10 @@ def test_the_console_module_runs_convert_in_a_fresh_process(tmp_path, dataset):
     )
     done = subprocess.run(
         [sys.executable, "-c", script, "convert", str(dataset), str(tmp_path / "out"), "--workers", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "manifest.json").is_file()
@@ -130,7 +152,9 @@ def test_the_console_module_runs_convert_in_a_fresh_process(tmp_path, dataset):
 def test_convert_with_a_cache_reuses_images_and_writes_the_same_bytes(tmp_path, dataset, capsys):
     cache = tmp_path / "cache"
     assert visiontune("convert", dataset, tmp_path / "plain", "--workers", "1", "--quiet") == 0
-    assert visiontune("convert", dataset, tmp_path / "first", "--workers", "1", "--cache", cache, "--json") == 0
+    assert (
+        visiontune("convert", dataset, tmp_path / "first", "--workers", "1", "--cache", cache, "--json") == 0
+    )
     first = json.loads(capsys.readouterr().out)
     (dataset / "bird" / "new.jpg").write_bytes(cases.photo_jpeg(seed=4242))
     assert visiontune("convert", dataset, tmp_path / "second", "--workers", "1", "--cache", cache) == 0
@@ -145,5 +169,56 @@ def test_convert_with_a_cache_reuses_images_and_writes_the_same_bytes(tmp_path, 
 
 
 def test_convert_refuses_a_cache_keep_below_one(tmp_path, dataset, capsys):
-    assert visiontune("convert", dataset, tmp_path / "out", "--cache", tmp_path / "c", "--cache-keep", "0") == 2
+    assert (
+        visiontune("convert", dataset, tmp_path / "out", "--cache", tmp_path / "c", "--cache-keep", "0") == 2
+    )
     assert "--cache-keep must be >= 1" in capsys.readouterr().err
+
+
+def _clear_visiontune_environment(monkeypatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("VISIONTUNE_"):
+            monkeypatch.delenv(name)
+
+
+def test_convert_defaults_are_the_pipelines(monkeypatch):
+    """No option given: the options the pipeline's intake would use with the same settings (seed 42, ...)."""
+    from shared.pipeline.intake import convert_options
+    from shared.pipeline.models import RunOverrides
+    from shared.settings import Settings
+
+    _clear_visiontune_environment(monkeypatch)
+    parser = argparse.ArgumentParser(prog="visiontune")
+    convert_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["convert", "src", "out"])
+    options = convert_cli.convert_options(args)
+    assert options == convert_options(Settings(), RunOverrides()).validated()
+    assert options.seed == Settings.model_fields["seed"].default == 42
+    monkeypatch.setenv("VISIONTUNE_SEED", "7")
+    monkeypatch.setenv("VISIONTUNE_MAX_SIDE", "256")
+    options = convert_cli.convert_options(args)
+    assert (options.seed, options.max_side) == (7, 256)  # the environment, as the function app reads it
+    args = parser.parse_args(["convert", "src", "out", "--seed", "3", "--epochs", "4"])
+    assert (convert_cli.convert_options(args).seed, convert_cli.convert_options(args).epochs) == (3, 4)
+
+
+def test_the_same_folder_gets_the_same_version_locally_and_in_the_pipeline(
+    pipeline_env, digits_dir, tmp_path, monkeypatch
+):
+    """``visiontune convert`` with the function app's settings in the environment converts a folder to the
+    version the pipeline's intake (on the local stack) publishes for the same folder."""
+    env = pipeline_env
+    _clear_visiontune_environment(monkeypatch)
+    for name, value in env.values.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    assert visiontune("convert", digits_dir, out, "--quiet") == 0
+    local_version = json.loads((out / "manifest.json").read_text("utf-8"))["version"]
+    result = env.drop(digits_dir, "digits")
+    assert result is not None and result.version == local_version
+    published = env.service.get_container_client("training").download_blob(
+        f"digits/{local_version}/manifest.json"
+    )
+    assert json.loads(published.readall())["split"]["seed"] == env.settings.seed == 42

@@ -36,7 +36,7 @@ def test_push_uploads_then_writes_the_marker_and_mirrors_on_the_next_push(
             "--settings",
             str(settings_file),
             "--set",
-            "epochs=3",
+            "n_epochs=3",
             "--set",
             "prompt=Which digit is it?",
             "--json",
@@ -49,7 +49,7 @@ def test_push_uploads_then_writes_the_marker_and_mirrors_on_the_next_push(
     blobs = _blobs(env, "pets/")
     assert len(blobs) == len(files) + 1
     marker = env.service.get_container_client("datasets").download_blob("pets/_READY").readall()
-    assert json.loads(marker) == {"epochs": 3, "prompt": "Which digit is it?"}
+    assert json.loads(marker) == {"n_epochs": 3, "prompt": "Which digit is it?"}
     # the marker is written after every file
     assert blobs["pets/_READY"].last_modified >= max(
         b.last_modified for n, b in blobs.items() if n != "pets/_READY"
@@ -115,7 +115,7 @@ def test_push_a_zip_uploads_the_archive(pipeline_env, settings_file, digits_dir,
                 "--settings",
                 str(settings_file),
                 "--set",
-                "epochs=2",
+                "n_epochs=2",
             ]
         )
         == 2
@@ -125,7 +125,7 @@ def test_push_a_zip_uploads_the_archive(pipeline_env, settings_file, digits_dir,
 
 def test_status_and_report_show_a_finished_run(pipeline_env, settings_file, digits_dir, tmp_path, capsys):
     env = pipeline_env
-    run = env.through(digits_dir, "digits", {"budget_usd": 0.01})  # over budget: ends at once, with a report
+    run = env.through(digits_dir, "digits", {"max_run_usd": 0.01})  # over budget: ends at once, with a report
     assert main(["status", "--settings", str(settings_file), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     [entry] = status["datasets"]

@@ -72,7 +72,7 @@ def budget_check(settings: Settings, estimate: dict[str, Any]) -> tuple[int, flo
             + f" ({per_epoch:,} tokens per epoch x {epochs} epoch(s) at ${settings.price_training_per_1m_tokens:g} per 1M)."
             + " Nothing was uploaded. To train it, raise the limit (VISIONTUNE_MAX_TRAINING_TOKENS /"
             + " VISIONTUNE_MAX_RUN_USD, or"
-            + ' {"budget_usd": ..., "max_training_tokens": ...} in the _READY marker, which wins over the'
+            + ' {"max_run_usd": ..., "max_training_tokens": ...} in the _READY marker, which wins over the'
             + " settings) and drop the _READY marker again: the run is checked again and continues if it fits."
         )
     return tokens, usd, reason

@@ -14,11 +14,11 @@ POWERSHELL_EMPTY = "\ufeff{}\r\n".encode("utf-16-le")  # `echo {} > _READY` in W
     ("body", "expected"),
     [
         (POWERSHELL_EMPTY, {}),
-        ('{"epochs": 3}\r\n'.encode("utf-16"), {"epochs": 3}),  # UTF-16 with BOM, native order
-        ("\ufeff{\"epochs\": 3}".encode("utf-16-be"), {"epochs": 3}),
-        (b'\xef\xbb\xbf{"epochs": 2}', {"epochs": 2}),  # UTF-8 with BOM (Notepad)
+        ('{"n_epochs": 3}\r\n'.encode("utf-16"), {"n_epochs": 3}),  # UTF-16 with BOM, native order
+        ("\ufeff{\"n_epochs\": 3}".encode("utf-16-be"), {"n_epochs": 3}),
+        (b'\xef\xbb\xbf{"n_epochs": 2}', {"n_epochs": 2}),  # UTF-8 with BOM (Notepad)
         ('{"prompt": "Which café? {categories}"}'.encode(), {"prompt": "Which café? {categories}"}),
-        (b'{"seed": 0, "batch_size": 256, "budget_usd": 0}', {"seed": 0, "batch_size": 256, "budget_usd": 0.0}),
+        (b'{"seed": 0, "batch_size": 256, "max_run_usd": 0}', {"seed": 0, "batch_size": 256, "max_run_usd": 0.0}),
         (b'{"seed": 2147483647}', {"seed": 2147483647}),
     ],
 )
@@ -32,19 +32,19 @@ def test_utf8_and_utf16_markers_are_read(body, expected):
         ('{"prompt": "café"}'.encode("latin-1"), "neither UTF-8 nor UTF-16"),
         (b"[" * 50_000, "nested too deeply"),
         (b'{"a":' * 5_000 + b"1" + b"}" * 5_000, "nested too deeply"),
-        (b'{"budget_usd": 1e309}', "not finite"),
+        (b'{"max_run_usd": 1e309}', "not finite"),
         (b'{"learning_rate_multiplier": 1e309}', "not finite"),
         (b'{"learning_rate_multiplier": NaN}', "NaN"),
-        (b'{"budget_usd": -Infinity}', "-Infinity"),
-        (b'{"budget_usd": "inf"}', "budget_usd: Input should be a finite number"),
+        (b'{"max_run_usd": -Infinity}', "-Infinity"),
+        (b'{"max_run_usd": "inf"}', "max_run_usd: Input should be a finite number"),
         (b'{"seed": -1}', "seed: Input should be greater than or equal to 0"),
         (b'{"seed": 2147483648}', "seed: Input should be less than or equal to 2147483647"),
         (b'{"batch_size": 0}', "batch_size"),
         (b'{"batch_size": 257}', "batch_size: Input should be less than or equal to 256"),
-        (b'{"epochs": 51}', "epochs"),
-        (b'{"epochs": true}', "epochs: Input should be a valid integer"),
+        (b'{"n_epochs": 51}', "n_epochs"),
+        (b'{"n_epochs": true}', "n_epochs: Input should be a valid integer"),
         (b'{"learning_rate_multiplier": 0}', "learning_rate_multiplier"),
-        (b'{"budget_usd": -1}', "budget_usd"),
+        (b'{"max_run_usd": -1}', "max_run_usd"),
         (b'{"seed": 1' + b"0" * 5_000 + b"}", "not valid JSON"),
         (b'{"base_model": ""}', "base_model"),
         (b" " * 70_000, "at most"),
@@ -60,8 +60,8 @@ def test_a_powershell_marker_starts_a_run(pipeline_env, digits_dir):
     env = pipeline_env
     result = env.drop(digits_dir, "digits", POWERSHELL_EMPTY)
     assert result is not None and result.run_created
-    result = env.drop(digits_dir, "digits", '{"epochs": 3}'.encode("utf-16"))
-    assert result is not None and env.run("digits", result.version).overrides == {"epochs": 3}
+    result = env.drop(digits_dir, "digits", '{"n_epochs": 3}'.encode("utf-16"))
+    assert result is not None and env.run("digits", result.version).overrides == {"n_epochs": 3}
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_a_powershell_marker_starts_a_run(pipeline_env, digits_dir):
     [
         ('{"prompt": "café"}'.encode("latin-1"), "neither UTF-8 nor UTF-16"),
         (b"[" * 50_000, "nested too deeply"),
-        (b'{"budget_usd": 1e309}', "not finite"),
+        (b'{"max_run_usd": 1e309}', "not finite"),
         (b'{"seed": 4294967296}', "seed"),
     ],
 )

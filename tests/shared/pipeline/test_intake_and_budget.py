@@ -10,7 +10,7 @@ import pytest
 
 def test_over_budget_stops_before_uploading_anything(pipeline_env, digits_dir):
     env = pipeline_env
-    run = env.through(digits_dir, "digits", {"budget_usd": 0.01})
+    run = env.through(digits_dir, "digits", {"max_run_usd": 0.01})
     assert run.state.value == "over_budget", env.timeline(run)
     assert env.admin.stats().count("files_create") == 0 and env.files() == []
     report = env.report("digits", run.version)

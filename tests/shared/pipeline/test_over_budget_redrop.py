@@ -27,11 +27,11 @@ def _redrops(run) -> list:
 
 def test_a_redropped_marker_with_a_higher_budget_continues_the_run_once(pipeline_env, digits_dir):
     env = pipeline_env
-    stopped = env.through(digits_dir, "digits", {"budget_usd": 0.01})
+    stopped = env.through(digits_dir, "digits", {"max_run_usd": 0.01})
     assert stopped.state.value == "over_budget", env.timeline(stopped)
     assert "drop the _READY marker again" in stopped.failure.message
 
-    body = _put_marker(env, "digits", {"budget_usd": 100})
+    body = _put_marker(env, "digits", {"max_run_usd": 100})
     # the marker's trigger fires 10 times, concurrently (replays, several instances)
     with ThreadPoolExecutor(10) as pool:
         results = list(
@@ -44,7 +44,7 @@ def test_a_redropped_marker_with_a_higher_budget_continues_the_run_once(pipeline
     assert reopened.state.value == "converted", env.timeline(reopened)
     [redrop] = _redrops(reopened)
     assert redrop.state == "converted" and "$100.00" in redrop.detail and "continuing" in redrop.detail
-    assert reopened.failure is None and reopened.overrides == {"budget_usd": 100}
+    assert reopened.failure is None and reopened.overrides == {"max_run_usd": 100}
     assert env.report("digits", stopped.version)["outcome"] == "in_progress"
 
     run = env.drive_run("digits", stopped.version, PAST_UPLOAD)
@@ -76,17 +76,17 @@ def test_raising_the_settings_budget_and_redropping_the_same_marker_continues(pi
 
 def test_a_redrop_still_over_budget_stays_over_budget_with_an_updated_report(pipeline_env, digits_dir):
     env = pipeline_env
-    stopped = env.through(digits_dir, "digits", {"budget_usd": 0.01})
+    stopped = env.through(digits_dir, "digits", {"max_run_usd": 0.01})
     assert stopped.state.value == "over_budget", env.timeline(stopped)
 
-    body = _put_marker(env, "digits", {"budget_usd": 0.02})
+    body = _put_marker(env, "digits", {"max_run_usd": 0.02})
     for _ in range(3):
         accept_dataset(env.settings, "digits", archive=False, marker_body=body)
     run = env.run("digits", stopped.version)
     assert run.state.value == "over_budget", env.timeline(run)
     [redrop] = _redrops(run)
     assert redrop.state == "over_budget" and "over the budget of $0.02" in redrop.detail
-    assert "over the budget of $0.02" in run.failure.message and run.overrides == {"budget_usd": 0.02}
+    assert "over the budget of $0.02" in run.failure.message and run.overrides == {"max_run_usd": 0.02}
     report = env.report("digits", stopped.version)
     assert report["outcome"] == "over_budget" and report["cost"]["budget_usd"] == 0.02
     assert "over the budget of $0.02" in report["failure"]["message"]

@@ -98,7 +98,7 @@ def test_state_machine_rejects_skipping_steps():
         (b"{not json", "not valid JSON"),
         (b"[1, 2]", "must hold a JSON object"),
         (b'{"epoch": 3}', "epoch: Extra inputs are not permitted"),
-        (b'{"epochs": 0}', "epochs: Input should be greater than or equal to 1"),
+        (b'{"n_epochs": 0}', "n_epochs: Input should be greater than or equal to 1"),
     ],
 )
 def test_marker_overrides_errors_are_specific(body, message):
@@ -109,7 +109,7 @@ def test_marker_overrides_errors_are_specific(body, message):
 def test_marker_overrides_apply_to_settings():
     from shared.settings import Settings
 
-    overrides = RunOverrides.parse_marker(b'{"epochs": 4, "budget_usd": 12.5, "prompt": "Which digit?"}')
+    overrides = RunOverrides.parse_marker(b'{"n_epochs": 4, "max_run_usd": 12.5, "prompt": "Which digit?"}')
     applied = overrides.apply(Settings())
     assert (applied.n_epochs, applied.max_run_usd) == (4, 12.5)
     assert RunOverrides.parse_marker(b"  \n").values() == {}
