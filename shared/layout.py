@@ -7,6 +7,7 @@ these names, so they can never disagree.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 DATASETS_CONTAINER = "datasets"
 TRAINING_CONTAINER = "training"
@@ -65,6 +66,14 @@ def production_blob(dataset: str) -> str:
 def evaluations_prefix(dataset: str) -> str:
     """Blob prefix (inside the reports container) of scheduled evaluations."""
     return f"{dataset}/evaluations/"
+
+
+def evaluation_stem(generated_at: datetime) -> str:
+    """The file stem of a scheduled evaluation under ``evaluations_prefix``: UTC time, sortable, no ':'
+    (``20260302T030000Z``)."""
+    if generated_at.tzinfo is not None:
+        generated_at = generated_at.astimezone(UTC)
+    return generated_at.strftime("%Y%m%dT%H%M%SZ")
 
 
 def match_blob_path(pattern: str, blob_path: str) -> dict[str, str] | None:

@@ -274,7 +274,8 @@ def publish_index(pipeline: Pipeline, dataset: str) -> None:
 
 def publish_evaluation_report(pipeline: Pipeline, report: EvaluationReport) -> str:
     """Write a scheduled evaluation's files; returns the blob prefix + stem they were written under."""
-    from shared.reporting.publish import evaluation_stem, render_evaluation_files
+    from shared.layout import evaluation_stem
+    from shared.reporting.publish import render_evaluation_files
 
     _upload(pipeline, evaluations_prefix(report.dataset), render_evaluation_files(report))
     return evaluations_prefix(report.dataset) + evaluation_stem(report.generated_at)

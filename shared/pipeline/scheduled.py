@@ -34,8 +34,8 @@ def scheduled_prefix(dataset: str) -> str:
 def evaluate_production(settings: Settings) -> list[str]:
     """Start a re-evaluation for every dataset that has a production model (unless one is still running)
     and advance all unfinished ones. Returns the names of the evaluation documents it started."""
+    from shared.layout import evaluation_stem
     from shared.pipeline.evaluate import base_role, incumbent_role, load_test_items
-    from shared.reporting.publish import evaluation_stem
 
     pipeline = Pipeline(settings)
     started = []

@@ -203,8 +203,8 @@ def render_evaluation_html(report: EvaluationReport) -> str:
 
 def render_index_html(index: DatasetIndex) -> str:
     """The dataset's index page: production, every version, production accuracy over time."""
+    from shared.layout import evaluation_stem
     from shared.reporting import charts
-    from shared.reporting.publish import evaluation_stem
 
     history = sorted(index.history, key=lambda h: h.at)
     chart = None

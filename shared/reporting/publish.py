@@ -10,8 +10,7 @@ downloading it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
+from shared.layout import evaluation_stem
 from shared.reporting.schema import DatasetIndex, EvaluationReport, RunReport
 
 CONTENT_TYPES = {
@@ -27,13 +26,6 @@ def content_type(name: str) -> str:
         if name.endswith(extension):
             return value
     return "application/octet-stream"
-
-
-def evaluation_stem(generated_at: datetime) -> str:
-    """The file stem of a scheduled evaluation: UTC time, sortable, no ':' (``20260302T030000Z``)."""
-    if generated_at.tzinfo is not None:
-        generated_at = generated_at.astimezone(timezone.utc)
-    return generated_at.strftime("%Y%m%dT%H%M%SZ")
 
 
 def _json(model) -> bytes:

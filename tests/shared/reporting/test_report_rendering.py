@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from shared.layout import evaluation_stem
 from shared.reporting.html import render_evaluation_html, render_index_html, render_run_html
 from shared.reporting.markdown import render_run_markdown
 from shared.reporting.publish import (
     content_type,
-    evaluation_stem,
     render_evaluation_files,
     render_index_files,
     render_report_files,
