@@ -34,6 +34,8 @@ class BatchesMixin(EmulatorCore):
         ):
             raise bad_request("'metadata' must be an object of at most 16 string values.", param="metadata")
         record = self._ready_file(body.get("input_file_id"), "input_file_id", "batch")
+        # Validated before the clock starts: the batch's statuses are timed from created_at.
+        validation = self._validate_batch_input(record["id"], endpoint)
         now = self.now()
         batch = {
             "id": "batch_" + str(uuid.uuid4()),
@@ -45,10 +47,9 @@ class BatchesMixin(EmulatorCore):
             "step_seconds": self.config.step_seconds,
             "expire": self.faults.take_batch_expiry(),
             "cancelled_at": None,
-            "validation": None,
+            "validation": validation,
             "outcome_done": False,
         }
-        batch["validation"] = self._validate_batch_input(record["id"], endpoint)
         self.store.put("batch", batch)
         return self.batch_public(batch)
 
@@ -62,6 +63,9 @@ class BatchesMixin(EmulatorCore):
             if line:
                 error["line"] = int(line.group(1))
             return {"ok": False, "error": error}
+        problem = _line_body_problem(requests, self.config.specs_dir)
+        if problem is not None:
+            return {"ok": False, "error": problem}
         if len(requests) > self.config.max_batch_requests:
             # The per-file request limit (Learn "Azure OpenAI quotas and limits": 100,000 requests per file).
             message = (
@@ -242,3 +246,24 @@ class BatchesMixin(EmulatorCore):
         if status == "cancelling":
             return self.batch_public(batch)
         return self.batch_public(self._update("batch", batch_id, cancelled_at=self.now()))
+
+
+def _line_body_problem(requests: list[datafiles.BatchRequest], specs_dir: Any) -> dict[str, Any] | None:
+    """The first line whose body is not a chat completions request as OpenAI's spec declares it
+    (``CreateChatCompletionRequest``; Learn's batch how-to: each line's body is the chat completions
+    request), as a batch error naming the line and the field; None when every line is declared."""
+    from local.emulator.specs import load_catalog
+
+    catalog = load_catalog(specs_dir)
+    if catalog is None:
+        return None
+    operation = catalog.chat_operation()
+    for request in requests:
+        problems = operation.check(request.body)
+        if problems:
+            return {
+                "code": "invalid_request",
+                "message": f"Line {request.line}: body: {'; '.join(problems)} ({operation.source}).",
+                "line": request.line,
+            }
+    return None

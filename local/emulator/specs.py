@@ -336,6 +336,10 @@ class SpecCatalog:
         # Literal segments first (/files/import before /files/{file-id}).
         entries.sort(key=lambda entry: entry[1].path.count("{"))
 
+    def chat_operation(self) -> Operation:
+        """OpenAI's ``createChatCompletion``: v1 chat requests and the bodies of batch input lines."""
+        return self._v1_chat()
+
     def preload(self) -> None:
         """Load what is otherwise loaded on first use (call from a background thread)."""
         self._v1_chat()

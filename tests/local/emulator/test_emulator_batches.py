@@ -97,6 +97,16 @@ def test_batch_lines_must_share_one_model(emulator):
     assert batch.errors.data[0].line == 3 and "same model" in batch.errors.data[0].message
 
 
+def test_a_line_whose_body_has_an_undeclared_field_fails_the_batch(emulator):
+    client = openai_client(emulator.url)
+    line = json.loads(_batch_input([2]))
+    line["body"]["top_k"] = 5  # not a field of CreateChatCompletionRequest
+    batch, seen = _run(client, _batch_input([1]) + to_jsonl([line]))
+    assert seen == ["validating", "failed"]
+    error = batch.errors.data[0]
+    assert error.line == 2 and "field 'top_k' is not declared" in error.message and "openai-openapi.yaml" in error.message
+
+
 def test_batch_with_a_fine_tuned_model_fails(emulator, small_fine_tuned_job):
     from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
 
