@@ -127,6 +127,10 @@ def retire_due_deployments(pipeline: Pipeline, dataset: str) -> list[str]:
             "deployment"
         ):
             continue
+        from shared.pipeline.resource_limits import deployment_operation_running
+
+        if deployment_operation_running(pipeline, besides=entry["deployment"]) is not None:
+            break  # ARM: one deployment operation per account at a time; the next tick deletes it
         pipeline.deployments.delete(entry["deployment"])
         entry["deleted_at"] = now.isoformat()
         deleted.append(entry["deployment"])

@@ -118,6 +118,12 @@ def check_budget(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> 
                 )
             )
     run.files = files
+    from shared.pipeline.resource_limits import make_room_for_training_files
+
+    quota_problem = make_room_for_training_files(pipeline, settings, run)
+    if quota_problem is not None:
+        run.fail("preflight", quota_problem)
+        return True
     run.transition(RunState.UPLOADING, f"within budget: ~{tokens:,} training tokens, ~${usd:,.2f}")
     return True
 

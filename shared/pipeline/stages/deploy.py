@@ -11,10 +11,20 @@ from shared.pipeline.models import DeploymentInfo, Run, RunState, utcnow
 from shared.settings import Settings
 
 
-def request_deployment(pipeline: Pipeline, settings: Settings, run: Run, info: DeploymentInfo) -> None:
+def request_deployment(pipeline: Pipeline, settings: Settings, run: Run, info: DeploymentInfo) -> bool:
     """Record the intent, then ask for the deployment (non-blocking, find-or-create by name). Gives up
-    (``DeploymentError``, with the service's last message) after the stage's bounded attempts."""
-    from shared.aoai.deployments import DeploymentError
+    (``DeploymentError``, with the service's last message) after the stage's bounded attempts.
+
+    ARM runs one deployment operation per account at a time (409 ``RequestConflict`` otherwise): while
+    another deployment of the account is being created, updated or deleted nothing is sent, the run says
+    so on its timeline and this returns False (asked again on a later tick, no attempt counted)."""
+    from shared.aoai.deployments import DeploymentConflictError, DeploymentError
+    from shared.pipeline.resource_limits import deployment_operation_running, note_once, wait_reason
+
+    busy = deployment_operation_running(pipeline, besides=info.name)
+    if busy is not None:
+        note_once(run, wait_reason(busy))
+        return False
 
     limit = STAGE_MIN_ATTEMPTS["deploy"]
     if info.attempts >= limit:
@@ -24,17 +34,27 @@ def request_deployment(pipeline: Pipeline, settings: Settings, run: Run, info: D
     info.requested_at = info.requested_at or utcnow()
     run.intent = {"action": "deploy", "name": info.name, "at": utcnow().isoformat()}
     pipeline.store.save(run)
-    state = pipeline.deployments.begin_create(
-        info.name, model=info.model, sku=info.sku, capacity=settings.deployment_capacity
-    )
+    try:
+        state = pipeline.deployments.begin_create(
+            info.name, model=info.model, sku=info.sku, capacity=settings.deployment_capacity
+        )
+    except DeploymentConflictError as conflict:  # another worker started one between the check and the PUT
+        info.attempts -= 1
+        run.intent = None
+        note_once(run, f"waiting: {conflict}")
+        return False
     info.state = state.provisioning_state
     info.operation_url = state.operation_url or info.operation_url
     run.intent = None
+    return True
 
 
 def deploy_candidate(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
-    """Ask for the candidate deployment (on a SKU the fine-tuned model can use) and move to ``deploying``."""
+    """Ask for the candidate deployment (on a SKU the fine-tuned model can use) and move to ``deploying``.
+    With every fine-tuned deployment slot of the resource taken the run waits in
+    ``awaiting_deployment_slot`` (never fails for it; see ``resource_limits.deployment_slot_ready``)."""
     from shared.aoai.deployments import deployable_sku, deployment_name
+    from shared.pipeline.resource_limits import deployment_slot_ready, note_once
 
     if run.candidate is None:
         model = str(run.job.fine_tuned_model)
@@ -44,7 +64,17 @@ def deploy_candidate(pipeline: Pipeline, settings: Settings, run: Run, **_: Any)
         run.candidate = DeploymentInfo(
             name=deployment_name(run.dataset, run.version, "cand"), model=model, sku=sku
         )
-    request_deployment(pipeline, settings, run, run.candidate)
+    if run.candidate.requested_at is None:
+        ready, waiting_for = deployment_slot_ready(pipeline, settings, run, run.candidate.name)
+        if not ready:
+            if run.state is RunState.AWAITING_DEPLOYMENT_SLOT:
+                note_once(run, waiting_for)
+            else:
+                run.transition(RunState.AWAITING_DEPLOYMENT_SLOT, waiting_for)
+                return True
+            return False
+    if not request_deployment(pipeline, settings, run, run.candidate):
+        return False
     run.transition(RunState.DEPLOYING, f"{run.candidate.name} ({run.candidate.sku}): {run.candidate.state}")
     return True
 

@@ -48,6 +48,12 @@ def finish(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
         run.note(f"cancelled job {run.job.job_id}")
         return True
     for info in deployments_to_delete(run):
+        from shared.pipeline.resource_limits import deployment_operation_running, note_once, wait_reason
+
+        busy = deployment_operation_running(pipeline, besides=info.name)
+        if busy is not None:  # ARM: one deployment operation per account at a time
+            note_once(run, wait_reason(busy))
+            return False
         pipeline.deployments.delete(info.name)
         info.deleted_at = utcnow()
         run.note(f"deleted deployment {info.name}")

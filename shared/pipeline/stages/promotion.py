@@ -76,7 +76,14 @@ def _promote(pipeline: Pipeline, settings: Settings, run: Run) -> bool:
                 info.last_error = state.error or state.provisioning_state
                 run.note(f"{info.name} provisioning failed: {info.last_error}")
             if state is None or state.failed:
-                request_deployment(pipeline, settings, run, info)
+                from shared.pipeline.resource_limits import deployment_slot_ready, note_once
+
+                ready, waiting_for = deployment_slot_ready(pipeline, settings, run, info.name)
+                if not ready:
+                    note_once(run, waiting_for)
+                    return False
+                if not request_deployment(pipeline, settings, run, info):
+                    return False
                 run.note(f"deploying {info.name} ({info.sku}) for production")
                 return True
             info.state = state.provisioning_state
