@@ -167,7 +167,7 @@ def _layout(digits_dir, out, train_per_label: int):
 @pytest.mark.emulator_config(base_samples_per_label=0, max_fine_tuned_deployments=2)
 def test_a_rollback_window_deployment_is_retired_early_to_free_a_slot(pipeline_env, digits_dir, tmp_path):
     env = pipeline_env
-    settings = env.with_settings(max_fine_tuned_deployments=2, rollback_window_hours=24.0, batch_deployment=None)
+    settings = env.with_settings(max_fine_tuned_deployments=2, rollback_window_hours=24.0)
     v1 = env.through(_layout(digits_dir, tmp_path / "v1", 2), "digits", settings=settings)
     v2 = env.through(
         _layout(digits_dir, tmp_path / "v2", 20), "digits", {"continue_from_production": True}, settings=settings
