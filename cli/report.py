@@ -47,11 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def download_reports(settings: Any, dataset: str, version: str | None, out: Path) -> list[Path]:
     """Download ``reports/<dataset>/<version>/report.*`` (and the dataset's index.*) into ``out``."""
-    from shared.layout import REPORTS_CONTAINER
+    from shared.layout import REPORTS_CONTAINER, dataset_prefix, report_prefix
     from shared.storage import container_client
 
     container = container_client(settings, REPORTS_CONTAINER)
-    prefixes = [f"{dataset}/{version}/"] if version else [f"{dataset}/"]
+    prefixes = [report_prefix(dataset, version)] if version else [dataset_prefix(dataset)]
     written = []
     for prefix in prefixes:
         for blob in container.list_blobs(name_starts_with=prefix):
@@ -60,7 +60,7 @@ def download_reports(settings: Any, dataset: str, version: str | None, out: Path
             target.write_bytes(container.download_blob(blob.name).readall())
             written.append(target)
     for name in ("index.json", "index.md", "index.html", "production.json"):
-        blob = container.get_blob_client(f"{dataset}/{name}")
+        blob = container.get_blob_client(dataset_prefix(dataset) + name)
         if version and blob.exists():
             target = out / dataset / name
             target.parent.mkdir(parents=True, exist_ok=True)

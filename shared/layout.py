@@ -37,6 +37,17 @@ def validate_dataset_name(name: str) -> str:
     return name
 
 
+def dataset_prefix(dataset: str) -> str:
+    """Blob prefix of everything of one dataset in a container: its drop (datasets), its versions
+    (training), its runs (runs), its reports and index (reports)."""
+    return f"{dataset}/"
+
+
+def dataset_archive_blob(dataset: str) -> str:
+    """Blob name (inside the datasets container) of a dataset dropped as one .zip archive."""
+    return f"{dataset}.zip"
+
+
 def training_prefix(dataset: str, version: str) -> str:
     """Blob prefix (inside the training container) of one converted dataset version."""
     return f"{dataset}/{version}/"
@@ -51,6 +62,22 @@ def cache_prefix(dataset: str) -> str:
 def run_blob(dataset: str, version: str) -> str:
     """Blob name (inside the runs container) of one run's durable state."""
     return f"{dataset}/{version}.json"
+
+
+def side_prefix(document: str) -> str:
+    """Blob prefix (inside the runs container) of the side blobs of a JSON document (a run's or a scheduled
+    evaluation's scored examples): ``<dataset>/<version>.json`` -> ``<dataset>/<version>.d/``."""
+    return document.removesuffix(".json") + ".d/"
+
+
+def intake_receipt_blob(dataset: str, fingerprint: str) -> str:
+    """Blob name (inside the runs container) of the receipt of a drop already converted."""
+    return f"{dataset}/_intake/{fingerprint}.json"
+
+
+def scheduled_prefix(dataset: str) -> str:
+    """Blob prefix (inside the runs container) of a dataset's scheduled-evaluation documents."""
+    return f"{dataset}/_scheduled/"
 
 
 def report_prefix(dataset: str, version: str) -> str:

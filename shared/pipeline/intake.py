@@ -21,7 +21,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared.layout import MANIFEST_NAME, report_prefix, validate_dataset_name
+from shared.layout import (
+    MANIFEST_NAME,
+    dataset_archive_blob,
+    dataset_prefix,
+    intake_receipt_blob,
+    report_prefix,
+    validate_dataset_name,
+)
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import OverridesError, Run, RunOverrides, utcnow
 from shared.settings import Settings
@@ -32,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INTAKE_RECEIPTS = "_intake/"  # runs/<dataset>/_intake/<fingerprint>.json: drops already converted
 
 
 @dataclass(frozen=True)
@@ -112,9 +118,9 @@ def accept_dataset(
     what = f"datasets/{dataset}.zip" if archive else f"datasets/{dataset}/"
     options = convert_options(settings, overrides)
     if archive and archive_blob is None:
-        archive_blob = pipeline.datasets.get_blob_client(f"{dataset}.zip")
+        archive_blob = pipeline.datasets.get_blob_client(dataset_archive_blob(dataset))
     fingerprint = drop_fingerprint(pipeline, dataset, archive, marker_body, options, archive_blob=archive_blob)
-    receipt_name = f"{dataset}/{INTAKE_RECEIPTS}{fingerprint}.json"
+    receipt_name = intake_receipt_blob(dataset, fingerprint)
     receipt, _ = pipeline.store.read_document(receipt_name)
     if receipt and pipeline.manifest(dataset, receipt["version"]) is not None:
         # A replay of a drop already converted (same blobs, same ETags, same options): skip the conversion.
@@ -159,7 +165,7 @@ def accept_dataset(
                 source = ZipSource(stack.enter_context(open_blob_reader(archive_blob)))
             else:
                 source = BlobDatasetSource(
-                    pipeline.datasets, f"{dataset}/", read_concurrency=settings.convert_read_concurrency
+                    pipeline.datasets, dataset_prefix(dataset), read_concurrency=settings.convert_read_concurrency
                 )
             cache = image_cache(pipeline, settings, dataset, options) if settings.convert_cache else None
             started = time.perf_counter()
@@ -242,7 +248,7 @@ def image_cache(pipeline: Pipeline, settings: Settings, dataset: str, options): 
 def published_versions(pipeline: Pipeline, dataset: str) -> set[str]:
     """The versions of ``dataset`` whose manifest is in the training container (the kept versions)."""
     versions = set()
-    for blob in pipeline.training.list_blobs(name_starts_with=f"{dataset}/"):
+    for blob in pipeline.training.list_blobs(name_starts_with=dataset_prefix(dataset)):
         parts = blob.name.split("/")
         if len(parts) == 3 and parts[2] == MANIFEST_NAME:
             versions.add(parts[1])
@@ -273,11 +279,11 @@ def drop_fingerprint(
     the conversion options. Equal fingerprints convert to the same version, so a replay can skip the work."""
     digest = hashlib.sha256()
     if archive:
-        blob = archive_blob or pipeline.datasets.get_blob_client(f"{dataset}.zip")
+        blob = archive_blob or pipeline.datasets.get_blob_client(dataset_archive_blob(dataset))
         properties = blob.get_blob_properties()
         digest.update(f"zip\t{properties.size}\t{properties.etag}\n".encode())
     else:
-        for blob in pipeline.datasets.list_blobs(name_starts_with=f"{dataset}/"):
+        for blob in pipeline.datasets.list_blobs(name_starts_with=dataset_prefix(dataset)):
             digest.update(f"{blob.name}\t{blob.size}\t{blob.etag}\n".encode())
     digest.update(marker_body or b"")
     digest.update(repr(options).encode())

@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.layout import REJECTED_NAME, evaluations_prefix, report_prefix, training_prefix
+from shared.layout import REJECTED_NAME, dataset_prefix, evaluations_prefix, report_prefix, training_prefix
 from shared.pipeline.models import Run, RunState, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -269,7 +269,7 @@ def _accuracy(run: Run, role: str) -> float | None:
 def publish_index(pipeline: Pipeline, dataset: str) -> None:
     from shared.reporting.publish import render_index_files
 
-    _upload(pipeline, f"{dataset}/", render_index_files(build_index(pipeline, dataset)))
+    _upload(pipeline, dataset_prefix(dataset), render_index_files(build_index(pipeline, dataset)))
 
 
 def publish_evaluation_report(pipeline: Pipeline, report: EvaluationReport) -> str:

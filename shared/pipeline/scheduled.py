@@ -15,6 +15,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from shared.layout import evaluation_stem, scheduled_prefix, side_prefix
 from shared.pipeline.context import Pipeline, lease_seconds
 from shared.pipeline.models import RoleProgress, utcnow
 from shared.pipeline.production import history_point
@@ -24,17 +25,9 @@ from shared.telemetry import note
 
 log = logging.getLogger(__name__)
 
-SCHEDULED_DIR = "_scheduled/"
-
-
-def scheduled_prefix(dataset: str) -> str:
-    return f"{dataset}/{SCHEDULED_DIR}"
-
-
 def evaluate_production(settings: Settings) -> list[str]:
     """Start a re-evaluation for every dataset that has a production model (unless one is still running)
     and advance all unfinished ones. Returns the names of the evaluation documents it started."""
-    from shared.layout import evaluation_stem
     from shared.pipeline.evaluate import base_role, incumbent_role, load_test_items
 
     pipeline = Pipeline(settings)
@@ -123,7 +116,7 @@ def _advance_document(pipeline: Pipeline, name: str) -> None:
     dataset, version = doc["dataset"], doc["test_set_version"]
     roles = {role: RoleProgress.model_validate(data) for role, data in doc["roles"].items()}
     items = load_test_items(pipeline, dataset, version)
-    prefix = name[: -len(".json")] + ".d/"
+    prefix = side_prefix(name)
     deadline = time.monotonic() + settings.eval_tick_seconds
     try:
         advance_evaluation(

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.layout import RUNS_CONTAINER, run_blob
+from shared.layout import RUNS_CONTAINER, dataset_prefix, run_blob, side_prefix
 from shared.pipeline.models import Lease, Run, utcnow
 from shared.settings import Settings
 from shared.telemetry import note
@@ -139,7 +139,7 @@ class RunStore:
     def list(self, dataset: str | None = None, *, unsettled_only: bool = False) -> list[Run]:
         """Every run (of ``dataset``), oldest first. ``unsettled_only`` skips, without reading them, runs
         that are finished with their report written (the blob's ``settled`` metadata says so)."""
-        prefix = f"{dataset}/" if dataset else None
+        prefix = dataset_prefix(dataset) if dataset else None
         runs = []
         for blob in self._container.list_blobs(name_starts_with=prefix, include=["metadata"]):
             match = _RUN_BLOB_RE.match(blob.name)
@@ -191,7 +191,7 @@ class RunStore:
 
     # --- side blobs -------------------------------------------------------------------------------
     def side_blob_name(self, dataset: str, version: str, name: str) -> str:
-        return f"{dataset}/{version}.d/{name}"
+        return side_prefix(run_blob(dataset, version)) + name
 
     def read_side(self, dataset: str, version: str, name: str) -> Any | None:
         from shared.storage import read_json
