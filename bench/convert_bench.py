@@ -78,7 +78,8 @@ def _screenshot_png(seed: int) -> bytes:
     draw = ImageDraw.Draw(image)
     for _ in range(60):
         x, y = int(rng.integers(0, 1800)), int(rng.integers(0, 1000))
-        draw.rectangle((x, y, x + int(rng.integers(20, 300)), y + int(rng.integers(10, 80))), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        box = (x, y, x + int(rng.integers(20, 300)), y + int(rng.integers(10, 80)))
+        draw.rectangle(box, fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
         draw.text((x + 4, y + 4), f"window {seed}-{x}-{y}", fill=(0, 0, 0))
     out = io.BytesIO()
     image.save(out, "PNG", compress_level=6)
@@ -372,13 +373,21 @@ def _run(args, work: Path, started: float) -> int:
     for kind in KINDS:
         sample = kind_paths[kind][: max(10, len(kind_paths[kind]) // 3)]
         holder: dict[str, object] = {}
-        _, cpu = best_of(max(1, args.repeats - 1), lambda: holder.__setitem__("b", notebook_method(sample)))
+
+        def measure(holder: dict[str, object] = holder, sample: list[Path] = sample) -> None:
+            holder["b"] = notebook_method(sample)
+
+        _, cpu = best_of(max(1, args.repeats - 1), measure)
         cpu_rate[f"notebook {kind}"] = len(sample) / cpu
         notebook_bytes[kind] = holder["b"] / len(sample)  # type: ignore[operator]
     results: dict[str, object] = {}
     for kind in KINDS:
         holder = {}
-        _, cpu = best_of(args.repeats, lambda: holder.__setitem__("r", visiontune(work / kind, work / f"out-{kind}", 1)))
+
+        def convert(holder: dict[str, object] = holder, kind: str = kind) -> None:
+            holder["r"] = visiontune(work / kind, work / f"out-{kind}", 1)
+
+        _, cpu = best_of(args.repeats, convert)
         cpu_rate[f"visiontune {kind}"] = counts[kind] / cpu
         results[kind] = holder["r"]
     mixed_total = sum(counts.values())
@@ -392,10 +401,11 @@ def _run(args, work: Path, started: float) -> int:
     for repeat in range(max(args.repeats, 5)):
         for corpus in ("phone", "mixed") if repeat < args.repeats else ("phone",):
             for workers in (1, 2):
-                wall, _ = best_of(1, lambda: visiontune(work / corpus, work / f"out-{corpus}-{workers}", workers))
+                out = work / f"out-{corpus}-{workers}"
+                wall, _ = best_of(1, lambda corpus=corpus, out=out, workers=workers: visiontune(work / corpus, out, workers))
                 walls[corpus, workers] = min(walls.get((corpus, workers), float("inf")), wall)
         for procs in (1, 2):
-            wall, _ = best_of(1, lambda: split_floor(kind_paths["phone"], procs))
+            wall, _ = best_of(1, lambda procs=procs: split_floor(kind_paths["phone"], procs))
             walls["decode-only", procs] = min(walls.get(("decode-only", procs), float("inf")), wall)
 
     print("one core (CPU seconds of the process, best of repeats):")

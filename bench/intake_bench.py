@@ -216,7 +216,7 @@ def _run(args, work: Path, connection: str, service, uploader, started: float) -
     grown_s, grown_result = _grow_in_place(service, uploader, photos, grown, args.workers)
     grown_load = load()
     share = grown_s / full_s
-    print(f"\n2. image cache in the training container:")
+    print("\n2. image cache in the training container:")
     print(f"   full drop, cold cache : {full_s:6.1f} s  {full.stats['images_converted']:,} converted   ({full_load})")
     print(f"   +5% drop, warm cache  : {grown_s:6.1f} s  {grown_result.stats['images_converted']:,} converted, "
           f"{grown_result.stats['images_reused']:,} reused   ({grown_load})")

@@ -18,7 +18,8 @@ def _json(status: int, body: dict) -> func.HttpResponse:
 def classify(req: func.HttpRequest) -> func.HttpResponse:
     """Classify the image in the body with the dataset's production model (or ``?version=``'s), with
     the preprocessing of training. 400/413/415 for bad input, 404 when there is no model to ask."""
-    from shared.prediction import MAX_IMAGE_BYTES, PredictionError, classify as classify_image
+    from shared.prediction import MAX_IMAGE_BYTES, PredictionError
+    from shared.prediction import classify as classify_image
     from shared.settings import load_settings
     from shared.telemetry import invocation, note
 

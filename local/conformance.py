@@ -141,14 +141,16 @@ def run(max_examples: int = 25, seed: int = 0, extra: list[str] | None = None) -
                 if target.api_version is not None:
                     config_file = Path(folder) / f"schemathesis-{target.version}.toml"
                     config_file.write_text(CONFIG_TEMPLATE.format(api_version=target.api_version), encoding="utf-8")
-                print(f"conformance: API version {target.version} on {server.url}{target.base_path}; spec {target.spec}", flush=True)
+                where = f"{server.url}{target.base_path}"
+                print(f"conformance: API version {target.version} on {where}; spec {target.spec}", flush=True)
                 command = schemathesis_command(
                     server.url, target, config_file, max_examples=max_examples, seed=seed, extra=extra or []
                 )
                 codes.append(subprocess.call(command, cwd=folder))
         finally:
             server.stop()
-        print(f"conformance: {', '.join(f'{t.version}: exit {c}' for t, c in zip(TARGETS, codes))}", flush=True)
+        exits = ", ".join(f"{t.version}: exit {c}" for t, c in zip(TARGETS, codes, strict=True))
+        print(f"conformance: {exits}", flush=True)
         return next((code for code in codes if code), 0)
 
 

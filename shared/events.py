@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.layout import REPORTS_CONTAINER
@@ -66,7 +66,7 @@ MAX_PENDING_PER_FLUSH = 50
 
 def journal_blob(day: datetime) -> str:
     """The journal blob (in the reports container) of one UTC day."""
-    return f"{EVENTS_PREFIX}{day.astimezone(timezone.utc):%Y-%m-%d}.jsonl"
+    return f"{EVENTS_PREFIX}{day.astimezone(UTC):%Y-%m-%d}.jsonl"
 
 
 def cloud_event(event_type: str, subject: str, data: dict[str, Any], *, at: datetime, key: str) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def cloud_event(event_type: str, subject: str, data: dict[str, Any], *, at: date
         "source": "/visiontune",
         "type": EVENT_TYPE_PREFIX + event_type,
         "subject": subject,
-        "time": at.astimezone(timezone.utc).isoformat(),
+        "time": at.astimezone(UTC).isoformat(),
         "datacontenttype": "application/json",
         "data": data,
     }
@@ -257,7 +257,7 @@ def read_events(
     from shared.storage import container_client
 
     reports = container_client(settings, REPORTS_CONTAINER)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start = since or now - timedelta(days=days - 1)
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     while day <= now:

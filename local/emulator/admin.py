@@ -146,7 +146,7 @@ class EmulatorAdmin:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "EmulatorAdmin":
+    def __enter__(self) -> EmulatorAdmin:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import threading
 import re
+import threading
 import uuid
 from typing import Any
 
@@ -164,7 +164,8 @@ def create_app(emulator: Emulator) -> FastAPI:
             return
         headers = {}
         if fault.retry_after is not None:
-            headers["Retry-After"] = str(int(fault.retry_after)) if float(fault.retry_after).is_integer() else str(fault.retry_after)
+            seconds = float(fault.retry_after)
+            headers["Retry-After"] = str(int(seconds)) if seconds.is_integer() else str(fault.retry_after)
             headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
         code, message = {
             429: (
@@ -172,8 +173,14 @@ def create_app(emulator: Emulator) -> FastAPI:
                 "Requests to the API have exceeded the call rate limit of your current pricing tier. "
                 f"Please retry after {fault.retry_after or 1} seconds.",
             ),
-            500: ("InternalServerError", "The server had an error while processing your request. Sorry about that!"),
-            503: ("ServiceUnavailable", "The service is temporarily unable to process your request. Please try again later."),
+            500: (
+                "InternalServerError",
+                "The server had an error while processing your request. Sorry about that!",
+            ),
+            503: (
+                "ServiceUnavailable",
+                "The service is temporarily unable to process your request. Please try again later.",
+            ),
         }.get(fault.status, (str(fault.status), f"Injected fault: HTTP {fault.status}."))
         raise ApiError(fault.status, code, fault.message or message, headers=headers)
 
@@ -194,7 +201,8 @@ def create_app(emulator: Emulator) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
-            {"error": {"code": "invalidPayload", "message": f"Invalid request: {exc.errors()}"}}, status_code=400
+            {"error": {"code": "invalidPayload", "message": f"Invalid request: {exc.errors()}"}},
+            status_code=400,
         )
 
     app.add_middleware(_AzureHeadersMiddleware)

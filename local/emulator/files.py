@@ -130,7 +130,7 @@ class FilesMixin(EmulatorCore):
         )
         # What the base model 'remembers' of this file: a few examples per label (first seen, stable).
         remembered: dict[str, list[list[float]]] = {}
-        for label, thumbnail in zip(labels, thumbnails):
+        for label, thumbnail in zip(labels, thumbnails, strict=True):
             bucket = remembered.setdefault(label, [])
             if len(bucket) < self.config.base_samples_per_label:
                 bucket.append([round(float(v), 4) for v in thumbnail])

@@ -1,8 +1,9 @@
 """The models behind the emulator's answers: real (small) image classifiers.
 
-* Fine-tuning fits multinomial logistic regression by mini-batch SGD (numpy) on simple image features: a 16x16 grayscale thumbnail plus an 8-bin-per-channel colour histogram,
-  standardised. One model is kept per epoch (the checkpoints); the per-step losses and accuracies are
-  the learner's own, so ``results.csv`` shows real training curves.
+* Fine-tuning fits multinomial logistic regression by mini-batch SGD (numpy) on simple image features:
+  a 16x16 grayscale thumbnail plus an 8-bin-per-channel colour histogram, standardised. One model is kept
+  per epoch (the checkpoints); the per-step losses and accuracies are the learner's own, so
+  ``results.csv`` shows real training curves.
 * The base model is a deliberately weaker stand-in: nearest centroid on 4x4 grayscale thumbnails of a
   few examples per label taken from every training file the resource has processed, restricted to the
   labels listed in the prompt; random (seeded) labels when it knows none of them; and for ~7% of images
@@ -68,7 +69,7 @@ def decode_image_url(url: str) -> bytes:
         raise ImageError(f"the image data URL is not valid base64: {exc}") from None
 
 
-def open_image(raw: bytes, *, strict: bool = True) -> "Image.Image":
+def open_image(raw: bytes, *, strict: bool = True) -> Image.Image:
     """Open image bytes; with ``strict`` enforce Azure's fine-tuning rules (format, mode, size)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -87,7 +88,7 @@ def open_image(raw: bytes, *, strict: bool = True) -> "Image.Image":
     return image
 
 
-def _rgb(image: "Image.Image") -> "Image.Image":
+def _rgb(image: Image.Image) -> Image.Image:
     from PIL import Image
 
     if image.mode == "RGBA":
@@ -97,7 +98,7 @@ def _rgb(image: "Image.Image") -> "Image.Image":
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def image_features(image: "Image.Image") -> "np.ndarray":
+def image_features(image: Image.Image) -> np.ndarray:
     """Fine-tuning features: 16x16 grayscale (0..1) + normalised 8-bin RGB histograms (280 floats)."""
     import numpy as np
     from PIL import Image
@@ -112,7 +113,7 @@ def image_features(image: "Image.Image") -> "np.ndarray":
     return np.concatenate([gray.ravel() / 255.0, histogram])
 
 
-def thumbnail_features(image: "Image.Image") -> "np.ndarray":
+def thumbnail_features(image: Image.Image) -> np.ndarray:
     """The base model's view of an image: a 4x4 grayscale thumbnail (16 floats, 0..1)."""
     import numpy as np
     from PIL import Image
@@ -153,7 +154,7 @@ def auto_batch_size(n_examples: int) -> int:
     return max(1, min(256, round(n_examples * 0.002)))
 
 
-def _softmax(logits: "np.ndarray") -> "np.ndarray":
+def _softmax(logits: np.ndarray) -> np.ndarray:
     import numpy as np
 
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -162,14 +163,14 @@ def _softmax(logits: "np.ndarray") -> "np.ndarray":
 
 
 def train_classifier(
-    features: "np.ndarray",
+    features: np.ndarray,
     labels: list[str],
     *,
     n_epochs: int,
     batch_size: int,
     learning_rate_multiplier: float,
     seed: int,
-    validation_features: "np.ndarray | None" = None,
+    validation_features: np.ndarray | None = None,
     validation_labels: list[str] | None = None,
     should_stop: Any = None,
 ) -> TrainingResult:
@@ -204,7 +205,7 @@ def train_classifier(
     weight_decay = 1e-4
     one_hot = np.eye(n_classes)
 
-    def metrics_on(x: "np.ndarray", y: "np.ndarray") -> tuple[float, float]:
+    def metrics_on(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         probabilities = _softmax(x @ weights + bias)
         known = y >= 0
         picked = probabilities[np.arange(len(y)), np.where(known, y, 0)]
@@ -216,7 +217,7 @@ def train_classifier(
     epoch_models: list[Any] = []
     epoch_metrics: list[dict[str, float]] = []
     step = 0
-    for epoch in range(n_epochs):
+    for _epoch in range(n_epochs):
         if should_stop is not None and should_stop():
             raise TrainingStopped()
         order = rng.permutation(len(targets))
@@ -266,7 +267,7 @@ def train_classifier(
 
 
 def _sample_with_temperature(
-    scores: "np.ndarray", temperature: float, seed_material: int
+    scores: np.ndarray, temperature: float, seed_material: int
 ) -> int:
     """Argmax at temperature 0; otherwise a draw from softmax(scores / temperature), mixed with a uniform
     share of 5% x temperature^2 (a language model at high temperature wanders off its best answer)."""
@@ -283,10 +284,8 @@ def _sample_with_temperature(
     return int(np.random.default_rng(seed_material).choice(len(scores), p=probabilities))
 
 
-def predict_fine_tuned(model: dict[str, Any], features: "np.ndarray", *, temperature: float, nonce: int) -> str:
+def predict_fine_tuned(model: dict[str, Any], features: np.ndarray, *, temperature: float, nonce: int) -> str:
     """The label a fine-tuned model answers for one image."""
-    import numpy as np
-
     scores = ((features.reshape(1, -1) - model["mean"]) / model["scale"] @ model["weights"] + model["bias"])[0]
     return model["classes"][_sample_with_temperature(scores, temperature, nonce)]
 
@@ -314,9 +313,9 @@ def parse_categories(system_prompt: str) -> list[str]:
 
 
 def base_answer(
-    centroids: dict[str, "np.ndarray"],
+    centroids: dict[str, np.ndarray],
     labels: list[str],
-    thumbnail: "np.ndarray | None",
+    thumbnail: np.ndarray | None,
     *,
     digest: int,
     seed: int,
@@ -339,15 +338,15 @@ def base_answer(
 # --------------------------------------------------------------------------------------------------
 # Log probabilities (chat completions with ``logprobs: true``)
 # --------------------------------------------------------------------------------------------------
-def fine_tuned_distribution(model: dict[str, Any], features: "np.ndarray") -> dict[str, float]:
+def fine_tuned_distribution(model: dict[str, Any], features: np.ndarray) -> dict[str, float]:
     """The fine-tuned model's probability of each label for one image (softmax of its scores)."""
     scores = ((features.reshape(1, -1) - model["mean"]) / model["scale"] @ model["weights"] + model["bias"])
     probabilities = _softmax(scores)[0]
-    return {label: float(p) for label, p in zip(model["classes"], probabilities)}
+    return {label: float(p) for label, p in zip(model["classes"], probabilities, strict=True)}
 
 
 def base_distribution(
-    centroids: dict[str, "np.ndarray"], labels: list[str], thumbnail: "np.ndarray | None"
+    centroids: dict[str, np.ndarray], labels: list[str], thumbnail: np.ndarray | None
 ) -> dict[str, float]:
     """The base model's probability of each listed label (its off-label share kept aside)."""
     import numpy as np
@@ -359,4 +358,4 @@ def base_distribution(
     logits = -distances * 20.0
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
-    return {label: float((1 - OFF_LABEL_RATE) * p) for label, p in zip(known, probabilities)}
+    return {label: float((1 - OFF_LABEL_RATE) * p) for label, p in zip(known, probabilities, strict=True)}

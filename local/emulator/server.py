@@ -115,7 +115,7 @@ class EmulatorServer:
         """``http://127.0.0.1:<port>``: the Azure OpenAI endpoint and the ARM endpoint."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "EmulatorServer":
+    def start(self, timeout: float = 30.0) -> EmulatorServer:
         """Serve in a background thread; returns once the server answers."""
         server = self._build()
         self._thread = threading.Thread(
@@ -162,7 +162,7 @@ class EmulatorServer:
             except OSError:
                 pass
 
-    def __enter__(self) -> "EmulatorServer":
+    def __enter__(self) -> EmulatorServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -251,7 +251,9 @@ def _problems(schema: Any, value: Any, where: str, document: dict[str, Any], *, 
     return problems
 
 
-def _swagger_operation(version: str, name: str, document: dict[str, Any], path: str, method: str, op: dict[str, Any]) -> Operation:
+def _swagger_operation(
+    version: str, name: str, document: dict[str, Any], path: str, method: str, op: dict[str, Any]
+) -> Operation:
     parameters = [_resolve(p, document) for p in (document["paths"][path].get("parameters") or [])]
     parameters += [_resolve(p, document) for p in op.get("parameters") or []]
     body = next((p.get("schema") for p in parameters if p.get("in") == "body"), None)
@@ -268,7 +270,9 @@ def _swagger_operation(version: str, name: str, document: dict[str, Any], path: 
     )
 
 
-def _openapi_operation(version: str, name: str, document: dict[str, Any], path: str, method: str, op: dict[str, Any]) -> Operation:
+def _openapi_operation(
+    version: str, name: str, document: dict[str, Any], path: str, method: str, op: dict[str, Any]
+) -> Operation:
     content = (_resolve(op.get("requestBody") or {}, document).get("content")) or {}
     body = (content.get("application/json") or {}).get("schema")
     form_fields = required_form = None

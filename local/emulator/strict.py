@@ -9,8 +9,9 @@
 
 Dated inference routes (``/openai/deployments/{id}/chat/completions``) are served unvalidated: no Azure
 inference spec copy is held. ARM requests (``check_arm``) are validated on the api-version whose spec is
-held (2026-09-01); other ARM versions are served and recorded as not validated. Every request is recorded (``RequestLog``) with the spec operation that
-validated it, or none, so a test can assert that a whole pipeline run sent only declared requests.
+held (2026-09-01); other ARM versions are served and recorded as not validated. Every request is
+recorded (``RequestLog``) with the spec operation that validated it, or none, so a test can assert that
+a whole pipeline run sent only declared requests.
 """
 
 from __future__ import annotations
@@ -197,7 +198,9 @@ def spec_violations(records: list[dict[str, Any]]) -> list[str]:
             f"?api-version={record['api_version']}" if record.get("api_version") else ""
         )
         if record.get("status") is not None:
-            found.append(f"{where}: refused with HTTP {record['status']}: {'; '.join(record.get('problems') or [])}")
+            found.append(
+                f"{where}: refused with HTTP {record['status']}: {'; '.join(record.get('problems') or [])}"
+            )
         elif record.get("operation") is None:
             found.append(f"{where}: no spec of API version '{record['surface']}' covers it")
         elif record.get("problems"):

@@ -39,9 +39,9 @@ import time
 import traceback
 import uuid
 from collections import deque
-from contextlib import contextmanager
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

@@ -4,12 +4,14 @@
   exactly what visiontune sends (the spec copies in ``shared/specs`` beside the checkout; the emulator
   refuses anything else):
 
-  | operations | surface | why |
-  |---|---|---|
-  | files, uploads, models | dated ``OPENAI_API_VERSION`` (2024-10-21, the latest stable authoring spec) | the v1 spec's file upload requires ``expires_after`` (training files would expire) and v1 has no Uploads API |
-  | batches | dated ``OPENAI_API_VERSION`` | the v1 spec has no ``/batches`` |
-  | fine-tuning jobs, events, checkpoints | v1 (``<endpoint>/openai/v1/``) | declares ``method`` (supervised hyperparameters) and Learn documents ``trainingType`` on it; 2024-10-21 takes neither |
-  | chat completions | v1 (``model`` = deployment name) | Learn's API lifecycle page: v1 takes OpenAI's chat completions syntax; checked against OpenAI's spec |
+  * files, uploads, models: dated ``OPENAI_API_VERSION`` (2024-10-21, the latest stable authoring spec),
+    because the v1 spec's file upload requires ``expires_after`` (training files would expire) and v1
+    has no Uploads API;
+  * batches: dated ``OPENAI_API_VERSION``, because the v1 spec has no ``/batches``;
+  * fine-tuning jobs, events, checkpoints: v1 (``<endpoint>/openai/v1/``), which declares ``method``
+    (supervised hyperparameters) and Learn documents ``trainingType`` on it; 2024-10-21 takes neither;
+  * chat completions: v1 (``model`` = deployment name); Learn's API lifecycle page: v1 takes OpenAI's
+    chat completions syntax; checked against OpenAI's spec.
 
   On Azure it signs in with Entra ID (``DefaultAzureCredential``, the function app's managed identity);
   against the local emulator with the API key (``AZURE_OPENAI_API_KEY`` is a local-only setting).
@@ -62,7 +64,7 @@ class AzureOpenAIClient:
     """The SDK resources visiontune calls, each bound to the API surface chosen for it (module docstring):
     ``files``, ``uploads``, ``models``, ``batches`` on the dated client; ``fine_tuning``, ``chat`` on v1."""
 
-    def __init__(self, v1: "openai.OpenAI", dated: "openai.AzureOpenAI") -> None:
+    def __init__(self, v1: openai.OpenAI, dated: openai.AzureOpenAI) -> None:
         self.v1 = v1
         self.dated = dated
         self.files = dated.files
@@ -101,7 +103,11 @@ def openai_client(settings: Settings) -> AzureOpenAIClient:
     v1_options = dict(base_url=f"{endpoint}/openai/v1/", **common)
     if settings.uses_api_key:
         dated = openai.AzureOpenAI(api_key=settings.openai_api_key, **dated_options)
-        v1 = openai.OpenAI(api_key=settings.openai_api_key, default_headers={"api-key": str(settings.openai_api_key)}, **v1_options)
+        v1 = openai.OpenAI(
+            api_key=settings.openai_api_key,
+            default_headers={"api-key": str(settings.openai_api_key)},
+            **v1_options,
+        )
     else:
         from azure.identity import get_bearer_token_provider
 
@@ -138,7 +144,7 @@ def _local_auth_policy(token: str) -> Any:
     return _LocalBearerPolicy(_StaticTokenCredential(token), "https://management.azure.com/.default")
 
 
-def management_client(settings: Settings) -> "CognitiveServicesManagementClient":
+def management_client(settings: Settings) -> CognitiveServicesManagementClient:
     """The ARM client for deployments (cached): ``base_url`` = ``AZURE_MANAGEMENT_ENDPOINT``.
 
     On Azure: ``DefaultAzureCredential`` with the ARM scope of that endpoint. Against the local stack
@@ -146,7 +152,13 @@ def management_client(settings: Settings) -> "CognitiveServicesManagementClient"
     """
     settings.require("subscription_id")
     endpoint = settings.management_endpoint.rstrip("/")
-    key = (endpoint, settings.management_api_version, settings.subscription_id, settings.openai_api_key, settings.azure_client_id)
+    key = (
+        endpoint,
+        settings.management_api_version,
+        settings.subscription_id,
+        settings.openai_api_key,
+        settings.azure_client_id,
+    )
     with _lock:
         cached = _management_clients.get(key)
     if cached is not None:

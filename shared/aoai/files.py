@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Callable, Iterator, Literal
+from typing import IO, Any, BinaryIO, Literal
 
 from shared.aoai.errors import AoaiError, describe_openai_error
 

@@ -16,7 +16,7 @@ import io
 import itertools
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.aoai.errors import AoaiError, describe_openai_error
@@ -102,7 +102,7 @@ def _timestamp(value: Any) -> datetime | None:
     if value in (None, 0):
         return None
     try:
-        return datetime.fromtimestamp(int(value), tz=timezone.utc)
+        return datetime.fromtimestamp(int(value), tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 

@@ -26,7 +26,11 @@ def base_model_problem(client: Any, model: str) -> str | None:
     tunable = sorted(name for name, fine_tune in models.items() if fine_tune)
     if model in models and models[model]:
         return None
-    offer = f"models this resource can fine-tune: {', '.join(tunable)}" if tunable else "this resource lists no model it can fine-tune"
+    offer = (
+        f"models this resource can fine-tune: {', '.join(tunable)}"
+        if tunable
+        else "this resource lists no model it can fine-tune"
+    )
     if model in models:
         return f"base_model {model!r} exists on this Azure OpenAI resource but cannot be fine-tuned ({offer})"
     return f"base_model {model!r} is not a model of this Azure OpenAI resource ({offer})"

@@ -26,17 +26,17 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, ContextManager, Protocol
+from typing import IO, Any, BinaryIO, Protocol
 
 from shared.conversion.cache import ImageCache
 from shared.conversion.estimate import estimate, split_tokens, tokens_per_label
 from shared.conversion.examples import IMAGE_DETAIL, build_prompt, example_line
 from shared.conversion.images import (
     BACKGROUND,
+    DEFAULT_IMAGE_MEMORY_BUDGET,
     DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
-    DEFAULT_IMAGE_MEMORY_BUDGET,
     DEFAULT_MIN_SIDE,
     DRAFT_TOLERANCE,
     ImageResult,
@@ -83,7 +83,7 @@ class DatasetError(ValueError):
 class ArtifactSink(Protocol):
     """Where the artifacts go. ``commit`` is called once, last, after every artifact is closed."""
 
-    def open(self, name: str) -> ContextManager[BinaryIO]: ...
+    def open(self, name: str) -> contextlib.AbstractContextManager[BinaryIO]: ...
 
     def commit(self, version: str) -> None: ...
 
@@ -455,7 +455,7 @@ def _resolve_duplicates(records: list[_Record]) -> None:
 def _source_digest(records: list[_Record]) -> str:
     digest = hashlib.sha256()
     for record in sorted(records, key=lambda r: r.path):
-        digest.update(f"{record.path}\t{record.size}\t{record.sha256 or '-'}\n".encode("utf-8"))
+        digest.update(f"{record.path}\t{record.size}\t{record.sha256 or '-'}\n".encode())
     return digest.hexdigest()
 
 
@@ -655,7 +655,7 @@ def _convert(
             "max_side": options.max_side,
             "quality": options.quality,
             "draft_tolerance": DRAFT_TOLERANCE,
-            "background": "#%02x%02x%02x" % BACKGROUND,
+            "background": "#{:02x}{:02x}{:02x}".format(*BACKGROUND),
             "max_pixels": options.max_pixels,
         },
         "split": {

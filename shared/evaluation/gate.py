@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
-from math import comb
 from typing import Literal
 
 from shared.evaluation.answers import label_matcher
@@ -125,8 +124,8 @@ def decide_promotion(
     cand_right = [right(c) for c, _ in pairs]
     base_right = [right(b) for _, b in pairs]
     cand_correct, base_correct = sum(cand_right), sum(base_right)
-    b = sum(1 for cr, br in zip(cand_right, base_right) if cr and not br)
-    c = sum(1 for cr, br in zip(cand_right, base_right) if br and not cr)
+    b = sum(1 for cr, br in zip(cand_right, base_right, strict=True) if cr and not br)
+    c = sum(1 for cr, br in zip(cand_right, base_right, strict=True) if br and not cr)
     delta = (cand_correct - base_correct) / n
     p = mcnemar_exact_p(b, c)
     p_text = _format_p(p, p_value_threshold)

@@ -121,7 +121,7 @@ def compute_metrics(
     present = support > 0
     occurring = present | (predicted > 0)
     errors = sum(1 for ex in examples if ex.failed)
-    off_label = sum(1 for ex, p in zip(examples, predictions) if p is None and not ex.failed)
+    off_label = sum(1 for ex, p in zip(examples, predictions, strict=True) if p is None and not ex.failed)
 
     latencies = [float(ex.latency_ms) for ex in examples if ex.latency_ms is not None and not ex.failed]
     if latencies:

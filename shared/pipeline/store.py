@@ -52,9 +52,8 @@ class RunStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunStore:
-        from shared.storage import container_client
-
         from shared.events import EventPublisher
+        from shared.storage import container_client
 
         return cls(container_client(settings, RUNS_CONTAINER), EventPublisher(settings))
 

@@ -102,7 +102,9 @@ def _svg(fig) -> str:
     width = re.search(r'<svg[^>]*?\swidth="([\d.]+)pt"', text)
     text = re.sub(r'(<svg[^>]*?)\s(width|height)="[\d.]+pt"', r"\1", text, count=1)
     text = re.sub(r'(<svg[^>]*?)\s(width|height)="[\d.]+pt"', r"\1", text, count=1)
-    style = f' role="img" class="chart" style="max-width:{float(width.group(1)) * 1.5:.0f}px"' if width else ' role="img" class="chart"'
+    style = ' role="img" class="chart"'
+    if width:
+        style += f' style="max-width:{float(width.group(1)) * 1.5:.0f}px"'
     text = text.replace("<svg", "<svg" + style, 1)
     return text.strip()
 
@@ -138,14 +140,14 @@ def per_class_f1_chart(
         fig = _figure(10, max(1.6, 1.0 + 0.24 * n))
         ax = fig.add_subplot()
         first, last = series[0][2], series[-1][2]
-        for y, a, b in zip(positions, first, last):
+        for y, a, b in zip(positions, first, last, strict=True):
             if a is not None and b is not None and len(series) > 1 and abs(b - a) > 1e-9:
                 ax.plot([a, b], [y, y], color="#1f9d62" if b > a else "#c93c3c", linewidth=2.2, alpha=0.55,
                         zorder=2, solid_capstyle="round")
         for i, (role, name, values) in enumerate(series):
-            pts = [(v, y) for v, y in zip(values, positions) if v is not None]
+            pts = [(v, y) for v, y in zip(values, positions, strict=True) if v is not None]
             if pts:
-                ax.scatter(*zip(*pts), s=46 if i == len(series) - 1 else 34, color=ROLE_COLORS.get(role, MUTED),
+                ax.scatter(*zip(*pts, strict=True), s=46 if i == len(series) - 1 else 34, color=ROLE_COLORS.get(role, MUTED),
                            edgecolor="white", linewidth=0.8, label=name, zorder=3 + i)
         ax.yaxis.grid(True, zorder=0, linewidth=0.5)
     ax.set_yticks(positions, [_shorten(label) for label in labels])
@@ -241,7 +243,7 @@ def training_curves(results: Sequence[ResultsRow]) -> str:
             points = [(r.step, getattr(r, field)) for r in results if getattr(r, field) is not None]
             if not points:
                 continue
-            steps, values = zip(*points)
+            steps, values = zip(*points, strict=True)
             if noisy and len(values) >= 20:
                 smoothed = _smooth(list(values), max(3, len(values) // 20))
                 ax.plot(steps, values, color=color, linewidth=0.5, alpha=0.2)
@@ -345,7 +347,7 @@ def accuracy_over_time(
                 start = end
         bad = [(t, v) for t, v, regression, _ in points if regression]
         if bad:
-            ax.scatter(*zip(*bad), s=70, facecolor="#d64545", edgecolor="white", linewidth=1.2, zorder=4,
+            ax.scatter(*zip(*bad, strict=True), s=70, facecolor="#d64545", edgecolor="white", linewidth=1.2, zorder=4,
                        label=f"regression (drop > {regression_threshold * 100:.1f} pts)")
             ax.legend(loc="lower left")
         previous = None

@@ -193,7 +193,8 @@ def _cost(report: RunReport) -> list[str]:
          f"{s.count(report.training.trained_tokens)} tokens" if report.training and report.training.trained_tokens else ""],
         ["Evaluation", s.usd(c.evaluation_usd), ""],
         ["Hosting so far", s.usd(s.hosting_usd(report)),
-         f"{c.hosting_hours:.1f} h × {s.usd(c.hosting_usd_per_hour)}/h" if c.hosting_hours is not None and c.hosting_usd_per_hour is not None else ""],
+         f"{c.hosting_hours:.1f} h × {s.usd(c.hosting_usd_per_hour)}/h"
+         if c.hosting_hours is not None and c.hosting_usd_per_hour is not None else ""],
         ["Total", s.usd(c.total_usd), ""],
     ]
     lines = ["## Cost", "", *_table(["Item", "USD", "Detail"], rows, "lrl")]

@@ -99,7 +99,9 @@ def test_push_to_promoted_through_the_functions_host_with_every_trigger_replayed
 
     records = EmulatorAdmin(stack.emulator.url).requests()
     routes = {r["route"] for r in records}
-    assert routes >= {"files_create", "fine_tuning_jobs_create", "batches_create", "chat_completions", "deployments_create_or_update"}
+    assert routes >= {
+        "files_create", "fine_tuning_jobs_create", "batches_create", "chat_completions", "deployments_create_or_update"
+    }
     assert spec_violations(records) == []
 
 

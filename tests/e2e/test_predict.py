@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from tests.fixtures.pipeline import DIGITS_PER_LABEL, FAST_CLOCK
+from tests.fixtures.pipeline import FAST_CLOCK
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -730,14 +731,14 @@ def test_alert_rules_cover_failures_poison_messages_failed_runs_and_regressions(
 def test_the_logged_event_line_matches_the_alert_query(caplog: pytest.LogCaptureFixture) -> None:
     """The alert rules match the log line the publisher writes: check it with the real publisher."""
     import logging
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from infra.notifications import event_log_query
     from shared.events import EventPublisher, cloud_event
 
     publisher = EventPublisher(Settings())
     publisher._append = lambda event: None  # no storage here: only the log line matters
-    event = cloud_event("run.failed", "dogs/v1", {"detail": "boom"}, at=datetime.now(timezone.utc), key="k")
+    event = cloud_event("run.failed", "dogs/v1", {"detail": "boom"}, at=datetime.now(UTC), key="k")
     with caplog.at_level(logging.INFO, logger="shared.events"):
         publisher.publish(event)
     prefix = event_log_query("run.failed").split('startswith "', 1)[1].split('"', 1)[0]

@@ -151,7 +151,7 @@ def test_local_up_runs_in_the_foreground_and_ctrl_c_stops_everything(tmp_path: P
         assert "local stack is up" in output, output
         tick_hint = next(line for line in lines if "moves runs now" in line)
         assert "--host-url http://127.0.0.1:" in tick_hint and ":0`" not in tick_hint, tick_hint
-        host_url = next(l.split()[2] for l in lines if l.strip().startswith("functions host")).removesuffix(
+        host_url = next(line.split()[2] for line in lines if line.strip().startswith("functions host")).removesuffix(
             "/api/"
         )
         assert run_cli("local", "tick", "on_tick", "--host-url", host_url) == 0

@@ -4,7 +4,7 @@ reach the caller."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -36,7 +36,7 @@ def _types(settings: Settings, dataset: str | None = None) -> list[str]:
 
 
 def test_cloud_event_is_cloudevents_1_0_with_a_stable_id() -> None:
-    at = datetime(2026, 11, 30, 1, 2, 3, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 30, 1, 2, 3, tzinfo=UTC)
     event = cloud_event("run.promoted", "dogs/abc", {"dataset": "dogs"}, at=at, key="dogs/abc/promoted")
     assert {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"} <= set(event)
     assert event["specversion"] == "1.0" and event["type"] == "visiontune.run.promoted"
@@ -108,7 +108,7 @@ def test_a_failing_event_grid_never_fails_the_write_and_the_event_is_kept(settin
 
 def test_the_journal_is_one_append_blob_per_day(settings: Settings, blob_service) -> None:
     publisher = EventPublisher(settings)
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     for n in range(3):
         publisher.publish(cloud_event("run.rejected", f"d/v{n}", {"dataset": "d"}, at=at, key=f"k{n}"))
     blob = blob_service.get_container_client(REPORTS_CONTAINER).get_blob_client(journal_blob(at))

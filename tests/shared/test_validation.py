@@ -58,7 +58,10 @@ def test_png_rgba_and_webp_and_https_are_allowed():
         ([1, 2], "data_type"),
         ({"prompt": "x"}, "missing_messages_list"),
         ({"messages": [{"content": "x"}, {"role": "assistant", "content": "a"}]}, "message_missing_key"),
-        ({"messages": [{"role": "user", "content": "x", "extra": 1}, {"role": "assistant", "content": "a"}]}, "message_unrecognized_key"),
+        (
+            {"messages": [{"role": "user", "content": "x", "extra": 1}, {"role": "assistant", "content": "a"}]},
+            "message_unrecognized_key",
+        ),
         ({"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "a"}]}, "unrecognized_role"),
         ({"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "a"}]}, "missing_content"),
         ({"messages": [{"role": "user", "content": "x"}]}, "example_missing_assistant_message"),

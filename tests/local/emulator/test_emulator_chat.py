@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from local.emulator.clients import openai_client
-from local.emulator.constants import BASE_DEPLOYMENT, BATCH_DEPLOYMENT, BASE_MODEL
+from local.emulator.constants import BASE_DEPLOYMENT, BASE_MODEL, BATCH_DEPLOYMENT
 from tests.fixtures.emulator import DIGIT_LABELS, digit_messages, digit_split
 
 pytestmark = pytest.mark.emulator

@@ -10,7 +10,14 @@ from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, Dep
 
 from local.emulator.clients import management_client, openai_client, v1_client
 from local.emulator.constants import ACCOUNT, BASE_DEPLOYMENT, BASE_MODEL, RESOURCE_GROUP
-from tests.fixtures.emulator import digit_label, digit_messages, digit_split, digits_examples, to_jsonl, wait_until
+from tests.fixtures.emulator import (
+    digit_label,
+    digit_messages,
+    digit_split,
+    digits_examples,
+    to_jsonl,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 

@@ -52,7 +52,8 @@ def test_state_survives_a_restart(emulator_factory, tmp_path):
     client = openai_client(second.url)
     assert {f.id for f in client.files.list()} >= files_before
     assert client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model == job.fine_tuned_model
-    assert management_client(second.url).deployments.get(RESOURCE_GROUP, ACCOUNT, "kept").properties.model.name == job.fine_tuned_model
+    kept = management_client(second.url).deployments.get(RESOURCE_GROUP, ACCOUNT, "kept")
+    assert kept.properties.model.name == job.fine_tuned_model
     again = [
         client.chat.completions.create(model="kept", messages=digit_messages(i), temperature=0).choices[0].message.content
         for i in held_out[:15]

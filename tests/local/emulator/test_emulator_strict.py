@@ -38,7 +38,10 @@ def test_the_old_fine_tuning_shape_is_refused_on_2024_10_21(emulator, training_f
     client = openai_client(emulator.url)  # api-version 2024-10-21
     with pytest.raises(openai.BadRequestError) as refused:
         client.fine_tuning.jobs.create(
-            model=BASE_MODEL, training_file=training_file, method=OLD_SHAPE["method"], extra_body={"trainingType": "globalstandard"}
+            model=BASE_MODEL,
+            training_file=training_file,
+            method=OLD_SHAPE["method"],
+            extra_body={"trainingType": "globalstandard"},
         )
     message = refused.value.body["message"]
     assert refused.value.status_code == 400 and refused.value.body["param"] == "method"
@@ -174,6 +177,7 @@ def test_arm_requests_on_the_held_version_are_checked_against_its_spec(emulator_
     assert httpx.get(f"{url}?api-version=2024-10-01", headers=headers).status_code == 200  # served, not validated
     records = EmulatorAdmin(server.url).requests()
     operations = [(r["api_version"], r["method"], r["operation"], r["status"]) for r in records]
-    assert ("2026-09-01", "PUT", "cognitiveservices-2026-09-01.deployments.excerpt.json Deployments_CreateOrUpdate", 400) in operations
+    operation = "cognitiveservices-2026-09-01.deployments.excerpt.json Deployments_CreateOrUpdate"
+    assert ("2026-09-01", "PUT", operation, 400) in operations
     assert ("2026-09-01", "GET", "cognitiveservices-2026-09-01.json (full spec) Deployments_List", None) in operations
     assert ("2024-10-01", "GET", None, None) in operations

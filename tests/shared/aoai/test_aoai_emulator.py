@@ -9,7 +9,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,11 +138,15 @@ def test_upload_is_idempotent_and_reaches_processed(client: Any) -> None:
 
 def test_invalid_training_file_ends_in_error_with_the_service_message(client: Any) -> None:
     data = b'{"messages": "not a list"}\n' * 12
-    file_id = upload_file(client, name="vt-bad-v1-train.jsonl", size=len(data), open_stream=lambda: io.BytesIO(data), purpose="fine-tune")
+    file_id = upload_file(
+        client, name="vt-bad-v1-train.jsonl", size=len(data), open_stream=lambda: io.BytesIO(data), purpose="fine-tune"
+    )
     state = wait_until(lambda: (s := file_state(client, file_id)).status != "pending" and s, timeout=20)
     assert state.status == "error" and state.error
     # An errored file is not reused: uploading again makes a new one.
-    again = upload_file(client, name="vt-bad-v1-train.jsonl", size=len(data), open_stream=lambda: io.BytesIO(data), purpose="fine-tune")
+    again = upload_file(
+        client, name="vt-bad-v1-train.jsonl", size=len(data), open_stream=lambda: io.BytesIO(data), purpose="fine-tune"
+    )
     assert again != file_id
     for fid in (file_id, again):
         delete_file(client, fid)

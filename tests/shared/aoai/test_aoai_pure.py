@@ -139,7 +139,7 @@ def test_batch_input_lines_follow_the_batch_format() -> None:
     assert not data.startswith(b"\xef\xbb\xbf")
     lines = data.splitlines()
     assert len(lines) == 3 and data.endswith(b"\n")
-    for item, raw in zip(items, lines):
+    for item, raw in zip(items, lines, strict=True):
         record = json.loads(raw)
         assert record["custom_id"] == item.custom_id
         assert record["method"] == "POST" and record["url"] == "/chat/completions"

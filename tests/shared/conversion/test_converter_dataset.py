@@ -126,7 +126,7 @@ def test_every_good_image_is_used_once_upright_and_small(messy):
         lines = read_jsonl(out / f"{split}.jsonl")
         files = manifest["splits"][split]["files"]
         assert len(lines) == len(files) == manifest["splits"][split]["examples"]
-        for path, example in zip(files, lines):
+        for path, example in zip(files, lines, strict=True):
             by_path[path] = example
     for path, example in by_path.items():
         system, user, assistant = example["messages"]
@@ -137,7 +137,8 @@ def test_every_good_image_is_used_once_upright_and_small(messy):
         assert url.startswith("data:image/jpeg;base64,")
         image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
         assert image.format == "JPEG" and image.mode == "RGB" and max(image.size) <= 512
-    phone = Image.open(io.BytesIO(base64.b64decode(by_path["cat/phone.jpg"]["messages"][1]["content"][0]["image_url"]["url"].split(",", 1)[1])))
+    phone_url = by_path["cat/phone.jpg"]["messages"][1]["content"][0]["image_url"]["url"]
+    phone = Image.open(io.BytesIO(base64.b64decode(phone_url.split(",", 1)[1])))
     assert phone.size == (384, 512)  # stored 1600x1200 with orientation 6: upright portrait
 
 
@@ -158,7 +159,9 @@ def test_manifest_has_the_contract_fields(messy):
     assert manifest["source"]["files"] == len([p for p in root.rglob("*") if p.is_file()])
     assert len(manifest["source"]["digest"]) == 64
     estimate = manifest["estimate"]
-    assert set(estimate) >= {"text_tokens", "image_tokens", "tokens_per_epoch", "epochs", "training_tokens", "cost_usd", "price_per_1m", "model"}
+    assert set(estimate) >= {
+        "text_tokens", "image_tokens", "tokens_per_epoch", "epochs", "training_tokens", "cost_usd", "price_per_1m", "model"
+    }
     assert estimate["image_tokens"] == 85 * manifest["splits"]["train"]["examples"]
     assert estimate["training_tokens"] == estimate["tokens_per_epoch"] * 2
     assert estimate["cost_usd"] == pytest.approx(estimate["training_tokens"] * 25 / 1e6, abs=1e-4)
@@ -243,7 +246,11 @@ def test_duplicate_across_given_splits_keeps_the_training_copy(tmp_path):
     files["test/cat/leak.jpg"] = files["train/cat/000.jpg"]
     result = run(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out")
     assert result.rejected == [
-        {"path": "test/cat/leak.jpg", "code": "duplicate", "reason": "exact duplicate (identical bytes) of train/cat/000.jpg, which is used instead"}
+        {
+            "path": "test/cat/leak.jpg",
+            "code": "duplicate",
+            "reason": "exact duplicate (identical bytes) of train/cat/000.jpg, which is used instead",
+        }
     ]
     assert "train/cat/000.jpg" in result.manifest["splits"]["train"]["files"]
 
@@ -346,7 +353,9 @@ def test_rerun_replaces_an_earlier_output(tmp_path):
 def test_progress_reports_every_file(tmp_path):
     root = cases.write(tmp_path / "src", {**cases.good_set(per_label=10), "cat/empty.jpg": b""})
     calls = []
-    convert_dataset(FolderSource(root), FolderSink(tmp_path / "out"), ConvertOptions(workers=2), progress=lambda d, t: calls.append((d, t)))
+    convert_dataset(
+        FolderSource(root), FolderSink(tmp_path / "out"), ConvertOptions(workers=2), progress=lambda d, t: calls.append((d, t))
+    )
     assert calls[0] == (0, 21) and calls[-1] == (21, 21)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
@@ -403,8 +412,10 @@ def test_custom_sink_and_source_get_the_artifacts_in_order_manifest_last(tmp_pat
     assert json.loads(sink.data["manifest.json"]) == result.manifest
     assert {(r["path"], r["code"]) for r in result.rejected} == {("dog/locked.jpg", "unreadable")}
     # the same files on disk give the same version: sources are interchangeable
-    folder = run(FolderSource(cases.write(tmp_path / "src", {k: v for k, v in files.items() if "locked" not in k})), tmp_path / "out")
-    assert hashlib.sha256(sink.data["train.jsonl"]).digest() == hashlib.sha256((tmp_path / "out" / "train.jsonl").read_bytes()).digest()
+    readable = {k: v for k, v in files.items() if "locked" not in k}
+    folder = run(FolderSource(cases.write(tmp_path / "src", readable)), tmp_path / "out")
+    written = (tmp_path / "out" / "train.jsonl").read_bytes()
+    assert hashlib.sha256(sink.data["train.jsonl"]).digest() == hashlib.sha256(written).digest()
     assert folder.version != result.version  # the unreadable file is part of the source listing
 
 
@@ -417,7 +428,8 @@ def test_workers_start_even_when_main_is_read_from_stdin(tmp_path):
     script = (
         "from pathlib import Path\n"
         "from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset\n"
-        f"r = convert_dataset(FolderSource(Path({str(root)!r})), FolderSink(Path({str(tmp_path / 'out')!r})), ConvertOptions(workers=2))\n"
+        f"source, sink = FolderSource(Path({str(root)!r})), FolderSink(Path({str(tmp_path / 'out')!r}))\n"
+        "r = convert_dataset(source, sink, ConvertOptions(workers=2))\n"
         "print(r.stats['workers'], r.manifest['examples'])\n"
     )
     repo = Path(__file__).resolve().parents[3]

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.conversion import ConvertOptions, DatasetError, FolderSink, FolderSource, ZipSource, convert_dataset
+from shared.conversion import (
+    ConvertOptions,
+    DatasetError,
+    FolderSink,
+    FolderSource,
+    ZipSource,
+    convert_dataset,
+)
 from shared.conversion.images import ImageSettings, normalise_image
 from shared.conversion.sources import normalise_entry_name, read_regular_file
 from tests.shared.conversion import image_cases as cases

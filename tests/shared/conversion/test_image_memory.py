@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from bench.hostile_images import palette_png, rgba16_png
-from shared.conversion import ConvertOptions, convert_dataset
-from shared.conversion import images
+from shared.conversion import ConvertOptions, convert_dataset, images
 from shared.conversion.converter import MAX_BYTES_IN_FLIGHT
 from shared.conversion.images import ImageSettings, image_memory_budget, normalise_image
 from shared.conversion.sources import SourceEntry

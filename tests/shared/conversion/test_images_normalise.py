@@ -23,7 +23,7 @@ def decode(result) -> Image.Image:
 
 
 def close(pixel, expected, tolerance=40) -> bool:
-    return all(abs(a - b) <= tolerance for a, b in zip(pixel, expected))
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, expected, strict=True))
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,7 @@ def test_metrics_match_sklearn(n_labels, n, seed):
 
     assert metrics.n == n
     assert metrics.accuracy == pytest.approx(accuracy_score(y_true, y_pred))
-    assert metrics.correct == sum(t == p for t, p in zip(y_true, y_pred))
+    assert metrics.correct == sum(t == p for t, p in zip(y_true, y_pred, strict=True))
     assert metrics.balanced_accuracy == pytest.approx(balanced_accuracy_score(y_true, y_pred))
     occurring = sorted((set(y_true) | set(y_pred)) - {OFF_LABEL})
     assert metrics.macro_f1 == pytest.approx(f1_score(y_true, y_pred, labels=occurring, average="macro", zero_division=0))

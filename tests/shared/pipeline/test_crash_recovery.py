@@ -14,8 +14,8 @@ import importlib
 import pytest
 
 from shared.pipeline.intake import accept_dataset
-from tests.fixtures.pipeline import PROMOTED_PATH
 from shared.pipeline.training import start_training
+from tests.fixtures.pipeline import PROMOTED_PATH
 
 
 class Killed(BaseException):

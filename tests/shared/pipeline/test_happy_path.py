@@ -6,8 +6,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from shared.pipeline.intake import accept_dataset
-from tests.fixtures.pipeline import PROMOTED_PATH
 from shared.pipeline.training import start_training
+from tests.fixtures.pipeline import PROMOTED_PATH
 
 
 def test_drop_to_promoted_with_every_trigger_replayed_ten_times(pipeline_env, digits_dir):

@@ -49,7 +49,7 @@ def test_a_grown_drop_reuses_the_cache_and_writes_what_a_fresh_conversion_writes
     assert second.version != first.version
     assert run2.intake["images_converted"] == 3 and run2.intake["images_reused"] == total
     assert run2.intake["files_rejected"] == 1
-    assert "3 images converted, %d reused from the cache, 1 files rejected" % total in env.timeline(run2)
+    assert f"3 images converted, {total} reused from the cache, 1 files rejected" in env.timeline(run2)
 
     # the same drop without the cache, under another name: the same version, byte for byte
     plain = env.drop(grown, "digits-plain", settings=env.with_settings(convert_cache=False))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
@@ -37,7 +37,7 @@ from shared.reporting.schema import (  # noqa: E402
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 BASE_MODEL = "gpt-4.1-2025-04-14"
 PRICE_IN, PRICE_OUT, PRICE_TRAIN, PRICE_HOSTING = 2.50, 10.0, 25.0, 1.70
 
@@ -96,7 +96,7 @@ class Simulation:
         rng = random.Random(seed)
         out = []
         failed = set(rng.sample(range(len(self.test)), failures))
-        for k, ((custom_id, truth), z_shared) in enumerate(zip(self.test, self.shared_z)):
+        for k, ((custom_id, truth), z_shared) in enumerate(zip(self.test, self.shared_z, strict=True)):
             class_acc = min(0.995, max(0.02, accuracy + spread * self.difficulty[truth] * 0.1))
             z = self.rho * z_shared + math.sqrt(1 - self.rho**2) * rng.gauss(0, 1)
             latency = None if latency_ms is None else round(latency_ms * math.exp(rng.gauss(0, 0.22)), 1)
@@ -175,7 +175,8 @@ def _timeline(start: datetime, outcome: str, minutes: list[int]) -> list[Transit
     states = ["converted", "uploading", "training", "trained", "deploying", "deployed", "evaluating", "evaluated", outcome]
     details = {"training": "job ftjob-{}", "deployed": "GlobalStandard x10", "evaluating": "base by Batch API, candidate real-time"}
     out, t = [], start
-    for state, m in zip(states, minutes):
+    # A run that stopped early passes fewer minutes than states: its timeline is the first len(minutes).
+    for state, m in zip(states, minutes, strict=False):
         t = t + timedelta(minutes=m)
         out.append(Transition(state=state, at=t, detail=details.get(state, "").format("7c1e9a4b")))
     return out

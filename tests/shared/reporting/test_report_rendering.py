@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def load_run(name: str) -> RunReport:
     return RunReport.model_validate_json((FIXTURES / name).read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rendered(name: str) -> dict[str, bytes]:
     """The report files of one fixture, rendered once per test session (charts take a while)."""
     return render_report_files(load_run(name))
@@ -180,9 +181,9 @@ def test_evaluation_and_index_files():
 
 
 def test_minimal_reports_render():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     for outcome in ("in_progress", "cancelled"):
         html = render_run_html(RunReport(dataset="d", version="v1", generated_at=now, outcome=outcome, state="training"))
         assert_self_contained(html)
