@@ -145,6 +145,8 @@ def run_demo(args: argparse.Namespace) -> int:
             if out.exists():
                 shutil.rmtree(out)
             files = download_reports(settings, DATASET, None, out)
+            for row in summary:
+                row["classic"] = classic_line(out / DATASET / row["version"] / "report.json")
             production = json.loads((out / DATASET / "production.json").read_text())
             fidelity = spec_check(stack.emulator.url)
     finally:
@@ -194,6 +196,7 @@ def run_demo(args: argparse.Namespace) -> int:
             f"  intake: {row['converted']} images converted, {row['reused']} reused from the cache "
             f"in {row['intake_seconds']} s"
         )
+        console.print(f"  classic baseline: {row['classic']}")
     console.print(production_line(production))
     scheduled = scheduled_line(out / DATASET)
     if scheduled:
@@ -232,6 +235,25 @@ def production_line(production: dict[str, Any]) -> str:
         f"production: {production['model']} as {production['deployment']} (version {production['version']}): "
         f"{pct(production['accuracy'])} when promoted, on version {production['version']}'s test set"
     )
+
+
+def classic_line(report_json: Path) -> str:
+    """The run report's classic baseline in one sentence: accuracy, latency, cost and the verdict, or why it is
+    missing."""
+    from shared.reporting.schema import RunReport
+    from shared.reporting.summary import classic_missing, ms_precise, pct, usd
+
+    report = RunReport.model_validate_json(report_json.read_text(encoding="utf-8"))
+    baseline = report.classic_baseline
+    if baseline is None:
+        return "not in the report"
+    if report.classic is None:
+        return classic_missing(report) or "missing"
+    text = (
+        f"{pct(report.classic.metrics.accuracy)} accurate, {ms_precise(baseline.latency_ms_per_image)} per image, "
+        f"{usd(baseline.total_usd)} to train and score"
+    )
+    return f"{text}. {baseline.verdict.sentence}" if baseline.verdict else text
 
 
 def scheduled_line(dataset_reports: Path) -> str | None:

@@ -31,6 +31,12 @@ def _env(name: str, *more: str) -> Any:
     return Field(validation_alias=AliasChoices(name, *more))
 
 
+# Where the default Flex Consumption price comes from (shown in reports next to the classic baseline's cost).
+FLEX_PRICE_SOURCE = (
+    "Azure Functions pricing, Flex Consumption on-demand execution time: $0.000026 per GB-s "
+    "(azure.microsoft.com/pricing/details/functions; before the monthly free grant)"
+)
+
 # Settings that exist only against the local stack: on Azure, storage and Azure OpenAI are reached with
 # Entra ID (managed identity), so these must never be set there.
 LOCAL_ONLY_SETTINGS = frozenset({"AzureWebJobsStorage", "AZURE_OPENAI_API_KEY"})
@@ -182,6 +188,18 @@ class Settings(BaseSettings):
     # record at INFO goes to Application Insights, and the SDK's HTTP logging policy writes two per call.
     sdk_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", validation_alias="VISIONTUNE_SDK_LOG_LEVEL"
+    )
+
+    # --- the classic baseline (a CPU model beside the fine-tune in every run report) -------------
+    classic_baseline: bool = Field(default=True, validation_alias="VISIONTUNE_CLASSIC_BASELINE")
+    # Wall-clock budget of its one training + scoring step (capped at eval_tick_seconds: it must fit a tick).
+    classic_max_seconds: float = Field(default=120.0, gt=0, validation_alias="VISIONTUNE_CLASSIC_MAX_SECONDS")
+    # Memory it may use while fitting (features + solver copies); larger training splits are skipped.
+    classic_max_memory_mb: int = Field(default=512, ge=16, validation_alias="VISIONTUNE_CLASSIC_MAX_MEMORY_MB")
+    # Flex Consumption on-demand execution time, USD per GB-s of instance memory (instance_memory_mb): see
+    # FLEX_PRICE_SOURCE.
+    price_flex_per_gb_second: float = Field(
+        default=0.000026, ge=0, validation_alias="VISIONTUNE_PRICE_FLEX_PER_GB_SECOND"
     )
 
     # ------------------------------------------------------------------------------------------

@@ -297,6 +297,21 @@ class RoleProgress(BaseModel):
     incumbent_version: str | None = None  # for role incumbent: the production version it was
 
 
+class ClassicProgress(BaseModel):
+    """The classic baseline of a run (``shared.pipeline.classic``). Its scored examples and timings live in
+    the side blob ``classic.json``; it never takes part in the promotion gate."""
+
+    status: Literal["pending", "scored", "skipped", "failed", "disabled"] = "pending"
+    reason: str | None = None  # why it is skipped, failed or off
+    attempts: int = 0  # training + scoring steps started (recorded before each starts)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.status != "pending"
+
+
 class RetryState(BaseModel):
     stage: str
     attempts: int = 0
@@ -335,6 +350,7 @@ class Run(BaseModel):
     candidate: DeploymentInfo | None = None
     production_deployment: DeploymentInfo | None = None  # a separate one when production_sku != candidate_sku
     evaluation: dict[str, RoleProgress] = Field(default_factory=dict)
+    classic: ClassicProgress | None = None  # the classic baseline, once the evaluation has started
     decision: Decision | None = None
     scores: dict[str, float] = Field(default_factory=dict)  # role -> accuracy, once its evaluation is done
     report_written_for: str | None = None  # the state whose report was last written

@@ -134,6 +134,7 @@ def _hours(start: datetime | None, end: datetime | None) -> float:
 
 def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
     """The run's ``RunReport`` as of now."""
+    from shared.pipeline.classic import classic_report
     from shared.reporting.schema import CostSummary, RunReport, TrainingSummary
 
     settings = run.effective_settings(pipeline.settings)
@@ -181,6 +182,8 @@ def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
         job.trained_tokens * settings.price_training_per_1m_tokens / 1e6 if job.trained_tokens else None
     )
     evaluation_usd = sum(e.metrics.cost_usd for e in evaluations.values())
+    classic, classic_baseline = classic_report(pipeline, run, settings, labels, evaluations.get("candidate"))
+    classic_usd = classic_baseline.total_usd
     hosting_hours = sum(
         _hours(d.ready_at or d.requested_at, d.deleted_at)
         for d in (run.candidate, run.production_deployment)
@@ -196,7 +199,8 @@ def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
         if (run.candidate.sku if run.candidate else settings.candidate_sku) != "DeveloperTier"
         else 0.0,
         hosting_hours=round(hosting_hours, 4),
-        total_usd=round((training_usd or 0.0) + evaluation_usd + hosting_usd, 4),
+        classic_usd=classic_usd,
+        total_usd=round((training_usd or 0.0) + evaluation_usd + hosting_usd + (classic_usd or 0.0), 4),
         budget_usd=settings.max_run_usd,
         budget_tokens=settings.max_training_tokens,
     )
@@ -211,6 +215,8 @@ def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
         base=evaluations.get("base"),
         candidate=evaluations.get("candidate"),
         incumbent=evaluations.get("incumbent"),
+        classic=classic,
+        classic_baseline=classic_baseline,
         training=training,
         dataset_summary=_dataset_summary(pipeline, run, manifest),
         cost=cost,

@@ -22,6 +22,7 @@ ROLE_COLORS = {
     "incumbent": "#6d6ad8",
     "candidate": "#0f8f82",
     "production": "#0f8f82",
+    "classic": "#c9822b",
 }
 INK = "#1f2633"
 MUTED = "#6b7385"

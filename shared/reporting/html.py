@@ -181,6 +181,8 @@ def render_run_html(report: RunReport) -> str:
         dataset=_dataset_context(report),
         budget=s.budget_lines(report),
         hosting_usd=s.hosting_usd(report),
+        classic_facts=s.classic_facts(report),
+        classic_missing=s.classic_missing(report),
     )
 
 

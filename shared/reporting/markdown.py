@@ -192,6 +192,8 @@ def _cost(report: RunReport) -> list[str]:
         ["Training (billed)", s.usd(c.training_usd),
          f"{s.count(report.training.trained_tokens)} tokens" if report.training and report.training.trained_tokens else ""],
         ["Evaluation", s.usd(c.evaluation_usd), ""],
+        *([["Classic baseline", s.usd(c.classic_usd), "training and scoring on the function instance"]]
+          if c.classic_usd is not None else []),
         ["Hosting so far", s.usd(s.hosting_usd(report)),
          f"{c.hosting_hours:.1f} h × {s.usd(c.hosting_usd_per_hour)}/h"
          if c.hosting_hours is not None and c.hosting_usd_per_hour is not None else ""],
@@ -220,6 +222,21 @@ def suspects_markdown(report: RunReport) -> list[str]:
     return lines
 
 
+def _classic(report: RunReport) -> list[str]:
+    if report.classic_baseline is None:
+        return []
+    lines = ["## Classic baseline", ""]
+    missing = s.classic_missing(report)
+    if missing:
+        return lines + [missing, ""]
+    verdict = report.classic_baseline.verdict
+    if verdict is not None:
+        lines += [f"**{verdict.sentence}**", ""]
+    lines += ["A CPU model trained on the same training split and scored on the same test images; it never takes "
+              "part in the promotion decision.", ""]
+    return lines + _table(["", "Classic baseline"], [[k, v] for k, v in s.classic_facts(report)], "ll")
+
+
 def render_run_markdown(report: RunReport) -> str:
     """The run report as Markdown: decision, comparison, per-class F1, confusions, training, dataset,
     cost and timeline."""
@@ -228,8 +245,11 @@ def render_run_markdown(report: RunReport) -> str:
     verdict = headline if headline.startswith(title) else f"**{title}.** {headline}"
     if report.failure is not None:  # the failure's message may quote names and text from the user's files
         verdict = _text_keep_bold(verdict)
-    lines = [f"# visiontune · {_text(report.dataset)} · {_text(report.version)}", "", verdict, "",
-             f"Generated {s.when(report.generated_at)}; state {_code(report.state)}.", ""]
+    lines = [f"# visiontune · {_text(report.dataset)} · {_text(report.version)}", "", verdict, ""]
+    classic_verdict = report.classic_baseline.verdict if report.classic_baseline else None
+    if classic_verdict is not None:
+        lines += [classic_verdict.sentence, ""]
+    lines += [f"Generated {s.when(report.generated_at)}; state {_code(report.state)}.", ""]
     if report.failure is not None:
         lines += ["## Failure", "", f"- Stage: {_code(report.failure.stage)}", f"- At: {s.when(report.failure.at)}", "",
                   *_fenced(report.failure.message), ""]
@@ -257,6 +277,7 @@ def render_run_markdown(report: RunReport) -> str:
         lines += _per_class(models, s.baseline_of(report))
         focus = report.candidate or models[-1]
         lines += _confusions(focus)
+    lines += _classic(report)
     lines += _training(report)
     lines += _dataset(report)
     lines += _cost(report)

@@ -16,7 +16,8 @@ SCHEMA_VERSION = 1
 OFF_LABEL = "(off-label)"  # the confusion-matrix column for answers that are no label
 
 RunOutcome = Literal["promoted", "rejected", "failed", "cancelled", "over_budget", "in_progress"]
-ModelRole = Literal["base", "candidate", "incumbent"]
+# "classic": the CPU baseline (``ClassicBaseline``), shown beside the others, never in the promotion gate.
+ModelRole = Literal["base", "candidate", "incumbent", "classic"]
 
 
 class ClassMetrics(BaseModel):
@@ -71,7 +72,7 @@ class ModelEvaluation(BaseModel):
     role: ModelRole
     model: str  # model id (base model name or fine-tuned model id)
     deployment: str | None = None
-    method: Literal["batch", "realtime"]
+    method: Literal["batch", "realtime", "cpu"]  # cpu: the classic baseline, on the function instance
     metrics: ModelMetrics
     # custom_id -> answer (raw text) is kept in a side file, not here: reports stay small.
 
@@ -139,6 +140,46 @@ class DatasetSummary(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class ClassicVerdict(BaseModel):
+    """What the fine-tune buys over the classic baseline, and what it costs to host."""
+
+    fine_tune_accuracy: float
+    classic_accuracy: float
+    points: float  # fine-tune minus classic accuracy (0.023 = 2.3 percentage points)
+    hosting_usd_per_hour: float
+    hours_per_month: float
+    hosting_usd_per_month: float
+    classic_usd: float  # what training and scoring the classic model cost
+    sentence: str
+
+
+class ClassicBaseline(BaseModel):
+    """The classic baseline of a run: how it was built, what it cost, or why it is missing. Its metrics
+    are ``RunReport.classic`` (a ``ModelEvaluation`` with role ``classic``)."""
+
+    status: Literal["scored", "skipped", "failed", "disabled", "pending", "not_run"]
+    reason: str | None = None  # why it is missing (every status but "scored")
+    features: str | None = None
+    classifier: str | None = None
+    feature_dims: int | None = None
+    train_examples: int | None = None
+    skipped_train_lines: int = 0  # training lines without a usable image
+    test_examples: int | None = None
+    iterations: int | None = None
+    converged: bool | None = None
+    train_seconds: float | None = None  # wall time: reading, features and fitting
+    score_seconds: float | None = None  # wall time: every test image, one at a time
+    latency_ms_per_image: float | None = None  # mean over the test images (decode, features, predict)
+    memory_gb: float | None = None  # the instance memory Flex bills
+    gb_seconds: float | None = None
+    price_per_gb_second: float | None = None
+    price_source: str | None = None
+    train_usd: float | None = None
+    score_usd: float | None = None
+    total_usd: float | None = None
+    verdict: ClassicVerdict | None = None
+
+
 class CostSummary(BaseModel):
     estimated_training_tokens: int | None = None
     estimated_training_usd: float | None = None
@@ -146,6 +187,7 @@ class CostSummary(BaseModel):
     evaluation_usd: float = 0.0
     hosting_usd_per_hour: float | None = None
     hosting_hours: float | None = None  # candidate deployment hours so far
+    classic_usd: float | None = None  # the classic baseline's compute (training + scoring)
     total_usd: float | None = None
     budget_usd: float | None = None
     budget_tokens: int | None = None
@@ -190,6 +232,8 @@ class RunReport(BaseModel):
     base: ModelEvaluation | None = None
     candidate: ModelEvaluation | None = None
     incumbent: ModelEvaluation | None = None
+    classic: ModelEvaluation | None = None  # the classic baseline's metrics (never part of the decision)
+    classic_baseline: ClassicBaseline | None = None  # how it was built and what it cost, or why it is missing
     training: TrainingSummary | None = None
     dataset_summary: DatasetSummary | None = None
     cost: CostSummary = Field(default_factory=CostSummary)

@@ -19,8 +19,11 @@ from shared.reporting.schema import (
     RunReport,
 )
 
-ROLE_ORDER = ("base", "incumbent", "candidate")
-ROLE_TITLES = {"base": "Base", "incumbent": "Incumbent", "candidate": "Candidate", "production": "Production"}
+ROLE_ORDER = ("base", "incumbent", "candidate", "classic")
+ROLE_TITLES = {
+    "base": "Base", "incumbent": "Incumbent", "candidate": "Candidate", "production": "Production",
+    "classic": "Classic",
+}
 
 OUTCOME_TITLES = {
     "promoted": "Promoted",
@@ -101,8 +104,11 @@ def duration(start: datetime | None, end: datetime | None) -> str:
 
 # --- the models in a report ----------------------------------------------------------------------------
 def run_models(report: RunReport) -> list[ModelEvaluation]:
-    """The evaluated models of a run in display order: base, incumbent, candidate (missing ones left out)."""
-    by_role = {"base": report.base, "incumbent": report.incumbent, "candidate": report.candidate}
+    """The evaluated models of a run in display order: base, incumbent, candidate, then the classic baseline
+    (missing ones left out)."""
+    by_role = {
+        "base": report.base, "incumbent": report.incumbent, "candidate": report.candidate, "classic": report.classic,
+    }
     return [by_role[r] for r in ROLE_ORDER if by_role[r] is not None]
 
 
@@ -314,6 +320,45 @@ def skipped_images(report: RunReport) -> list[tuple[str, int, int | None, int | 
         used = report.training.used_examples.get(split)
         out.append((split, submitted, used, None if used is None else submitted - used))
     return out
+
+
+def classic_missing(report: RunReport) -> str | None:
+    """Why the report has no classic baseline ("The classic baseline is missing: ..."), or None when it has one
+    (or the report predates it)."""
+    baseline = report.classic_baseline
+    if baseline is None or report.classic is not None:
+        return None
+    what = {"disabled": "is off", "skipped": "was skipped", "failed": "failed", "pending": "has not run yet",
+            "not_run": "did not run"}.get(baseline.status, "is missing")
+    return f"The classic baseline {what}: {baseline.reason or 'no reason was recorded'}."
+
+
+def classic_facts(report: RunReport) -> list[tuple[str, str]]:
+    """(fact, value) rows about the classic baseline: what it is, its cost and latency."""
+    b = report.classic_baseline
+    if b is None or report.classic is None:
+        return []
+    rows = [
+        ("Features", f"{b.features} ({count(b.feature_dims)} values per image)" if b.features else "—"),
+        ("Classifier", b.classifier or "—"),
+        ("Training images", count(b.train_examples)
+         + (f" ({count(b.skipped_train_lines)} without a usable image left out)" if b.skipped_train_lines else "")),
+        ("Training", f"{b.train_seconds:,.1f} s, {usd(b.train_usd)}" if b.train_seconds is not None else "—"),
+        ("Scoring", f"{count(b.test_examples)} images in {b.score_seconds:,.1f} s, {usd(b.score_usd)}"
+         if b.score_seconds is not None else "—"),
+        ("Latency per image", ms_precise(b.latency_ms_per_image) + " mean (decode, features, predict; one CPU core)"),
+        ("Compute", f"{b.gb_seconds:,.1f} GB-s ({b.memory_gb:g} GB instance) x ${b.price_per_gb_second:.6f} per GB-s"
+         if b.gb_seconds is not None and b.memory_gb is not None and b.price_per_gb_second is not None else "—"),
+        ("Price source", b.price_source or "—"),
+    ]
+    if b.converged is False:
+        rows.append(("Note", f"the solver stopped at its iteration limit ({b.iterations}) before converging"))
+    return rows
+
+
+def ms_precise(value: float | None) -> str:
+    """Milliseconds for fast things: 4.27 -> '4.3 ms'; None -> '—'."""
+    return "—" if value is None else f"{value:,.1f} ms"
 
 
 def hosting_usd(report: RunReport) -> float | None:

@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from shared.evaluation.gate import decide_promotion  # noqa: E402
 from shared.evaluation.metrics import ScoredExample, compute_metrics  # noqa: E402
+from shared.pipeline.classic import classic_verdict  # noqa: E402
 from shared.reporting.schema import (  # noqa: E402
+    ClassicBaseline,
     CostSummary,
     DatasetIndex,
     DatasetSummary,
@@ -182,9 +184,40 @@ def _timeline(start: datetime, outcome: str, minutes: list[int]) -> list[Transit
     return out
 
 
+FLEX_GB_S = 0.000026
+MEMORY_GB = 2.0
+
+
+def _classic(sim: Simulation, labels: list[str], train_n: int, accuracy: float | None, missing: str | None,
+             candidate: ModelEvaluation, seed: int) -> tuple[ModelEvaluation | None, ClassicBaseline | None]:
+    """The classic baseline: simulated answers at ``accuracy`` (CPU latency, no tokens), or why it is missing."""
+    if missing is not None:
+        return None, ClassicBaseline(status="skipped", reason=missing)
+    if accuracy is None:
+        return None, None
+    examples = [ScoredExample(e.custom_id, e.truth, e.answer if e.answer in labels else labels[0], e.latency_ms)
+                for e in sim.answers(accuracy, spread=1.5, off_label=0.0, latency_ms=3.2, seed=seed + 4)]
+    metrics = compute_metrics(labels, examples)
+    train_seconds, score_seconds = 0.004 * train_n + 2.5, 0.0032 * len(examples)
+    train_usd, score_usd = train_seconds * MEMORY_GB * FLEX_GB_S, score_seconds * MEMORY_GB * FLEX_GB_S
+    metrics.cost_usd = score_usd
+    summary = ClassicBaseline(
+        status="scored", features="HOG + 16x16 grey pixels + RGB histogram", classifier="logistic regression",
+        feature_dims=2084, train_examples=train_n, test_examples=len(examples), iterations=140, converged=True,
+        train_seconds=train_seconds, score_seconds=score_seconds, latency_ms_per_image=metrics.latency_ms.mean,
+        memory_gb=MEMORY_GB, gb_seconds=(train_seconds + score_seconds) * MEMORY_GB, price_per_gb_second=FLEX_GB_S,
+        price_source="Azure Functions pricing (Flex Consumption, on demand)", train_usd=train_usd,
+        score_usd=score_usd, total_usd=train_usd + score_usd,
+        verdict=classic_verdict(candidate.metrics.accuracy, metrics.accuracy, hosting_usd_per_hour=PRICE_HOSTING,
+                                classic_usd=train_usd + score_usd),
+    )
+    return ModelEvaluation(role="classic", model="HOG + colour, logistic regression", method="cpu", metrics=metrics), summary
+
+
 def run_report(name: str, labels: list[str], *, per_class_test: int, train_per_class: int, seed: int,
                base_acc: float, cand_acc: float, inc_acc: float | None, epochs: int = 2,
-               candidate_failures: int = 0, margin: float = 0.01) -> RunReport:
+               candidate_failures: int = 0, margin: float = 0.01, classic_acc: float | None = None,
+               classic_missing: str | None = None) -> RunReport:
     sim = Simulation(labels, per_class_test, seed)
     prompt = 130 + 3 * len(labels)
     base_examples = sim.answers(base_acc, spread=1.2, off_label=0.12, latency_ms=None if len(labels) > 2 else 1665,
@@ -227,19 +260,23 @@ def run_report(name: str, labels: list[str], *, per_class_test: int, train_per_c
         checkpoints=[f"ftchkpt-{seed:02d}{i}e2c" for i in range(3)],
         started_at=started, finished_at=finished,
     )
+    classic, classic_baseline = _classic(sim, labels, train_n, classic_acc, classic_missing, candidate, seed)
     evaluation_usd = base.metrics.cost_usd + candidate.metrics.cost_usd + (incumbent.metrics.cost_usd if incumbent else 0)
     hosting_hours = 1.4
     training_usd = trained_tokens * PRICE_TRAIN / 1e6
     cost = CostSummary(
         estimated_training_tokens=int(trained_tokens * 1.03), estimated_training_usd=trained_tokens * 1.03 * PRICE_TRAIN / 1e6,
         training_usd=training_usd, evaluation_usd=evaluation_usd, hosting_usd_per_hour=PRICE_HOSTING,
-        hosting_hours=hosting_hours, total_usd=training_usd + evaluation_usd + PRICE_HOSTING * hosting_hours,
+        hosting_hours=hosting_hours, classic_usd=classic_baseline.total_usd if classic_baseline else None,
+        total_usd=training_usd + evaluation_usd + PRICE_HOSTING * hosting_hours
+        + (classic_baseline.total_usd or 0.0 if classic_baseline else 0.0),
         budget_usd=500.0, budget_tokens=50_000_000,
     )
     test_per_class = per_class_test
     return RunReport(
         dataset=dataset_name, version=version, generated_at=T0 + timedelta(hours=3, minutes=12), outcome=outcome,
-        state=outcome, decision=decision, base=base, candidate=candidate, incumbent=incumbent, training=training,
+        state=outcome, decision=decision, base=base, candidate=candidate, incumbent=incumbent, classic=classic,
+        classic_baseline=classic_baseline, training=training,
         dataset_summary=_dataset(labels, {"train": train_per_class, "validation": max(1, train_per_class // 8),
                                           "test": test_per_class}, seed, rejected=3 + seed % 9),
         cost=cost, timeline=_timeline(T0, outcome, [0, 6, 8, 55 + steps // 4, 1, 4, 1, 30, 1]),
@@ -343,13 +380,17 @@ def build_all() -> dict[str, str]:
     """Fixture file name -> JSON text."""
     reports = {
         "run_2_classes.json": run_report("cats-vs-dogs", TWO, per_class_test=90, train_per_class=160, seed=2,
-                                         base_acc=0.62, cand_acc=0.95, inc_acc=None, epochs=3),
+                                         base_acc=0.62, cand_acc=0.95, inc_acc=None, epochs=3, classic_acc=0.78),
         "run_10_classes.json": run_report("cifar-mini", TEN, per_class_test=40, train_per_class=120, seed=10,
-                                          base_acc=0.71, cand_acc=0.93, inc_acc=0.83),
+                                          base_acc=0.71, cand_acc=0.93, inc_acc=0.83, classic_acc=0.94),
         "run_120_classes.json": run_report("stanford-dogs", DOGS, per_class_test=5, train_per_class=40, seed=120,
-                                           base_acc=0.74, cand_acc=0.83, inc_acc=None, candidate_failures=2),
+                                           base_acc=0.74, cand_acc=0.83, inc_acc=None, candidate_failures=2,
+                                           classic_acc=0.62),
         "run_rejected.json": run_report("cifar-mini", TEN, per_class_test=40, train_per_class=120, seed=12,
-                                        base_acc=0.71, cand_acc=0.855, inc_acc=0.85),
+                                        base_acc=0.71, cand_acc=0.855, inc_acc=0.85,
+                                        classic_missing="the dataset is too large for the budget: fitting on 19,200 "
+                                        "training images x 2,084 features needs about 763 MB, over the classic "
+                                        "baseline's memory budget of 512 MB (VISIONTUNE_CLASSIC_MAX_MEMORY_MB)"),
         "run_failed.json": failed_report(),
         "run_over_budget.json": over_budget_report(),
         "evaluation_regression.json": evaluation_report(),
