@@ -241,7 +241,7 @@ def classic_line(report_json: Path) -> str:
     """The run report's classic baseline in one sentence: accuracy, latency, cost and the verdict, or why it is
     missing."""
     from shared.reporting.schema import RunReport
-    from shared.reporting.summary import classic_missing, ms_precise, pct, usd
+    from shared.reporting.summary import classic_missing, ms_precise, pct
 
     report = RunReport.model_validate_json(report_json.read_text(encoding="utf-8"))
     baseline = report.classic_baseline
@@ -249,11 +249,8 @@ def classic_line(report_json: Path) -> str:
         return "not in the report"
     if report.classic is None:
         return classic_missing(report) or "missing"
-    text = (
-        f"{pct(report.classic.metrics.accuracy)} accurate, {ms_precise(baseline.latency_ms_per_image)} per image, "
-        f"{usd(baseline.total_usd)} to train and score"
-    )
-    return f"{text}. {baseline.verdict.sentence}" if baseline.verdict else text
+    text = f"{pct(report.classic.metrics.accuracy)} accurate, {ms_precise(baseline.latency_ms_per_image)} per image"
+    return f"{text}. {baseline.verdict.sentence}" if baseline.verdict else f"{text}."
 
 
 def scheduled_line(dataset_reports: Path) -> str | None:

@@ -246,7 +246,7 @@ def classic_verdict(
     monthly = hosting_usd_per_hour * HOURS_PER_MONTH
     accuracies = f"{s.pct(fine_tune_accuracy)} vs {s.pct(classic_accuracy)}"
     hosting = f"{s.usd(monthly)} a month to host ({s.usd(hosting_usd_per_hour)}/h x {HOURS_PER_MONTH} h)"
-    classic_cost = f"the classic model cost {s.usd(classic_usd)} to train and score"
+    classic_cost = f"the classic model cost {s.usd_fine(classic_usd)} to train and score"
     if s.points(delta) in ("+0.0 pts", "-0.0 pts"):
         sentence = (
             f"The fine-tune buys nothing over the classic baseline ({accuracies}) and costs {hosting}; "

@@ -38,7 +38,7 @@ def _environment():
         lstrip_blocks=True,
     )
     env.filters.update(
-        pct=s.pct, points=s.points, ms=s.ms, usd=s.usd, count=s.count, when=s.when, p_value=s.p_value,
+        pct=s.pct, points=s.points, ms=s.ms, usd=s.usd, usd_fine=s.usd_fine, count=s.count, when=s.when, p_value=s.p_value,
     )
     env.globals.update(role_title=s.ROLE_TITLES, outcome_title=s.OUTCOME_TITLES)
     return env

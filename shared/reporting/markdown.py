@@ -192,7 +192,7 @@ def _cost(report: RunReport) -> list[str]:
         ["Training (billed)", s.usd(c.training_usd),
          f"{s.count(report.training.trained_tokens)} tokens" if report.training and report.training.trained_tokens else ""],
         ["Evaluation", s.usd(c.evaluation_usd), ""],
-        *([["Classic baseline", s.usd(c.classic_usd), "training and scoring on the function instance"]]
+        *([["Classic baseline", s.usd_fine(c.classic_usd), "training and scoring on the function instance"]]
           if c.classic_usd is not None else []),
         ["Hosting so far", s.usd(s.hosting_usd(report)),
          f"{c.hosting_hours:.1f} h × {s.usd(c.hosting_usd_per_hour)}/h"
@@ -232,8 +232,8 @@ def _classic(report: RunReport) -> list[str]:
     verdict = report.classic_baseline.verdict
     if verdict is not None:
         lines += [f"**{verdict.sentence}**", ""]
-    lines += ["A CPU model trained on the same training split and scored on the same test images; it never takes "
-              "part in the promotion decision.", ""]
+    lines += [("A CPU model trained on the same training split and scored on the same test images; it never "
+               "takes part in the promotion decision."), ""]
     return lines + _table(["", "Classic baseline"], [[k, v] for k, v in s.classic_facts(report)], "ll")
 
 

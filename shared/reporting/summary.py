@@ -6,6 +6,7 @@ number formatting. No rendering here, so both formats state the same facts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +64,14 @@ def usd(value: float | None) -> str:
     if 0 < value < 0.01:
         return "<$0.01"
     return f"${value:,.2f}" if value < 1000 else f"${value:,.0f}"
+
+
+def usd_fine(value: float | None) -> str:
+    """Dollars with two significant digits below a cent (0.00050194 -> '$0.00050'), else like ``usd``."""
+    if value is None or value >= 0.01 or value <= 0:
+        return usd(value)
+    digits = -math.floor(math.log10(value)) + 1
+    return f"${value:.{digits}f}"
 
 
 def loss(value: float | None) -> str:
@@ -343,8 +352,8 @@ def classic_facts(report: RunReport) -> list[tuple[str, str]]:
         ("Classifier", b.classifier or "—"),
         ("Training images", count(b.train_examples)
          + (f" ({count(b.skipped_train_lines)} without a usable image left out)" if b.skipped_train_lines else "")),
-        ("Training", f"{b.train_seconds:,.1f} s, {usd(b.train_usd)}" if b.train_seconds is not None else "—"),
-        ("Scoring", f"{count(b.test_examples)} images in {b.score_seconds:,.1f} s, {usd(b.score_usd)}"
+        ("Training", f"{b.train_seconds:,.1f} s, {usd_fine(b.train_usd)}" if b.train_seconds is not None else "—"),
+        ("Scoring", f"{count(b.test_examples)} images in {b.score_seconds:,.1f} s, {usd_fine(b.score_usd)}"
          if b.score_seconds is not None else "—"),
         ("Latency per image", ms_precise(b.latency_ms_per_image) + " mean (decode, features, predict; one CPU core)"),
         ("Compute", f"{b.gb_seconds:,.1f} GB-s ({b.memory_gb:g} GB instance) x ${b.price_per_gb_second:.6f} per GB-s"

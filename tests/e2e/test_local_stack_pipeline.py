@@ -93,6 +93,16 @@ def test_push_to_promoted_through_the_functions_host_with_every_trigger_replayed
     report = json.loads((out / "digits" / run.version / "report.json").read_text())
     assert report["outcome"] == "promoted" and report["decision"]["promoted"]
     assert (out / "digits" / run.version / "report.html").stat().st_size > 1000
+    # The classic baseline ran inside the advance_runs timer: trained and scored on the same splits, priced,
+    # reported beside the models with its verdict, and never part of the decision.
+    assert run.classic is not None and run.classic.status == "scored"
+    assert report["decision"]["baseline_role"] == "base"
+    classic = report["classic"]
+    assert classic["metrics"]["n"] == report["candidate"]["metrics"]["n"] == run.splits["test"]["examples"]
+    assert report["classic_baseline"]["train_examples"] == run.splits["train"]["examples"]
+    assert report["classic_baseline"]["total_usd"] > 0 and report["classic_baseline"]["latency_ms_per_image"] > 0
+    sentence = report["classic_baseline"]["verdict"]["sentence"]
+    assert sentence in (out / "digits" / run.version / "report.md").read_text()
 
     # Every request the run sent is declared by the spec of the API version it named (issue 9).
     from local.emulator.strict import spec_violations

@@ -177,10 +177,17 @@ def test_verdict_when_the_classic_model_is_better():
     assert verdict.points == pytest.approx(-0.025)
     assert verdict.sentence == (
         "The fine-tune is 2.5 pts less accurate than the classic baseline (95.6% vs 98.1%) and costs $1,460 a month "
-        "to host ($2.00/h x 730 h); the classic model cost <$0.01 to train and score."
+        "to host ($2.00/h x 730 h); the classic model cost $0.00040 to train and score."
     )
 
 
 def test_verdict_when_they_tie():
     verdict = classic_verdict(0.9, 0.9, hosting_usd_per_hour=1.70, classic_usd=0.0)
     assert verdict.sentence.startswith("The fine-tune buys nothing over the classic baseline (90.0% vs 90.0%)")
+
+
+def test_sub_cent_costs_keep_two_significant_digits():
+    from shared.reporting.summary import usd_fine
+
+    assert [usd_fine(v) for v in (0.00050194, 4.763e-05, 0.0123, 0.0, None, 12.5)] == [
+        "$0.00050", "$0.000048", "$0.01", "$0.00", "—", "$12.50"]
