@@ -277,7 +277,9 @@ def classic_verdict(
 def _not_run_reason(run: Run) -> str:
     if run.failure is not None:
         return f"the run stopped before its evaluation ({run.failure.stage}: {run.failure.message})"
-    return f"the run has not reached its evaluation yet (state {run.state.value})"
+    if not run.terminal:
+        return f"the run has not reached its evaluation yet (state {run.state.value})"
+    return "this run was evaluated before the pipeline had a classic baseline"
 
 
 def classic_report(

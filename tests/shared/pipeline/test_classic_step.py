@@ -191,3 +191,20 @@ def test_sub_cent_costs_keep_two_significant_digits():
 
     assert [usd_fine(v) for v in (0.00050194, 4.763e-05, 0.0123, 0.0, None, 12.5)] == [
         "$0.00050", "$0.000048", "$0.01", "$0.00", "—", "$12.50"]
+
+
+def test_a_run_without_a_baseline_says_why_in_its_report():
+    from shared.pipeline.classic import classic_report
+
+    live = _run()
+    live.state = RunState.TRAINING
+    _, summary = classic_report(FakePipeline(), live, Settings(), ["a", "b"], None)
+    assert summary.status == "not_run" and "not reached its evaluation yet (state training)" in summary.reason
+    failed = _run()
+    failed.fail("training", "the job failed: invalid_training_file")
+    _, summary = classic_report(FakePipeline(), failed, Settings(), ["a", "b"], None)
+    assert summary.reason == "the run stopped before its evaluation (training: the job failed: invalid_training_file)"
+    skipped = _run()
+    skipped.classic = classic.ClassicProgress(status="skipped", reason="too large")
+    evaluation, summary = classic_report(FakePipeline(), skipped, Settings(), ["a", "b"], None)
+    assert evaluation is None and (summary.status, summary.reason) == ("skipped", "too large")
