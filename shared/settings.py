@@ -33,8 +33,8 @@ def _env(name: str, *more: str) -> Any:
 
 # Where the default Flex Consumption price comes from (shown in reports next to the classic baseline's cost).
 FLEX_PRICE_SOURCE = (
-    "Azure Functions pricing, Flex Consumption on-demand execution time: $0.000026 per GB-s "
-    "(azure.microsoft.com/pricing/details/functions; before the monthly free grant)"
+    "Azure Functions pricing page (azure.microsoft.com/pricing/details/functions), Flex Consumption on-demand "
+    "execution time, $0.000026 per GB-s before the monthly free grant"
 )
 
 # Settings that exist only against the local stack: on Azure, storage and Azure OpenAI are reached with
