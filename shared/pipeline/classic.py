@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 SIDE_BLOB = "classic.json"
-MAX_ATTEMPTS = 2
+# Enough to survive a few restarts that had nothing to do with it; few enough to stop an out-of-memory loop.
+MAX_ATTEMPTS = 4
 HOURS_PER_MONTH = 730  # Azure's pricing calculator month
 # The step starts only with this share of its budget left in the tick (the first step of a fresh tick has
 # all of it but the milliseconds the tick took to get there).
