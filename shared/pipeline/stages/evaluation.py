@@ -67,11 +67,16 @@ def plan_evaluation(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) 
 
 
 def evaluate(pipeline: Pipeline, settings: Settings, run: Run, *, deadline: float, **_: Any) -> bool:
-    """Score what fits before ``deadline``; when every role is done, record the accuracies and move to
-    ``evaluated``."""
+    """Score what fits before ``deadline``; when every role is done and the classic baseline is settled
+    (scored, skipped or failed: ``shared.pipeline.classic``, bounded, never fails the run nor enters the
+    gate), record the accuracies and move to ``evaluated``."""
     from shared.evaluation.metrics import compute_metrics
+    from shared.pipeline.classic import advance_classic
     from shared.pipeline.evaluate import advance_evaluation, load_examples
 
+    # The classic baseline first: its one bounded step needs a tick's full budget, which the real-time
+    # scoring below would otherwise use up. It never fails the run nor enters the gate.
+    classic_moved = advance_classic(pipeline, settings, run, deadline=deadline)
     items = _test_items(pipeline, run)
     prefix = pipeline.store.side_blob_name(run.dataset, run.version, "")
     progressed = advance_evaluation(
@@ -82,8 +87,8 @@ def evaluate(pipeline: Pipeline, settings: Settings, run: Run, *, deadline: floa
         items=items,
         deadline=deadline,
     )
-    if not all(role.done for role in run.evaluation.values()):
-        return progressed
+    if not all(role.done for role in run.evaluation.values()) or not (run.classic and run.classic.settled):
+        return progressed or classic_moved
     summary = []
     for name, role in run.evaluation.items():
         examples = load_examples(pipeline, prefix, name)

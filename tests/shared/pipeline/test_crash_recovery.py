@@ -34,6 +34,7 @@ SIDE_EFFECTS = [
     ("shared.pipeline.context", "Pipeline", "write_production"),
     ("shared.aoai.files", None, "delete_file"),
     ("shared.pipeline.reports", None, "publish_run_report"),
+    ("shared.pipeline.classic", None, "train_and_score"),
 ]
 KILL_EVERY_NTH_SAVE = 4
 
@@ -131,4 +132,8 @@ def test_killed_between_every_pair_of_steps_ends_the_same_with_no_duplicates(
     assert production["version"] == intake.version and len(production["history"]) == 1
     assert env.report("digits", intake.version)["outcome"] == "promoted"
     assert env.state_path(run) == PROMOTED_PATH
+    # The classic baseline was killed before and after its training: its attempts are on record and it was
+    # trained again (the result of a step that died before writing it is lost, not half-used).
+    assert run.classic.status == "scored" and run.classic.attempts >= 3, run.classic
+    assert env.report("digits", intake.version)["classic"]["metrics"]["n"] == run.splits["test"]["examples"]
     print(f"{len(killer)} kills: {killer}")
