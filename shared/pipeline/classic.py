@@ -5,8 +5,9 @@ what the fine-tune buys over it and at what price.
 It runs inside the evaluation, as one bounded step per run:
 
 - It starts only in a tick with (nearly) its whole time budget left (``classic_max_seconds``, capped at
-  ``eval_tick_seconds``), never runs past the tick's deadline, and gives up with a stated reason when the training split would not fit its
-  memory budget or the measured feature speed says the step would not fit its time budget.
+  ``eval_tick_seconds``), never runs past the tick's deadline, and gives up with a stated reason when the
+  training split would not fit its memory budget or the measured feature speed says the step would not
+  fit its time budget.
 - The attempt is saved on the run before the work starts and the result (``classic.json``, a side blob)
   is written before the run records it, so a crash is resumed without double work: a result already
   written is adopted; a step that never finished is tried again at most ``MAX_ATTEMPTS`` times (an

@@ -80,7 +80,7 @@ def test_a_classifier_on_real_digits_is_a_real_baseline():
     train, test = order[:1200], order[1200:]
     model = fit_classic(features[train], [labels[i] for i in train])
     predicted = model.predict(features[test])
-    accuracy = np.mean([p == labels[i] for p, i in zip(predicted, test)])
+    accuracy = np.mean([p == labels[i] for p, i in zip(predicted, test, strict=True)])
     assert accuracy > 0.9, accuracy
     assert model.labels == [str(d) for d in range(10)] and model.iterations > 0
     assert model.predict(features[test[0]]) == [predicted[0]], "one image at a time gives the same answer"
