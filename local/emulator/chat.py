@@ -59,7 +59,11 @@ class ChatMixin(EmulatorCore):
         for document in samples:
             for label, vectors in document["samples"].items():
                 grouped.setdefault(label, []).extend(vectors)
-        centroids = {label: np.mean(np.array(vectors, dtype=np.float32), axis=0) for label, vectors in grouped.items()}
+        # A label whose samples are all gone has no centroid (the mean of nothing is NaN, and a NaN
+        # distance would make every answer and logprob of the base model NaN).
+        centroids = {
+            label: np.mean(np.array(vectors, dtype=np.float32), axis=0) for label, vectors in grouped.items() if vectors
+        }
         self._centroids = (version, centroids)
         return centroids
 

@@ -162,7 +162,8 @@ def ask_chat(
     answer = choice.message.content if choice is not None and choice.message is not None else None
     tokens = None
     content = getattr(getattr(choice, "logprobs", None), "content", None) if choice is not None else None
-    if content:
+    # The spec types logprob as a number; a token without one makes the confidence unknown, never an error.
+    if content and all(getattr(t, "logprob", None) is not None for t in content):
         tokens = tuple((str(t.token), float(t.logprob)) for t in content)
     return ChatAnswer(
         answer=answer,
