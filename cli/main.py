@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "cli.demo",
     "cli.predict",
     "cli.events",
+    "cli.approval",
 )
 
 

@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     regression_threshold: float = Field(
         default=0.02, ge=0, le=1, validation_alias="VISIONTUNE_REGRESSION_THRESHOLD"
     )
+    # auto: a candidate that passes the gate is promoted at once; manual: it waits in awaiting_approval
+    # (deployment kept) until `visiontune approve|reject`, and is rejected after approval_timeout_days.
+    promotion: Literal["auto", "manual"] = Field(default="auto", validation_alias="VISIONTUNE_PROMOTION")
+    approval_timeout_days: float = Field(default=7.0, gt=0, le=365, validation_alias="VISIONTUNE_APPROVAL_TIMEOUT_DAYS")
     rollback_window_hours: float = Field(default=24.0, ge=0, validation_alias="VISIONTUNE_ROLLBACK_WINDOW_HOURS")
 
     # --- retries of pipeline steps across timer ticks (after the SDKs' own in-call retries) ------

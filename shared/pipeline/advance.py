@@ -28,7 +28,7 @@ from shared.pipeline.stages.deploy import deploy_candidate, poll_candidate_deplo
 from shared.pipeline.stages.evaluation import evaluate, plan_evaluation
 from shared.pipeline.stages.finish import deployments_to_delete, files_to_delete, finish, job_to_cancel
 from shared.pipeline.stages.job import poll_job
-from shared.pipeline.stages.promotion import decide_and_act
+from shared.pipeline.stages.promotion import await_approval, decide_and_act
 from shared.pipeline.stages.upload import upload_and_start_job
 from shared.pipeline.store import ConcurrentUpdateError
 from shared.settings import Settings
@@ -50,6 +50,7 @@ STAGES = {
     RunState.DEPLOYED: "evaluate",
     RunState.EVALUATING: "evaluate",
     RunState.EVALUATED: "promote",
+    RunState.AWAITING_APPROVAL: "approval",
 }
 
 # One step of a live run: ``handler(pipeline, settings, run, deadline=..., wait_for_files=...)`` returns
@@ -65,6 +66,7 @@ HANDLERS: dict[RunState, StepHandler] = {
     RunState.DEPLOYED: plan_evaluation,
     RunState.EVALUATING: evaluate,
     RunState.EVALUATED: decide_and_act,
+    RunState.AWAITING_APPROVAL: await_approval,
 }
 
 

@@ -41,6 +41,7 @@ class RunState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     OVER_BUDGET = "over_budget"  # stopped before anything was uploaded
+    AWAITING_APPROVAL = "awaiting_approval"  # passed the gate; promotion: manual waits for a person
 
 
 TERMINAL_STATES = frozenset(
@@ -59,7 +60,8 @@ ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     ),  # TRAINED: redeploy after a failed provisioning
     RunState.DEPLOYED: frozenset({RunState.EVALUATING}),
     RunState.EVALUATING: frozenset({RunState.EVALUATED}),
-    RunState.EVALUATED: frozenset({RunState.PROMOTED, RunState.REJECTED}),
+    RunState.EVALUATED: frozenset({RunState.PROMOTED, RunState.REJECTED, RunState.AWAITING_APPROVAL}),
+    RunState.AWAITING_APPROVAL: frozenset({RunState.PROMOTED, RunState.REJECTED}),
 }
 for _state in list(ALLOWED_TRANSITIONS):
     ALLOWED_TRANSITIONS[_state] = ALLOWED_TRANSITIONS[_state] | {RunState.FAILED, RunState.CANCELLED}
@@ -146,6 +148,8 @@ class RunOverrides(BaseModel):
     promotion_p_value: float | None = Field(default=None, gt=0, le=1)
     max_training_tokens: int | None = Field(default=None, strict=True, ge=1)
     max_run_usd: float | None = Field(default=None, ge=0)
+    promotion: Literal["auto", "manual"] | None = None
+    approval_timeout_days: float | None = Field(default=None, gt=0, le=365)
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="before")
@@ -319,6 +323,15 @@ class RetryState(BaseModel):
     last_error: str | None = None
 
 
+class Approval(BaseModel):
+    """A person's decision on a candidate waiting in ``awaiting_approval``."""
+
+    approved: bool
+    by: str
+    reason: str = ""
+    at: datetime
+
+
 class Lease(BaseModel):
     owner: str
     until: datetime
@@ -352,6 +365,7 @@ class Run(BaseModel):
     evaluation: dict[str, RoleProgress] = Field(default_factory=dict)
     classic: ClassicProgress | None = None  # the classic baseline, once the evaluation has started
     decision: Decision | None = None
+    approval: Approval | None = None
     scores: dict[str, float] = Field(default_factory=dict)  # role -> accuracy, once its evaluation is done
     report_written_for: str | None = None  # the state whose report was last written
 

@@ -37,6 +37,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         },
         "scores": dict(run.scores),
         "decision": run.decision.model_dump(mode="json") if run.decision else None,
+        "approval": run.approval.model_dump(mode="json") if run.approval else None,
         "failure": run.failure.model_dump(mode="json") if run.failure else None,
         "retry": run.retry.model_dump(mode="json") if run.retry else None,
         "report": f"reports/{run.dataset}/{run.version}/report.html" if run.report_written_for else None,

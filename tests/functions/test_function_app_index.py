@@ -87,6 +87,8 @@ def test_every_function_is_indexed(indexed: dict[str, SimpleNamespace]) -> None:
             "scheduled_evaluation",
             "status",
             "classify",
+            "approve",
+            "reject",
         ]
     )
     for meta in indexed.values():
@@ -161,6 +163,13 @@ def test_classify_is_a_keyed_post_endpoint(indexed: dict[str, SimpleNamespace]) 
     assert trigger["methods"] == ["POST"]
     assert trigger["authLevel"] == "FUNCTION"
     assert trigger["route"] == "classify/{dataset}"
+
+
+@pytest.mark.parametrize("name", ["approve", "reject"])
+def test_approval_routes_are_keyed_post_endpoints(indexed: dict[str, SimpleNamespace], name: str) -> None:
+    trigger = _trigger(indexed[name])
+    assert trigger["type"] == "httpTrigger" and trigger["methods"] == ["POST"]
+    assert trigger["authLevel"] == "FUNCTION" and trigger["route"] == f"{name}/{{dataset}}/{{version}}"
 
 
 def test_indexing_imports_no_heavy_library(tmp_path: Path) -> None:

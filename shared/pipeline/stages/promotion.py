@@ -15,14 +15,52 @@ MAX_ERROR_SHARE = 0.5
 
 
 def decide_and_act(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
-    """Decide (first step), then reject, or promote (a step per production deployment poll)."""
+    """Decide (first step), then reject, or promote (a step per production deployment poll); with
+    ``promotion: manual`` a candidate that passes waits in ``awaiting_approval`` instead."""
     if run.decision is None:
         return _decide(pipeline, settings, run)
     if not run.decision.promoted:
         record_incumbent_measurement(pipeline, run)
         run.transition(RunState.REJECTED, run.decision.reason)
         return True
+    if settings.promotion == "manual":
+        from shared.events import hosting_cost_per_hour
+
+        cost = hosting_cost_per_hour(run, settings)
+        run.transition(
+            RunState.AWAITING_APPROVAL,
+            f"passed the gate; waiting for `visiontune approve|reject {run.dataset} {run.version}` "
+            f"(deployment {run.candidate.name if run.candidate else '?'} kept: ${cost:.2f}/hour; rejected "
+            f"after {settings.approval_timeout_days:g} days without a decision)",
+        )
+        return True
     return _promote(pipeline, settings, run)
+
+
+def await_approval(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
+    """``awaiting_approval``: promote once approved, reject once rejected or when
+    ``approval_timeout_days`` have passed without a decision (the finish step then deletes the
+    candidate's deployment). Waits (False) otherwise."""
+    from datetime import timedelta
+
+    if run.approval is not None and run.approval.approved:
+        return _promote(pipeline, settings, run)
+    if run.approval is not None:
+        record_incumbent_measurement(pipeline, run)
+        reason = f": {run.approval.reason}" if run.approval.reason else ""
+        run.transition(RunState.REJECTED, f"rejected by {run.approval.by}{reason}")
+        return True
+    since = next(
+        (t.at for t in reversed(run.transitions) if t.state == RunState.AWAITING_APPROVAL.value), utcnow()
+    )
+    if utcnow() - since >= timedelta(days=settings.approval_timeout_days):
+        record_incumbent_measurement(pipeline, run)
+        run.transition(
+            RunState.REJECTED,
+            f"no approval within {settings.approval_timeout_days:g} days: rejected, its deployment is deleted",
+        )
+        return True
+    return False
 
 
 def _decide(pipeline: Pipeline, settings: Settings, run: Run) -> bool:

@@ -29,6 +29,8 @@ def test_real_app_has_six_functions_with_their_declared_bindings():
         "scheduled_evaluation",
         "status",
         "classify",
+        "approve",
+        "reject",
     }
     blob_paths = {
         name: (f.path, f.connection, f.source)
