@@ -355,6 +355,8 @@ def base_distribution(
     if thumbnail is None or not known:
         return {label: (1 - OFF_LABEL_RATE) / len(labels) for label in labels} if labels else {}
     distances = np.array([float(np.sum((centroids[label] - thumbnail) ** 2)) for label in known])
+    if not np.all(np.isfinite(distances)):  # a base model that has seen no example of some label
+        return {label: (1 - OFF_LABEL_RATE) / len(labels) for label in labels}
     logits = -distances * 20.0
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
