@@ -19,7 +19,8 @@ def _decide(req: func.HttpRequest, approved: bool) -> func.HttpResponse:
         if not isinstance(body, dict):
             raise ValueError("the body must be a JSON object")
     except ValueError as error:
-        return func.HttpResponse(json.dumps({"error": f"invalid JSON body: {error}"}), status_code=400, mimetype="application/json")
+        message = json.dumps({"error": f"invalid JSON body: {error}"})
+        return func.HttpResponse(message, status_code=400, mimetype="application/json")
     try:
         result = decide(
             load_settings(),

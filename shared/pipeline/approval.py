@@ -41,10 +41,13 @@ def decide(settings: Settings, dataset: str, version: str, *, approved: bool, by
 
     def record(current: Run) -> None:
         if current.state is not RunState.AWAITING_APPROVAL or current.approval is not None:
+            already = ""
+            if current.approval is not None:
+                verdict = "approved" if current.approval.approved else "rejected"
+                already = f" (already {verdict} by {current.approval.by})"
             raise ApprovalError(
-                f"{current.key} is {current.state.value}"
-                + (f" (already {'approved' if current.approval.approved else 'rejected'} by {current.approval.by})" if current.approval else "")
-                + ": only a run in awaiting_approval can be approved or rejected",
+                f"{current.key} is {current.state.value}{already}: only a run in awaiting_approval can be "
+                "approved or rejected",
                 status=409,
             )
         current.approval = Approval(approved=approved, by=by, reason=reason.strip(), at=utcnow())

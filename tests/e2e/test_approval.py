@@ -11,8 +11,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from cli.main import main
 from tests.fixtures.pipeline import DIGITS_PER_LABEL, FAST_CLOCK
 
@@ -35,7 +33,6 @@ def test_approve_reject_and_timeout(tmp_path: Path, capsys) -> None:
     from local.host.http_server import start_http_server
     from local.sample_data import export_digits
     from local.stack import LocalStack
-    from shared.aoai.deployments import Deployments
     from shared.pipeline.store import RunStore
     from shared.settings import Settings
 
