@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "cli.local",
     "cli.push",
     "cli.status",
+    "cli.retry",
     "cli.report",
     "cli.demo",
     "cli.predict",

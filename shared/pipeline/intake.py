@@ -5,7 +5,8 @@ which fires ``training_ready``).
 Replays are harmless: the version is a digest of the source files and the conversion settings, so the
 same drop converts to the same version, the run already exists, and nothing is published twice.
 The budget is not part of the version: dropping the marker again for a run that stopped ``over_budget``
-checks the budget again with the new marker and the current settings (``recheck_over_budget``).
+checks the budget again with the new marker and the current settings (``recheck_over_budget``); for a run
+that failed or was cancelled it restarts the run from where it stopped (``retry_run``).
 A problem with the drop itself (a marker that is not valid JSON, a dataset that cannot train) is
 written as a failure report under ``reports/<dataset>/intake/`` and the call returns normally: retrying
 would fail the same way, so the trigger must not retry it into the poison queue.
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+REDROP_REASON = "the dataset was dropped again"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def accept_dataset(
     the archive is read with ranged downloads, never whole."""
     from shared.conversion.converter import DatasetError, convert_dataset
     from shared.pipeline.reports import publish_intake_failure
+    from shared.pipeline.retry import retry_run
     from shared.pipeline.stages.budget import fill_from_manifest, recheck_over_budget
     from shared.reporting.schema import Transition
     from shared.storage import BlobArtifactSink, BlobDatasetSource, open_blob_reader
@@ -128,6 +131,7 @@ def accept_dataset(
         set_run_state("converted", receipt["version"])
         note(outcome="replay")
         if recheck_over_budget(pipeline, dataset, receipt["version"], overrides.values()) is not None:
+            retry_run(pipeline, dataset, receipt["version"], REDROP_REASON)
             return IntakeResult(
                 dataset=dataset,
                 version=receipt["version"],
@@ -190,6 +194,7 @@ def accept_dataset(
         log.info("%s: version %s is already there; nothing new to convert", dataset, result.version)
     if not created.get("created"):
         recheck_over_budget(pipeline, dataset, result.version, overrides.values())
+        retry_run(pipeline, dataset, result.version, REDROP_REASON)
     _clear_intake_failure(pipeline, dataset)
     if cache is not None:
         collect_cache(pipeline, dataset, cache)

@@ -67,6 +67,11 @@ for _state in list(ALLOWED_TRANSITIONS):
     ALLOWED_TRANSITIONS[_state] = ALLOWED_TRANSITIONS[_state] | {RunState.FAILED, RunState.CANCELLED}
 # Terminal but not final: a re-dropped ``_READY`` marker may raise the budget (nothing was uploaded yet).
 ALLOWED_TRANSITIONS[RunState.OVER_BUDGET] = frozenset({RunState.CONVERTED})
+# Retry (``shared.pipeline.retry``): a failed or cancelled run restarts from the stage its state allows,
+# reusing what exists (files, job, fine-tuned model).
+RETRY_STATES = frozenset({RunState.CONVERTED, RunState.UPLOADING, RunState.TRAINING, RunState.TRAINED})
+ALLOWED_TRANSITIONS[RunState.FAILED] = RETRY_STATES
+ALLOWED_TRANSITIONS[RunState.CANCELLED] = RETRY_STATES
 
 
 class TransitionError(ValueError):
