@@ -83,7 +83,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tick.add_argument(
         "--input", default=None, metavar="CONTAINER/BLOB", help="the blob, for a blob-trigger function"
     )
-    tick.add_argument("--host-url", default=f"http://127.0.0.1:{DEFAULT_HOST_PORT}", help="the running host")
+    tick.add_argument(
+        "--host-url",
+        default=None,
+        help="the running host (default: the port `visiontune local up` wrote as Host.LocalHttpPort in "
+        f"local.settings.json, else {DEFAULT_HOST_PORT})",
+    )
+    tick.add_argument("--settings", type=Path, default=None, help="local.settings.json to read the host's port from")
     tick.add_argument("--in-process", action="store_true", help="run here, not on the running host")
     tick.add_argument(
         "--app-root", type=Path, default=None, help="folder with function_app.py (with --in-process)"
@@ -190,12 +196,28 @@ def run_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def local_host_url(settings_path: Path | None) -> str:
+    """The URL of the host ``visiontune local up`` started: the ``Host.LocalHttpPort`` it wrote into
+    local.settings.json (Core Tools' field), else Core Tools' default port."""
+    from cli.common import default_settings_path
+
+    path = settings_path or default_settings_path()
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        port = int(document["Host"]["LocalHttpPort"])
+    except (OSError, ValueError, KeyError, TypeError):
+        port = DEFAULT_HOST_PORT
+    return f"http://127.0.0.1:{port}"
+
+
 def run_tick(args: argparse.Namespace) -> int:
     if args.in_process:
         return _tick_in_process(args)
     import urllib.error
     import urllib.request
 
+    if args.host_url is None:
+        args.host_url = local_host_url(args.settings)
     url = f"{args.host_url.rstrip('/')}/admin/functions/{args.function}"
     body = json.dumps({"input": args.input} if args.input else {}).encode()
     request = urllib.request.Request(

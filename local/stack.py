@@ -33,11 +33,12 @@ class LocalStackError(RuntimeError):
     """A part of the local stack could not start (the message says which and why)."""
 
 
-def write_local_settings(path: Path, values: dict[str, str]) -> dict[str, str]:
+def write_local_settings(path: Path, values: dict[str, str], *, host_port: int | None = None) -> dict[str, str]:
     """Write ``values`` into a Core Tools ``local.settings.json`` (``{"IsEncrypted": false, "Values": ...}``).
 
     Values already in the file that ``values`` does not name (a user's own settings) are kept; the ones
-    it names are replaced. Returns the ``Values`` written.
+    it names are replaced. ``host_port``: the port the local host serves HTTP on, written as Core Tools'
+    ``Host.LocalHttpPort`` so ``visiontune local tick`` finds it. Returns the ``Values`` written.
     """
     document: dict[str, Any] = {}
     if path.exists():
@@ -51,6 +52,9 @@ def write_local_settings(path: Path, values: dict[str, str]) -> dict[str, str]:
     existing = document.get("Values") if isinstance(document.get("Values"), dict) else {}
     merged = {**existing, **values}
     document.update({"IsEncrypted": False, "Values": merged})
+    if host_port is not None:
+        host = document.get("Host") if isinstance(document.get("Host"), dict) else {}
+        document["Host"] = {**host, "LocalHttpPort": int(host_port)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return merged
@@ -154,6 +158,11 @@ class LocalStack:
                 raise LocalStackError(
                     f"the functions host could not listen on port {self.host_port}: {error}"
                 ) from error
+            if self.local_settings_path is not None and self.host.http_url:
+                from urllib.parse import urlsplit
+
+                port = urlsplit(self.host.http_url).port
+                write_local_settings(self.local_settings_path, self.settings, host_port=port)
 
     def stop(self) -> None:
         """Stop the host, the emulator and Azurite (in that order); safe to call twice."""
