@@ -105,7 +105,7 @@ def storage_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[ar
     """Turn the failures a user can meet (bad settings, storage down or refusing) into one sentence."""
 
     def wrapped(args: argparse.Namespace) -> int:
-        from azure.core.exceptions import AzureError, ServiceRequestError
+        from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
 
         try:
             return handler(args)
@@ -114,6 +114,11 @@ def storage_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[ar
         except ServiceRequestError as error:
             return fail(
                 f"blob storage stopped answering ({error.message}): is `visiontune local up` still running?"
+            )
+        except ServiceResponseError as error:  # connected, then no (complete) answer within the read timeout
+            return fail(
+                f"blob storage accepted the connection but did not answer in time ({error.message}); check that "
+                "the storage endpoint in your settings is blob storage (VISIONTUNE_STORAGE_READ_TIMEOUT sets the wait)"
             )
         except AzureError as error:
             first_line = (error.message or str(error)).strip().splitlines()[0]

@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     storage_queue_service_uri: str | None = Field(
         default=None, validation_alias="AzureWebJobsStorage__queueServiceUri"
     )
+    # Every storage call: seconds to connect, seconds to wait for an answer, and retries (azure-core's
+    # exponential backoff between them). A server that accepts and never answers fails in about
+    # (retries + 1) x read timeout instead of hanging.
+    storage_connect_timeout_seconds: float = Field(
+        default=20.0, gt=0, allow_inf_nan=False, validation_alias="VISIONTUNE_STORAGE_CONNECT_TIMEOUT"
+    )
+    storage_read_timeout_seconds: float = Field(
+        default=60.0, gt=0, allow_inf_nan=False, validation_alias="VISIONTUNE_STORAGE_READ_TIMEOUT"
+    )
+    storage_retry_total: int = Field(default=3, ge=0, le=10, validation_alias="VISIONTUNE_STORAGE_RETRIES")
     # Client id of the user-assigned managed identity (None: system identity / developer login).
     azure_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")
 

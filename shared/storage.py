@@ -61,15 +61,26 @@ def pooled_transport(pool_size: int = CONNECTION_POOL_SIZE, **kwargs: Any):
 
 
 @functools.lru_cache(maxsize=8)
-def _service_client(connection_string: str | None, blob_service_uri: str | None, client_id: str | None):
+def _service_client(
+    connection_string: str | None,
+    blob_service_uri: str | None,
+    client_id: str | None,
+    timeouts: tuple[float, float, int] = (20.0, 60.0, 3),
+):
+    """``timeouts``: (connect seconds, read seconds, retries). Without them a server that accepts the
+    connection and never answers holds a call for the SDK's 10 retries of a 60 s read, with backoff."""
     from azure.storage.blob import BlobServiceClient
 
+    connect, read, retries = timeouts
+    transport = pooled_transport(connection_timeout=connect, read_timeout=read)
     if connection_string:
-        return BlobServiceClient.from_connection_string(connection_string, transport=pooled_transport())
+        return BlobServiceClient.from_connection_string(connection_string, transport=transport, retry_total=retries)
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(managed_identity_client_id=client_id)
-    return BlobServiceClient(account_url=blob_service_uri, credential=credential, transport=pooled_transport())
+    return BlobServiceClient(
+        account_url=blob_service_uri, credential=credential, transport=transport, retry_total=retries
+    )
 
 
 def blob_service_client(settings: Settings) -> BlobServiceClient:
@@ -81,6 +92,11 @@ def blob_service_client(settings: Settings) -> BlobServiceClient:
         settings.storage_connection_string,
         None if settings.storage_connection_string else settings.storage_blob_service_uri,
         settings.azure_client_id,
+        (
+            settings.storage_connect_timeout_seconds,
+            settings.storage_read_timeout_seconds,
+            settings.storage_retry_total,
+        ),
     )
 
 

@@ -1,0 +1,87 @@
+"""Storage that accepts a connection and never answers (issue 13, item 5): calls fail after the
+configured read timeout and retries with a clear error, instead of hanging `visiontune status`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server that accepts every connection and never sends a byte."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+                held.append(connection)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def _connection_string(port: int) -> str:
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+
+
+def test_a_silent_storage_fails_fast_with_a_clear_error(silent_server):
+    from azure.core.exceptions import ServiceResponseError
+
+    from shared.pipeline.status import collect_status
+    from shared.settings import Settings
+
+    settings = Settings.model_validate(
+        {
+            "AzureWebJobsStorage": _connection_string(silent_server),
+            "VISIONTUNE_STORAGE_READ_TIMEOUT": "1",
+            "VISIONTUNE_STORAGE_RETRIES": "1",
+        }
+    )
+    started = time.monotonic()
+    with pytest.raises(ServiceResponseError):
+        collect_status(settings, None)
+    assert time.monotonic() - started < 30
+
+
+def test_visiontune_status_against_a_silent_storage_says_so(silent_server, tmp_path):
+    settings = tmp_path / "local.settings.json"
+    values = {
+        "AzureWebJobsStorage": _connection_string(silent_server),
+        "VISIONTUNE_STORAGE_READ_TIMEOUT": "1",
+        "VISIONTUNE_STORAGE_RETRIES": "0",
+    }
+    settings.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "status", "--settings", str(settings)],
+        cwd=REPO, capture_output=True, text=True, timeout=90,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "accepted the connection but did not answer in time" in done.stderr
