@@ -119,6 +119,9 @@ class Settings(BaseSettings):
         default=False, validation_alias="VISIONTUNE_CONTINUE_FROM_PRODUCTION"
     )
 
+    # A newer drop of a dataset cancels its older runs that have not reached deployment (shared.pipeline.supersede).
+    supersede: bool = Field(default=True, validation_alias="VISIONTUNE_SUPERSEDE")
+
     # --- conversion ----------------------------------------------------------------------------
     max_side: int = Field(default=512, ge=16, le=2048, validation_alias="VISIONTUNE_MAX_SIDE")
     jpeg_quality: int = Field(default=85, ge=1, le=95, validation_alias="VISIONTUNE_JPEG_QUALITY")

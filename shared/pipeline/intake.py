@@ -89,6 +89,7 @@ def accept_dataset(
     from shared.conversion.converter import DatasetError, convert_dataset
     from shared.pipeline.reports import publish_intake_failure
     from shared.pipeline.retry import retry_run
+    from shared.pipeline.supersede import supersede_older_runs
     from shared.pipeline.stages.budget import fill_from_manifest, recheck_over_budget
     from shared.reporting.schema import Transition
     from shared.storage import BlobArtifactSink, BlobDatasetSource, open_blob_reader
@@ -132,6 +133,7 @@ def accept_dataset(
         note(outcome="replay")
         if recheck_over_budget(pipeline, dataset, receipt["version"], overrides.values()) is not None:
             retry_run(pipeline, dataset, receipt["version"], REDROP_REASON)
+            supersede_older_runs(pipeline, dataset, receipt["version"])
             return IntakeResult(
                 dataset=dataset,
                 version=receipt["version"],
@@ -195,6 +197,7 @@ def accept_dataset(
     if not created.get("created"):
         recheck_over_budget(pipeline, dataset, result.version, overrides.values())
         retry_run(pipeline, dataset, result.version, REDROP_REASON)
+    supersede_older_runs(pipeline, dataset, result.version)
     _clear_intake_failure(pipeline, dataset)
     if cache is not None:
         collect_cache(pipeline, dataset, cache)
