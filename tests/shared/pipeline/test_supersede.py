@@ -9,12 +9,12 @@ from shared.pipeline.training import start_training
 
 def test_rewriting_the_marker_mid_run_supersedes_the_older_run(pipeline_env, digits_dir):
     env = pipeline_env
-    first = env.drop(digits_dir, "digits", {"epochs": 2})
+    first = env.drop(digits_dir, "digits", {"n_epochs": 2})
     start_training(env.settings, "digits", first.version)
     older = env.run("digits", first.version)
     assert older.state.value in ("uploading", "training"), env.timeline(older)
 
-    second = env.drop(digits_dir, "digits", {"epochs": 3})  # a new override: a new version
+    second = env.drop(digits_dir, "digits", {"n_epochs": 3})  # a new override: a new version
     assert second is not None and second.version != first.version and second.run_created
     older = env.run("digits", first.version)
     assert older.state.value == "cancelled", env.timeline(older)
@@ -33,7 +33,7 @@ def test_rewriting_the_marker_mid_run_supersedes_the_older_run(pipeline_env, dig
 def test_supersede_can_be_switched_off(pipeline_env, digits_dir):
     env = pipeline_env
     keep = env.with_settings(supersede=False)
-    first = env.drop(digits_dir, "digits", {"epochs": 2}, settings=keep)
-    second = env.drop(digits_dir, "digits", {"epochs": 3}, settings=keep)
+    first = env.drop(digits_dir, "digits", {"n_epochs": 2}, settings=keep)
+    second = env.drop(digits_dir, "digits", {"n_epochs": 3}, settings=keep)
     assert second.version != first.version
     assert env.run("digits", first.version).state.value == "converted"
