@@ -149,6 +149,9 @@ def run_demo(args: argparse.Namespace) -> int:
                 row["classic"] = classic_line(out / DATASET / row["version"] / "report.json")
             production = json.loads((out / DATASET / "production.json").read_text())
             fidelity = spec_check(stack.emulator.url)
+            console.rule("[bold]the production model in use")
+            predictions = classify_held_out(settings, v2)
+            events = run_events(settings)
     finally:
         if args.data is None:
             shutil.rmtree(temp, ignore_errors=True)
@@ -156,7 +159,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"runs": summary, "production": production, "reports": str(out), "seconds": elapsed, "spec_check": fidelity},
+                {"runs": summary, "production": production, "reports": str(out), "seconds": elapsed, "spec_check": fidelity,
+                 "predictions": predictions, "events": events},
                 indent=2,
                 default=str,
             )
@@ -211,8 +215,42 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     for line in fidelity["violations"][:10]:
         console.print(f"  [red]{line}[/red]")
+    console.print("held-out test images classified with the production model (`visiontune predict`):")
+    for p in predictions:
+        confidence = "-" if p["confidence"] is None else f"{p['confidence']:.0%}"
+        mark = "right" if p["label"] == p["truth"] else "WRONG"
+        console.print(f"  {p['source']}: labelled {p['truth']}, answered {p['label']} ({mark}; confidence {confidence}; "
+                      f"{p['latency_ms']:.0f} ms)")
+    from cli.events import event_line
+
+    console.print(f"the run's events (`visiontune events {DATASET}`):")
+    for event in events:
+        console.print(f"  {event_line(event)}", markup=False)
     console.print(f"demo finished in {elapsed / 60:.1f} minutes")
     return 0 if not fidelity["violations"] else 1
+
+
+def classify_held_out(settings: Any, folder: Path, count: int = 5) -> list[dict[str, Any]]:
+    """Classify ``count`` held-out test images of the production version (one per label where possible)
+    with the production deployment, as ``visiontune predict`` does."""
+    from shared.prediction import Predictor
+
+    predictor = Predictor(settings, DATASET)
+    target = predictor.target()
+    manifest = predictor.pipeline.manifest(DATASET, target.version) or {}
+    chosen: dict[str, str] = {}
+    for path in manifest.get("splits", {}).get("test", {}).get("files", []):
+        chosen.setdefault(path.split("/")[-2], path)
+    paths = list(chosen.values())[:count]
+    results = predictor.predict_many([(p, (folder / p).read_bytes()) for p in paths])
+    return [{**r.to_json(), "truth": p.split("/")[-2]} for p, r in zip(paths, results, strict=True)]
+
+
+def run_events(settings: Any) -> list[dict[str, Any]]:
+    """The dataset's events from the journal (what `visiontune events digits` prints)."""
+    from shared.events import read_events
+
+    return list(read_events(settings, dataset=DATASET, days=2))
 
 
 def spec_check(emulator_url: str) -> dict[str, Any]:
