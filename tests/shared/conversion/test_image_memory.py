@@ -23,13 +23,16 @@ REPO = Path(__file__).resolve().parents[3]
 PER_WORKER_TARGET_MB = 300
 
 
+# VmHWM of the child's own address space: ru_maxrss would carry over the (large) pytest parent's peak,
+# which Linux keeps across fork and execve.
 _PEAK_CHILD = """
-import resource, sys, json
+import sys, json
 from shared.conversion.images import normalise_image, ImageSettings
 data = open(sys.argv[1], "rb").read()
 result = normalise_image(data, ImageSettings())
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"ok": result.ok, "code": result.code, "size": [result.width, result.height],
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mb": hwm / 1024}))
 """
 
 
