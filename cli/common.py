@@ -33,11 +33,16 @@ class CommandError(Exception):
 def default_settings_path() -> Path:
     """``./local.settings.json`` when it exists, else the one ``visiontune local up`` writes in this checkout
     (so ``status`` works from any folder while the stack runs)."""
-    from cli.local import _default_app_root
-
     if DEFAULT_SETTINGS.is_file():
         return DEFAULT_SETTINGS
-    return _default_app_root() / DEFAULT_SETTINGS.name
+    return default_app_root() / DEFAULT_SETTINGS.name
+
+
+def default_app_root() -> Path:
+    """The current folder if it holds ``function_app.py``, else this checkout's root."""
+    if (Path.cwd() / "function_app.py").exists():
+        return Path.cwd()
+    return Path(__file__).resolve().parent.parent
 
 
 def command_settings(path: Path | None) -> Any:

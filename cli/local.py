@@ -10,15 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
+from cli import common
+
 DEFAULT_HOST_PORT = 7071  # Core Tools' port
 DEFAULT_DATA_DIR = Path(".local-stack")
-
-
-def _default_app_root() -> Path:
-    """The current folder if it holds ``function_app.py``, else this checkout's root."""
-    if (Path.cwd() / "function_app.py").exists():
-        return Path.cwd()
-    return Path(__file__).resolve().parent.parent
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -136,7 +131,7 @@ def run_up(args: argparse.Namespace) -> int:
     from local.stack import LocalStack, LocalStackError
 
     _configure_logging(args.verbose)
-    app_root = (args.app_root or _default_app_root()).resolve()
+    app_root = (args.app_root or common.default_app_root()).resolve()
     if not (app_root / "function_app.py").exists():
         return _error(f"no function_app.py in {app_root} (use --app-root)")
     stack = LocalStack(
@@ -246,7 +241,7 @@ def _tick_in_process(args: argparse.Namespace) -> int:
     from local.host import IndexingError, LocalFunctionsHost
 
     _configure_logging()
-    app_root = (args.app_root or _default_app_root()).resolve()
+    app_root = (args.app_root or common.default_app_root()).resolve()
     try:
         host = LocalFunctionsHost(app_root)
     except IndexingError as error:

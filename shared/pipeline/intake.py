@@ -89,8 +89,8 @@ def accept_dataset(
     from shared.conversion.converter import DatasetError, convert_dataset
     from shared.pipeline.reports import publish_intake_failure
     from shared.pipeline.retry import retry_run
-    from shared.pipeline.supersede import supersede_older_runs
     from shared.pipeline.stages.budget import fill_from_manifest, recheck_over_budget
+    from shared.pipeline.supersede import supersede_older_runs
     from shared.reporting.schema import Transition
     from shared.storage import BlobArtifactSink, BlobDatasetSource, open_blob_reader
 

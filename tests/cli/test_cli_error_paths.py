@@ -32,7 +32,7 @@ def settings_file(pipeline_env, tmp_path: Path) -> Path:
 
 def test_no_settings_anywhere_says_to_start_the_local_stack(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no ./local.settings.json, and the checkout fallback points here too
-    monkeypatch.setattr("cli.local._default_app_root", lambda: tmp_path)
+    monkeypatch.setattr("cli.common.default_app_root", lambda: tmp_path)
     monkeypatch.delenv("AzureWebJobsStorage", raising=False)
     monkeypatch.delenv("AzureWebJobsStorage__blobServiceUri", raising=False)
     for argv in (["status"], ["report", "digits"], ["push", str(tmp_path), "--dataset", "digits"]):
