@@ -23,6 +23,7 @@ from shared.pipeline.context import Pipeline, lease_seconds
 from shared.pipeline.failures import record_step_error, retry_due
 from shared.pipeline.models import RetryState, Run, RunState, utcnow
 from shared.pipeline.production import retire_due_deployments
+from shared.pipeline.scheduled import continue_scheduled_evaluations
 from shared.pipeline.stages.budget import check_budget
 from shared.pipeline.stages.deploy import deploy_candidate, poll_candidate_deployment
 from shared.pipeline.stages.evaluation import evaluate, plan_evaluation
@@ -74,7 +75,6 @@ def advance_all_runs(settings: Settings) -> dict[str, str]:
     """One timer tick: advance every run that has work left (each within ``eval_tick_seconds``), delete
     production deployments whose rollback window has passed, and continue scheduled evaluations.
     One run's trouble never stops the others. Returns ``{"<dataset>/<version>": state}`` of what it touched."""
-    from shared.pipeline.scheduled import continue_scheduled_evaluations
 
     pipeline = Pipeline(settings)
     touched: dict[str, str] = {}

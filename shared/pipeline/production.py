@@ -4,12 +4,13 @@ previous deployments kept for the rollback window), each write guarded by the do
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import DeploymentInfo, Run, utcnow
 from shared.pipeline.store import ConcurrentUpdateError
+from shared.reporting.schema import ProductionHistoryPoint
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,6 @@ log = logging.getLogger(__name__)
 def record_promotion(pipeline: Pipeline, settings: Settings, run: Run, serving: DeploymentInfo) -> None:
     """Make ``serving`` the dataset's production (production.json, ETag-guarded); the previous production
     deployment is kept for the rollback window, then deleted by ``retire_due_deployments``."""
-    from shared.reporting.schema import ProductionHistoryPoint
 
     for _ in range(10):
         record, etag = pipeline.production(run.dataset)
@@ -80,7 +80,6 @@ def history_point(point: Any, test_set_version: str) -> dict[str, Any]:
 def record_incumbent_measurement(pipeline: Pipeline, run: Run) -> None:
     """A rejected run measured production (the incumbent) on its own, newer test set: add that point to
     the production history, so later scheduled evaluations compare like with like."""
-    from shared.reporting.schema import ProductionHistoryPoint
 
     incumbent = run.evaluation.get("incumbent")
     if incumbent is None or "incumbent" not in run.scores:
@@ -113,7 +112,6 @@ def record_incumbent_measurement(pipeline: Pipeline, run: Run) -> None:
 
 def retire_due_deployments(pipeline: Pipeline, dataset: str) -> list[str]:
     """Delete previous production deployments whose rollback window has passed; returns their names."""
-    from datetime import datetime
 
     record, etag = pipeline.production(dataset)
     if not record:

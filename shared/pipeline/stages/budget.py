@@ -9,7 +9,10 @@ from typing import Any
 from shared.layout import training_prefix
 from shared.pipeline.context import Pipeline, lease_seconds
 from shared.pipeline.models import Run, RunState, UploadedFile, utcnow
+from shared.pipeline.reports import publish_index, publish_run_report
+from shared.pipeline.resource_limits import make_room_for_training_files
 from shared.pipeline.store import ConcurrentUpdateError
+from shared.reporting.schema import Failure
 from shared.settings import Settings
 
 TRAINING_SPLITS = ("train", "validation")
@@ -81,7 +84,6 @@ def budget_check(settings: Settings, estimate: dict[str, Any]) -> tuple[int, flo
 def check_budget(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
     """Fill the run from its manifest (waits until it is published), refuse a version that could never be
     evaluated, check the budget, then list the files to upload and move to ``uploading``."""
-    from shared.reporting.schema import Failure
 
     if not run.labels:
         manifest = pipeline.manifest(run.dataset, run.version)
@@ -118,7 +120,6 @@ def check_budget(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> 
                 )
             )
     run.files = files
-    from shared.pipeline.resource_limits import make_room_for_training_files
 
     quota_problem = make_room_for_training_files(pipeline, settings, run)
     if quota_problem is not None:
@@ -147,7 +148,6 @@ def recheck_over_budget(
     or repeated drops exactly one re-opens the run; the others find it moved on and do nothing. Any other
     state: nothing to do. Returns the run as saved or found (None when there is none); raises
     ``ConcurrentUpdateError`` when another worker kept the run leased (a trigger retry is then right)."""
-    from shared.pipeline.reports import publish_index, publish_run_report
 
     for _ in range(RECHECK_ATTEMPTS):
         run = pipeline.store.get(dataset, version)
@@ -181,7 +181,6 @@ def recheck_over_budget(
 def _recheck_budget(settings: Settings, run: Run, overrides: dict[str, Any]) -> bool:
     """Apply a re-dropped marker's ``overrides`` to an over_budget ``run`` and check the budget again
     (see ``recheck_over_budget``). Returns True when the run changed."""
-    from shared.reporting.schema import Failure
 
     if run.state is not RunState.OVER_BUDGET:
         return False

@@ -5,9 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.aoai.deployments import (
+    DeploymentConflictError,
+    DeploymentError,
+    TransientDeploymentError,
+    deployable_sku,
+    deployment_name,
+)
 from shared.pipeline.context import Pipeline
 from shared.pipeline.failures import STAGE_MIN_ATTEMPTS, record_step_error
 from shared.pipeline.models import DeploymentInfo, Run, RunState, utcnow
+from shared.pipeline.resource_limits import (
+    deployment_operation_running,
+    deployment_slot_ready,
+    note_once,
+    wait_reason,
+)
 from shared.settings import Settings
 
 
@@ -18,8 +31,6 @@ def request_deployment(pipeline: Pipeline, settings: Settings, run: Run, info: D
     ARM runs one deployment operation per account at a time (409 ``RequestConflict`` otherwise): while
     another deployment of the account is being created, updated or deleted nothing is sent, the run says
     so on its timeline and this returns False (asked again on a later tick, no attempt counted)."""
-    from shared.aoai.deployments import DeploymentConflictError, DeploymentError
-    from shared.pipeline.resource_limits import deployment_operation_running, note_once, wait_reason
 
     busy = deployment_operation_running(pipeline, besides=info.name)
     if busy is not None:
@@ -53,8 +64,6 @@ def deploy_candidate(pipeline: Pipeline, settings: Settings, run: Run, **_: Any)
     """Ask for the candidate deployment (on a SKU the fine-tuned model can use) and move to ``deploying``.
     With every fine-tuned deployment slot of the resource taken the run waits in
     ``awaiting_deployment_slot`` (never fails for it; see ``resource_limits.deployment_slot_ready``)."""
-    from shared.aoai.deployments import deployable_sku, deployment_name
-    from shared.pipeline.resource_limits import deployment_slot_ready, note_once
 
     if run.candidate is None:
         model = str(run.job.fine_tuned_model)
@@ -82,7 +91,6 @@ def deploy_candidate(pipeline: Pipeline, settings: Settings, run: Run, **_: Any)
 def poll_candidate_deployment(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
     """``deployed`` once the candidate deployment succeeded; back to ``trained`` (asked again, with backoff)
     when it failed or is gone."""
-    from shared.aoai.deployments import TransientDeploymentError
 
     assert run.candidate is not None
     state = pipeline.deployments.get(run.candidate.name, operation_url=run.candidate.operation_url)

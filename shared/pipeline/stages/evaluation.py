@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.evaluation.metrics import compute_metrics
 from shared.pipeline.context import Pipeline
-from shared.pipeline.models import Run, RunState
+from shared.pipeline.evaluate import (
+    advance_evaluation,
+    base_role,
+    incumbent_role,
+    load_examples,
+    load_test_items,
+)
+from shared.pipeline.models import RoleProgress, Run, RunState
 from shared.settings import Settings
 
 
 def _test_items(pipeline: Pipeline, run: Run) -> list[Any]:
-    from shared.pipeline.evaluate import load_test_items
-
     cache = pipeline.__dict__.setdefault("_test_items", {})
     if run.key not in cache:
         cache[run.key] = load_test_items(pipeline, run.dataset, run.version)
@@ -22,8 +28,6 @@ def _test_items(pipeline: Pipeline, run: Run) -> list[Any]:
 def plan_evaluation(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
     """Choose what answers the test set (the candidate, production when it is available, the base model)
     and move to ``evaluating``; waits while another version of the dataset is being evaluated."""
-    from shared.pipeline.evaluate import base_role, incumbent_role
-    from shared.pipeline.models import RoleProgress
 
     busy = [
         other.version
@@ -70,9 +74,7 @@ def evaluate(pipeline: Pipeline, settings: Settings, run: Run, *, deadline: floa
     """Score what fits before ``deadline``; when every role is done and the classic baseline is settled
     (scored, skipped or failed: ``shared.pipeline.classic``, bounded, never fails the run nor enters the
     gate), record the accuracies and move to ``evaluated``."""
-    from shared.evaluation.metrics import compute_metrics
     from shared.pipeline.classic import advance_classic
-    from shared.pipeline.evaluate import advance_evaluation, load_examples
 
     # The classic baseline first: its one bounded step needs a tick's full budget, which the real-time
     # scoring below would otherwise use up. It never fails the run nor enters the gate.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.aoai.finetune import TERMINAL_JOB_STATUSES
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import DeploymentInfo, Run, RunState, utcnow
 from shared.settings import Settings
@@ -27,8 +28,6 @@ def files_to_delete(run: Run) -> list[str]:
 
 
 def job_to_cancel(run: Run) -> bool:
-    from shared.aoai.finetune import TERMINAL_JOB_STATUSES
-
     return (
         bool(run.job.job_id)
         and run.state is not RunState.PROMOTED

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.aoai.finetune import job_snapshot
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import Run, RunState, utcnow
 from shared.settings import Settings
@@ -12,7 +13,6 @@ from shared.settings import Settings
 
 def poll_job(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
     """Copy the job's snapshot onto the run; ``trained`` when it succeeded, the run fails when it did not."""
-    from shared.aoai.finetune import job_snapshot
 
     snapshot = job_snapshot(pipeline.openai, str(run.job.job_id))
     job = run.job

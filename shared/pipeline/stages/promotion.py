@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.aoai.deployments import deployment_name
+from shared.evaluation.gate import decide_promotion
 from shared.pipeline.context import Pipeline
+from shared.pipeline.evaluate import error_share, load_examples
 from shared.pipeline.models import DeploymentInfo, Run, RunState, utcnow
 from shared.pipeline.production import record_incumbent_measurement, record_promotion
 from shared.pipeline.stages.deploy import request_deployment
@@ -64,9 +67,6 @@ def await_approval(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -
 
 
 def _decide(pipeline: Pipeline, settings: Settings, run: Run) -> bool:
-    from shared.evaluation.gate import decide_promotion
-    from shared.pipeline.evaluate import error_share, load_examples
-
     prefix = pipeline.store.side_blob_name(run.dataset, run.version, "")
     baseline_role = "incumbent" if "incumbent" in run.evaluation else "base"
     candidate = load_examples(pipeline, prefix, "candidate")
@@ -96,8 +96,6 @@ def _decide(pipeline: Pipeline, settings: Settings, run: Run) -> bool:
 
 
 def _promote(pipeline: Pipeline, settings: Settings, run: Run) -> bool:
-    from shared.aoai.deployments import deployment_name
-
     assert run.candidate is not None
     serving = run.candidate
     if settings.production_sku != run.candidate.sku:

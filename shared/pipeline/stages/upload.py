@@ -6,9 +6,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from shared.aoai.files import file_state, upload_file
+from shared.aoai.finetune import create_job, make_suffix
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import Run, RunState, utcnow
 from shared.settings import Settings
+from shared.storage import open_blob_reader
 
 FILE_POLL_SECONDS = 1.0
 
@@ -18,8 +21,6 @@ def upload_and_start_job(
 ) -> bool:
     """Upload the next file not uploaded yet (intent saved first), else wait up to ``wait_for_files`` for
     the service to process them and start the fine-tuning job on the base (or production) model."""
-    from shared.aoai.files import file_state, upload_file
-    from shared.storage import open_blob_reader
 
     client = pipeline.openai
     for uploaded in run.files:
@@ -57,8 +58,6 @@ def upload_and_start_job(
         if time.monotonic() + FILE_POLL_SECONDS > wait_until:
             return False
         time.sleep(FILE_POLL_SECONDS)
-
-    from shared.aoai.finetune import create_job, make_suffix
 
     model = settings.base_model
     if settings.continue_from_production:
