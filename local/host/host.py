@@ -7,6 +7,10 @@
   Event Grid. A failing call is retried up to ``max_attempts`` times in total, then a poison message is
   written to ``webjobs-blobtrigger-poison``. Processed ETags are kept as blob receipts in
   ``azure-webjobs-hosts``, so a restart does not fire again, but an overwritten blob does.
+- Queue triggers (``local.host.queues``): messages of the trigger's queue on the same storage account,
+  ``batchSize`` / ``newBatchThreshold`` / ``visibilityTimeout`` / ``maxDequeueCount`` /
+  ``messageEncoding`` from host.json, the dequeue count on the ``QueueMessage``, ``<queue>-poison`` after
+  ``maxDequeueCount`` failed calls. Queue output bindings send their value(s) after a successful call.
 - Timers: six-field NCRONTAB schedules (``%SETTING%`` resolved); a timer is a singleton (a tick that
   comes while the previous one still runs is skipped) and is never retried, as on Azure.
 - HTTP triggers: served on ``127.0.0.1:<http_port>/api/<route>``; ``POST /admin/functions/<name>``
@@ -31,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import json
 import logging
 import os
 import re
@@ -53,6 +58,7 @@ from local.host.blobs import BlobCandidate, ReceiptStore, StorageAccount, quoted
 from local.host.indexing import (
     BLOB_TRIGGER,
     HTTP_TRIGGER,
+    QUEUE_TRIGGER,
     TIMER_TRIGGER,
     FunctionInfo,
     IndexingError,
@@ -61,6 +67,7 @@ from local.host.indexing import (
     load_app_module,
 )
 from local.host.ncrontab import Schedule, parse_schedule
+from local.host.queues import POISON_SUFFIX, RUNNING_VISIBILITY_SECONDS, QueueClients, QueueOptions
 from shared.settings import read_local_settings
 
 log = logging.getLogger("visiontune.local.host")
@@ -250,6 +257,9 @@ class LocalFunctionsHost:
         self._threads: list[threading.Thread] = []
         self._http_server: Any = None
         self._closed = False
+        self.queue_options = QueueOptions.from_host_json(self.app_root)
+        self._queue_clients: dict[str, QueueClients] = {}
+        self._queue_in_flight: dict[str, int] = {}
 
     # --- public API ----------------------------------------------------------------------------
     def functions(self) -> list[FunctionInfo]:
@@ -278,6 +288,8 @@ class LocalFunctionsHost:
             self._threads.append(
                 threading.Thread(target=self._watch_blobs, name="host-blob-watcher", daemon=True)
             )
+        if any(f.trigger_type == QUEUE_TRIGGER for f in self._functions):
+            self._threads.append(threading.Thread(target=self._watch_queues, name="host-queue-watcher", daemon=True))
         if self._schedules:
             self._threads.append(threading.Thread(target=self._run_timers, name="host-timers", daemon=True))
         for thread in self._threads:
@@ -304,6 +316,9 @@ class LocalFunctionsHost:
         for account in self._accounts.values():
             account.close()
         self._accounts.clear()
+        for clients in self._queue_clients.values():
+            clients.close()
+        self._queue_clients.clear()
         self._restore_environment()
         self._remove_log_handler()
         self._closed = True
@@ -323,8 +338,10 @@ class LocalFunctionsHost:
         return f"http://127.0.0.1:{self._http_server.server_address[1]}"
 
     def run_once(self) -> list[Invocation]:
-        """One synchronous scan: dispatch every new or changed matching blob and wait for them all."""
-        return [future.result() for future in self._dispatch_new_blobs()]
+        """One synchronous scan: dispatch every new or changed matching blob and one batch of visible
+        messages per queue trigger, and wait for them all."""
+        futures = self._dispatch_new_blobs() + self._dispatch_queue_messages()
+        return [future.result() for future in futures]
 
     def run_until_idle(self, timeout: float = 60) -> list[Invocation]:
         """Repeat ``run_once`` until a scan fires nothing; ``TimeoutError`` if still busy after ``timeout`` s."""
@@ -648,6 +665,101 @@ class LocalFunctionsHost:
             self._finish(invocation, start)
         return invocation
 
+    # --- queue triggers --------------------------------------------------------------------------
+    def _queues(self, setting: str, function_name: str) -> QueueClients:
+        account = self._account_named(setting, function_name)
+        with self._lock:
+            clients = self._queue_clients.get(account.connection_string)
+            if clients is None:
+                clients = self._queue_clients[account.connection_string] = QueueClients(account.connection_string)
+            return clients
+
+    def _dispatch_queue_messages(self) -> list[Future[Invocation]]:
+        """Receive one batch per queue trigger whose in-flight count is at or below ``newBatchThreshold``."""
+        options = self.queue_options
+        futures: list[Future[Invocation]] = []
+        for info in self._functions:
+            if info.trigger_type != QUEUE_TRIGGER or not info.queue_name:
+                continue
+            with self._lock:
+                in_flight = self._queue_in_flight.get(info.name, 0)
+            if in_flight > options.new_batch_threshold:
+                continue
+            queue = self._queues(info.connection or DEFAULT_CONNECTION, info.name).get(info.queue_name)
+            messages = list(
+                queue.receive_messages(
+                    messages_per_page=options.batch_size,
+                    max_messages=options.batch_size,
+                    visibility_timeout=RUNNING_VISIBILITY_SECONDS,
+                )
+            )
+            for message in messages:
+                with self._lock:
+                    self._queue_in_flight[info.name] = self._queue_in_flight.get(info.name, 0) + 1
+                futures.append(self._pool.submit(self._invoke_queue, info, queue, message))
+        return futures
+
+    def _watch_queues(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            try:
+                fired = self._dispatch_queue_messages()
+                failing = False
+            except Exception as error:  # storage down for a moment: say so once, keep polling
+                if not failing:
+                    log.warning("queue watcher: receiving messages failed: %s", error)
+                failing = True
+                fired = []
+            if not fired:
+                self._stop.wait(self.poll_interval)
+
+    def _invoke_queue(self, info: FunctionInfo, queue: Any, message: Any) -> Invocation:
+        from azure.functions.queue import QueueMessage  # the worker's type, with the dequeue count
+
+        options = self.queue_options
+        invocation = Invocation(info.name, QUEUE_TRIGGER, f"{info.queue_name} {message.id}")
+        invocation.attempts = message.dequeue_count or 1
+        start = time.perf_counter()
+        poison = self._queues(info.connection or DEFAULT_CONNECTION, info.name)
+        try:
+            if (message.dequeue_count or 0) > options.max_dequeue_count:
+                # Its earlier runs never finished (the host died): straight to the poison queue, no call.
+                poison.get(f"{info.queue_name}{POISON_SUFFIX}").send_message(message.content)
+                queue.delete_message(message)
+                invocation.outcome = POISONED
+                invocation.error = f"dequeue count {message.dequeue_count} above maxDequeueCount"
+                return invocation
+            try:
+                body = options.decode(message.content)
+                trigger = QueueMessage(
+                    id=message.id,
+                    body=body,
+                    dequeue_count=message.dequeue_count,
+                    expiration_time=message.expires_on,
+                    insertion_time=message.inserted_on,
+                    time_next_visible=message.next_visible_on,
+                    pop_receipt=message.pop_receipt,
+                )
+                self._call(info, trigger, {"QueueTrigger": body.decode("utf-8", "replace")}, invocation)
+            except Exception:
+                invocation.error = traceback.format_exc(limit=-3)
+                if (message.dequeue_count or 1) >= options.max_dequeue_count:
+                    poison.get(f"{info.queue_name}{POISON_SUFFIX}").send_message(message.content)
+                    queue.delete_message(message)
+                    invocation.outcome = POISONED
+                else:
+                    # visible again after visibilityTimeout; the next receive counts one more dequeue
+                    queue.update_message(message, visibility_timeout=int(options.visibility_timeout))
+                    invocation.outcome = FAILED
+                return invocation
+            queue.delete_message(message)
+            invocation.outcome = SUCCEEDED
+            return invocation
+        finally:
+            with self._lock:
+                self._queue_in_flight[info.name] = self._queue_in_flight.get(info.name, 1) - 1
+            self._finish(invocation, start)
+
     # --- http ----------------------------------------------------------------------------------
     def _invoke_http(self, info: FunctionInfo, request: Any) -> Invocation:
         import azure.functions as func
@@ -748,6 +860,10 @@ class LocalFunctionsHost:
                 value = outputs[binding["name"]].get()
                 if value is not None:
                     self._write_output_blob(info, binding, binding_data, value)
+            elif binding["type"] == "queue" and binding["name"] in outputs:
+                value = outputs[binding["name"]].get()
+                if value is not None:
+                    self._send_output_messages(info, binding, value)
         return result
 
     def _binding_path(
@@ -799,6 +915,16 @@ class LocalFunctionsHost:
         except ResourceExistsError:
             pass
         container_client.upload_blob(name, value, overwrite=True)
+
+    def _send_output_messages(self, info: FunctionInfo, binding: dict[str, Any], value: Any) -> None:
+        """A queue output binding: one message per item when the function set a list, else one."""
+        from local.host.indexing import resolve_setting_references
+
+        name = resolve_setting_references(binding["queueName"], self.settings, what=f"{info.name} ({binding['name']})")
+        queue = self._queues(binding.get("connection") or DEFAULT_CONNECTION, info.name).get(name)
+        for item in value if isinstance(value, list) else [value]:
+            text = item.decode("utf-8") if isinstance(item, bytes) else item if isinstance(item, str) else json.dumps(item)
+            queue.send_message(self.queue_options.encode(text))
 
     def _finish(self, invocation: Invocation, start: float) -> None:
         invocation.duration = time.perf_counter() - start

@@ -18,9 +18,10 @@ from typing import Any
 BLOB_TRIGGER = "blobTrigger"
 TIMER_TRIGGER = "timerTrigger"
 HTTP_TRIGGER = "httpTrigger"
-SUPPORTED_TRIGGERS = (BLOB_TRIGGER, TIMER_TRIGGER, HTTP_TRIGGER)
+QUEUE_TRIGGER = "queueTrigger"
+SUPPORTED_TRIGGERS = (BLOB_TRIGGER, TIMER_TRIGGER, HTTP_TRIGGER, QUEUE_TRIGGER)
 # Extra bindings the local host can satisfy besides the trigger.
-SUPPORTED_BINDINGS = ("blob", "http")
+SUPPORTED_BINDINGS = ("blob", "http", "queue")
 
 _SETTING_RE = re.compile(r"%([^%]+)%")
 
@@ -49,7 +50,7 @@ class FunctionInfo:
     """One indexed function: its trigger and bindings, with ``%SETTING%`` references resolved.
 
     ``trigger_type`` is ``blobTrigger``, ``timerTrigger`` or ``httpTrigger``; ``path`` (blob),
-    ``schedule`` (timer) and ``route`` (http, relative to the route prefix) are set for their type.
+    ``schedule`` (timer) and ``route`` (http, relative to the route prefix) and ``queue_name`` (queue) are set for their type.
     ``outputs`` lists the output bindings (their ``function.json`` entries).
     """
 
@@ -66,6 +67,7 @@ class FunctionInfo:
     route: str | None = None
     methods: tuple[str, ...] = ()
     auth_level: str | None = None
+    queue_name: str | None = None
     inputs: tuple[dict[str, Any], ...] = ()
     outputs: tuple[dict[str, Any], ...] = ()
 
@@ -82,7 +84,12 @@ class FunctionInfo:
 
     def describe(self) -> str:
         """One line: name, trigger and what it listens to."""
-        detail = {BLOB_TRIGGER: self.path, TIMER_TRIGGER: self.schedule, HTTP_TRIGGER: self.route}
+        detail = {
+            BLOB_TRIGGER: self.path,
+            TIMER_TRIGGER: self.schedule,
+            HTTP_TRIGGER: self.route,
+            QUEUE_TRIGGER: self.queue_name,
+        }
         return f"{self.name}: {self.trigger_type} {detail.get(self.trigger_type)}"
 
 
@@ -198,6 +205,9 @@ def index_functions(app: Any, settings: Mapping[str, str]) -> list[FunctionInfo]
             schedule = resolve_setting_references(trigger["schedule"], settings, what=f"{where} (schedule)")
             parse_schedule(schedule)  # fail at indexing, like the host, not at the first tick
             info = {"schedule": schedule, "run_on_startup": bool(trigger.get("runOnStartup", False))}
+        elif trigger["type"] == QUEUE_TRIGGER:
+            queue_name = resolve_setting_references(trigger["queueName"], settings, what=f"{where} (queue name)")
+            info = {"queue_name": queue_name, "connection": trigger.get("connection")}
         else:
             info = {
                 "route": trigger.get("route") or name,
