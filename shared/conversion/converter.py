@@ -290,14 +290,15 @@ def _run_pass_one(
     spill: IO[bytes],
     progress: Callable[[int, int], None] | None,
     cache: ImageCache | None = None,
+    only: list[_Record] | None = None,
 ) -> _PassOne:
-    """Process every record. Worker processes read local files themselves; otherwise reader threads
+    """Process every record (or the records in ``only``). Worker processes read local files themselves; otherwise reader threads
     (``source.read_concurrency`` of them) read, hash and look each file up in ``cache`` ahead of the
     decoders, and only cache misses are decoded."""
     local_path = getattr(source, "local_path", None)
     workers_read = local_path is not None and cache is None
     read_concurrency = max(1, int(getattr(source, "read_concurrency", 1) or 1))
-    todo = [r for r in records if r.code is None]
+    todo = [r for r in (records if only is None else only) if r.code is None]
     total = len(todo)
     done = 0
     outcome = _PassOne(workers=1)
@@ -499,17 +500,30 @@ def convert_dataset(
         raise
 
 
-def _convert(
-    source: DatasetSource,
-    sink: ArtifactSink,
-    options: ConvertOptions,
-    progress: Callable[[int, int], None] | None,
-    cache: ImageCache | None,
-    live_stats: dict[str, Any] | None = None,
-) -> ConversionResult:
-    started = time.perf_counter()
-    if cache is not None:
-        cache.load()
+@dataclass
+class Prepared:
+    """A source's listing, placed and checked before any file is read: one ``_Record`` per candidate
+    image (``index`` = its position), the labels found, and what the listing alone rejects or ignores."""
+
+    records: list[_Record]
+    found_labels: list[str]
+    splits_given: bool
+    layout_rejects: list[dict[str, str]]
+    ignored: list[str]
+    source_files: int
+    source_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Prepared:
+        return cls(**{**data, "records": [_Record(**r) for r in data["records"]]})
+
+
+def prepare_records(source: DatasetSource, options: ConvertOptions) -> Prepared:
+    """List ``source`` and place each entry (label, given split); ``DatasetError`` when the listing alone
+    shows the dataset cannot train (ambiguous layout, too few labels or files)."""
     entries: dict[str, SourceEntry] = {}
     layout_rejects: list[dict[str, str]] = []
     unusable: list[SourceEntry] = []  # entries the source already refused; never read
@@ -567,53 +581,36 @@ def _convert(
             f"found only {len(records)} image file(s); at least {MIN_TRAINING_EXAMPLES} training examples "
             f"are needed, and hundreds per label are better ({layout_hint})"
         )
+    return Prepared(
+        records=records,
+        found_labels=found_labels,
+        splits_given=splits_given,
+        layout_rejects=layout_rejects,
+        ignored=ignored,
+        source_files=len(ordered) + len(unusable),
+        source_bytes=sum(e.size for e in ordered) + sum(e.size for e in unusable),
+    )
 
+
+def _convert(
+    source: DatasetSource,
+    sink: ArtifactSink,
+    options: ConvertOptions,
+    progress: Callable[[int, int], None] | None,
+    cache: ImageCache | None,
+    live_stats: dict[str, Any] | None = None,
+) -> ConversionResult:
+    started = time.perf_counter()
+    if cache is not None:
+        cache.load()
+    prepared = prepare_records(source, options)
+    records = prepared.records
     settings = image_settings(options)
     with tempfile.TemporaryFile(prefix="visiontune-images-") as spill:
         pass_one = _run_pass_one(source, records, settings, options, spill, progress, cache)
         processed_at = time.perf_counter()
-        _resolve_duplicates(records)
-
-        for record in records:
-            if record.code is None:
-                record.split = record.given_split or hash_split(record.path, options.split, options.seed)
-        by_split: dict[str, list[_Record]] = {s: [] for s in SPLITS}
-        for record in records:
-            if record.code is None:
-                by_split[record.split].append(record)  # type: ignore[index]
-        for split, members in by_split.items():
-            members.sort(key=lambda r: line_order_key(r.path, options.seed))
-            for record in members[MAX_EXAMPLES_PER_FILE:]:
-                record.code = "too_many_examples"
-                record.reason = (
-                    f"the {split} split already holds {MAX_EXAMPLES_PER_FILE:,} examples, Azure's limit per file"
-                )
-            del members[MAX_EXAMPLES_PER_FILE:]
-
-        labels = sorted({r.label for members in by_split.values() for r in members})
-        _check_trainable(records, by_split, found_labels, labels)
-
+        by_split, labels = decide(prepared, options)
         prompt = build_prompt(labels, options.prompt)
-        converter_settings = {
-            "name": "visiontune",
-            "format": CONVERTER_FORMAT,
-            "max_side": options.max_side,
-            "quality": options.quality,
-            "max_pixels": options.max_pixels,
-            "max_file_bytes": options.max_file_bytes,
-            "min_side": options.min_side,
-            "max_aspect_ratio": options.max_aspect_ratio,
-            "memory_budget": options.memory_budget,
-            "draft_tolerance": DRAFT_TOLERANCE,
-            "split": "given" if splits_given else list(options.split),
-            "seed": options.seed,
-            "prompt_template": options.prompt,
-            "model": options.model,
-            "epochs": options.epochs,
-            "price_per_1m_training_tokens": options.price_per_1m_training_tokens,
-        }
-        source_digest = _source_digest(records)
-        version = hashlib.sha256(_dump({"source": source_digest, "converter": converter_settings})).hexdigest()[:16]
 
         label_tokens = tokens_per_label(prompt, labels, options.model)
         splits_manifest: dict[str, Any] = {}
@@ -626,64 +623,11 @@ def _convert(
                     line = example_line(prompt, record.label, spill.read(record.length))
                     out.write(line)
                     written += len(line)
-            per_label = Counter(r.label for r in members)
-            text_tokens, image_tokens = split_tokens(per_label, label_tokens)
-            splits_manifest[split] = {
-                "examples": len(members),
-                "per_label": {label: per_label.get(label, 0) for label in labels},
-                "files": [r.path for r in members],
-                "bytes": written,
-                "text_tokens": text_tokens,
-                "image_tokens": image_tokens,
-            }
+            splits_manifest[split] = split_summary(members, labels, label_tokens, written)
 
-    rejected = sorted(
-        layout_rejects + [{"path": r.path, "code": r.code, "reason": r.reason} for r in records if r.code],  # type: ignore[misc]
-        key=lambda item: item["path"],
-    )
+    version, manifest, rejected = describe(prepared, options, labels, prompt, splits_manifest)
     with sink.open(REJECTED_NAME) as out:
         out.write(_dump(rejected))
-
-    train = splits_manifest["train"]
-    manifest: dict[str, Any] = {
-        "version": version,
-        "labels": labels,
-        "prompt": prompt,
-        "image": {
-            "format": "jpeg",
-            "detail": IMAGE_DETAIL,
-            "max_side": options.max_side,
-            "quality": options.quality,
-            "draft_tolerance": DRAFT_TOLERANCE,
-            "background": "#{:02x}{:02x}{:02x}".format(*BACKGROUND),
-            "max_pixels": options.max_pixels,
-        },
-        "split": {
-            "given": splits_given,
-            "method": "folders" if splits_given else "hash of the relative path",
-            "ratios": None if splits_given else list(options.split),
-            "seed": options.seed,
-        },
-        "splits": splits_manifest,
-        "examples": sum(s["examples"] for s in splits_manifest.values()),
-        "rejected": len(rejected),
-        "rejected_by_code": dict(sorted(Counter(r["code"] for r in rejected).items())),
-        "ignored": ignored,
-        "warnings": _warnings(splits_manifest, labels),
-        "estimate": estimate(
-            train["text_tokens"],
-            train["image_tokens"],
-            epochs=options.epochs,
-            price_per_1m=options.price_per_1m_training_tokens,
-            model=options.model,
-        ),
-        "source": {
-            "files": len(ordered) + len(unusable),
-            "bytes": sum(e.size for e in ordered) + sum(e.size for e in unusable),
-            "digest": source_digest,
-        },
-        "converter": {**converter_settings, "pillow": _pillow_version()},
-    }
     if cache is not None:
         cache.finish(
             version,
@@ -715,6 +659,120 @@ def _convert(
             "images_per_second": round(processed / max(processed_at - started, 1e-9), 2),
         },
     )
+
+
+def decide(prepared: Prepared, options: ConvertOptions) -> tuple[dict[str, list[_Record]], list[str]]:
+    """Pass 2's decisions once every record has its digest or rejection: duplicates, splits, line order,
+    Azure's per-file cap. Returns the members of each split in line order and the labels.
+    ``DatasetError`` when the result cannot train."""
+    records = prepared.records
+    _resolve_duplicates(records)
+    for record in records:
+        if record.code is None:
+            record.split = record.given_split or hash_split(record.path, options.split, options.seed)
+    by_split: dict[str, list[_Record]] = {s: [] for s in SPLITS}
+    for record in records:
+        if record.code is None:
+            by_split[record.split].append(record)  # type: ignore[index]
+    for split, members in by_split.items():
+        members.sort(key=lambda r: line_order_key(r.path, options.seed))
+        for record in members[MAX_EXAMPLES_PER_FILE:]:
+            record.code = "too_many_examples"
+            record.reason = (
+                f"the {split} split already holds {MAX_EXAMPLES_PER_FILE:,} examples, Azure's limit per file"
+            )
+        del members[MAX_EXAMPLES_PER_FILE:]
+
+    labels = sorted({r.label for members in by_split.values() for r in members})
+    _check_trainable(records, by_split, prepared.found_labels, labels)
+    return by_split, labels
+
+
+def split_summary(members: list[_Record], labels: list[str], label_tokens: Any, written: int) -> dict[str, Any]:
+    """The manifest's entry for one split whose JSONL file holds ``written`` bytes."""
+    per_label = Counter(r.label for r in members)
+    text_tokens, image_tokens = split_tokens(per_label, label_tokens)
+    return {
+        "examples": len(members),
+        "per_label": {label: per_label.get(label, 0) for label in labels},
+        "files": [r.path for r in members],
+        "bytes": written,
+        "text_tokens": text_tokens,
+        "image_tokens": image_tokens,
+    }
+
+
+def describe(
+    prepared: Prepared, options: ConvertOptions, labels: list[str], prompt: str, splits_manifest: dict[str, Any]
+) -> tuple[str, dict[str, Any], list[dict[str, str]]]:
+    """The version, ``manifest.json`` and ``rejected.json`` of a decided conversion."""
+    records = prepared.records
+    splits_given = prepared.splits_given
+    converter_settings = {
+            "name": "visiontune",
+            "format": CONVERTER_FORMAT,
+            "max_side": options.max_side,
+            "quality": options.quality,
+            "max_pixels": options.max_pixels,
+            "max_file_bytes": options.max_file_bytes,
+            "min_side": options.min_side,
+            "max_aspect_ratio": options.max_aspect_ratio,
+            "memory_budget": options.memory_budget,
+            "draft_tolerance": DRAFT_TOLERANCE,
+            "split": "given" if splits_given else list(options.split),
+            "seed": options.seed,
+            "prompt_template": options.prompt,
+            "model": options.model,
+            "epochs": options.epochs,
+            "price_per_1m_training_tokens": options.price_per_1m_training_tokens,
+        }
+    source_digest = _source_digest(records)
+    version = hashlib.sha256(_dump({"source": source_digest, "converter": converter_settings})).hexdigest()[:16]
+    rejected = sorted(
+        prepared.layout_rejects + [{"path": r.path, "code": r.code, "reason": r.reason} for r in records if r.code],  # type: ignore[misc]
+        key=lambda item: item["path"],
+    )
+    train = splits_manifest["train"]
+    manifest: dict[str, Any] = {
+        "version": version,
+        "labels": labels,
+        "prompt": prompt,
+        "image": {
+            "format": "jpeg",
+            "detail": IMAGE_DETAIL,
+            "max_side": options.max_side,
+            "quality": options.quality,
+            "draft_tolerance": DRAFT_TOLERANCE,
+            "background": "#{:02x}{:02x}{:02x}".format(*BACKGROUND),
+            "max_pixels": options.max_pixels,
+        },
+        "split": {
+            "given": splits_given,
+            "method": "folders" if splits_given else "hash of the relative path",
+            "ratios": None if splits_given else list(options.split),
+            "seed": options.seed,
+        },
+        "splits": splits_manifest,
+        "examples": sum(s["examples"] for s in splits_manifest.values()),
+        "rejected": len(rejected),
+        "rejected_by_code": dict(sorted(Counter(r["code"] for r in rejected).items())),
+        "ignored": prepared.ignored,
+        "warnings": _warnings(splits_manifest, labels),
+        "estimate": estimate(
+            train["text_tokens"],
+            train["image_tokens"],
+            epochs=options.epochs,
+            price_per_1m=options.price_per_1m_training_tokens,
+            model=options.model,
+        ),
+        "source": {
+            "files": prepared.source_files,
+            "bytes": prepared.source_bytes,
+            "digest": source_digest,
+        },
+        "converter": {**converter_settings, "pillow": _pillow_version()},
+    }
+    return version, manifest, rejected
 
 
 def _check_trainable(
