@@ -25,6 +25,12 @@ DATASET_READY_PATH = f"{DATASETS_CONTAINER}/{{dataset}}/{READY_MARKER}"
 DATASET_ARCHIVE_PATH = f"{DATASETS_CONTAINER}/{{dataset}}.zip"
 TRAINING_MANIFEST_PATH = f"{TRAINING_CONTAINER}/{{dataset}}/{{version}}/{MANIFEST_NAME}"
 
+# The queue of fan-out shards (shared/pipeline/fanout.py); the Functions host moves a message that failed
+# SHARD_MAX_DEQUEUE_COUNT times (host.json extensions.queues.maxDequeueCount) to "<queue>-poison".
+SHARD_QUEUE = "convert-shards"
+SHARD_POISON_QUEUE = f"{SHARD_QUEUE}-poison"
+SHARD_MAX_DEQUEUE_COUNT = 5
+
 DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -57,6 +63,11 @@ def cache_prefix(dataset: str) -> str:
     """Blob prefix (inside the training container) of a dataset's converted-image cache. Dataset names
     start with a letter or digit, so this never collides with a dataset's own folder."""
     return f"_cache/{dataset}/"
+
+
+def shard_job_prefix(dataset: str, job: str) -> str:
+    """Blob prefix (inside the training container) of one fanned-out conversion's plan, parts and markers."""
+    return f"_shards/{dataset}/{job}/"
 
 
 def run_blob(dataset: str, version: str) -> str:

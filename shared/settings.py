@@ -145,6 +145,11 @@ class Settings(BaseSettings):
         default=3600.0, ge=0, validation_alias="VISIONTUNE_CONVERT_CACHE_GRACE_SECONDS"
     )
 
+    # Fan-out (shared/pipeline/fanout.py): a folder drop with at least this many images is converted in
+    # shards of shard_images images by the convert_shard queue function (0: never fan out).
+    shard_min_images: int = Field(default=20000, ge=0, validation_alias="VISIONTUNE_SHARD_MIN_IMAGES")
+    shard_images: int = Field(default=5000, ge=1, validation_alias="VISIONTUNE_SHARD_IMAGES")
+
     # --- events (shared/events.py): the Event Grid custom topic; None: the storage journal only ------
     events_topic_endpoint: str | None = Field(default=None, validation_alias="VISIONTUNE_EVENTS_TOPIC_ENDPOINT")
 

@@ -264,6 +264,14 @@ class ImageCache:
     ) -> None:
         """Complete the new pack and its index, and record which entries ``version`` uses (and the
         ``{path: (size, etag, sha256)}`` of its files that have ETags)."""
+        self.seal()
+        refs = {"version": version, "keys": sorted(set(keys)), "sources": dict(sorted((sources or {}).items()))}
+        self.store.write(f"{REFS}{version}.json", _dump(refs))
+
+    def seal(self) -> None:
+        """Complete the new pack and its index (a fan-out shard does this; the assembler, which knows the
+        version, writes the refs with ``finish``). Entries of a sealed pack no version refers to yet are
+        protected by ``grace_seconds`` until a version does."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -274,8 +282,6 @@ class ImageCache:
             pack = f"{PACKS}{self._pack_id}.pack"
             for key, offset, length in self._new:
                 self._entries.setdefault(key, _Entry(pack, offset, length))
-        refs = {"version": version, "keys": sorted(set(keys)), "sources": dict(sorted((sources or {}).items()))}
-        self.store.write(f"{REFS}{version}.json", _dump(refs))
 
     def abort(self) -> None:
         """Drop the pack being written (an unfinished pack has no index and is never read)."""
