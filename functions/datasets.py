@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import typing
 
 import azure.functions as func
 
@@ -11,7 +12,7 @@ import azure.functions as func
 # Python v2; PyPI azurefunctions-extensions-bindings-blob). Importing it loads azure.storage.blob at start.
 import azurefunctions.extensions.bindings.blob as blob_sdk
 
-from shared.layout import DATASET_ARCHIVE_PATH, DATASET_READY_PATH, match_blob_path
+from shared.layout import DATASET_ARCHIVE_PATH, DATASET_READY_PATH, SHARD_QUEUE, match_blob_path
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -24,8 +25,12 @@ log = logging.getLogger(__name__)
     connection="AzureWebJobsStorage",
     source=func.BlobSource.EVENT_GRID,
 )
-def dataset_ready(marker: func.InputStream) -> None:
-    """``datasets/<dataset>/_READY`` landed: convert the folder; the marker's JSON body may override settings."""
+# A drop above VISIONTUNE_SHARD_MIN_IMAGES is fanned out: its shard messages go out through this binding
+# (sent by the host once the call succeeded; identity-based through the same connection).
+@bp.queue_output(arg_name="shards", queue_name=SHARD_QUEUE, connection="AzureWebJobsStorage")
+def dataset_ready(marker: func.InputStream, shards: func.Out[typing.List[str]]) -> None:  # noqa: UP006 - the worker refuses list[str]
+    """``datasets/<dataset>/_READY`` landed: convert the folder (or plan its shards); the marker's JSON body
+    may override settings."""
     parts = match_blob_path(DATASET_READY_PATH, marker.name or "")
     if parts is None:
         log.warning("ignoring %s: not a dataset marker", marker.name)
@@ -36,7 +41,9 @@ def dataset_ready(marker: func.InputStream) -> None:
 
     settings = load_settings()
     with invocation("dataset_ready", settings, dataset=parts["dataset"]):
-        accept_dataset(settings, parts["dataset"], archive=False, marker_body=marker.read())
+        result = accept_dataset(settings, parts["dataset"], archive=False, marker_body=marker.read())
+    if result is not None and result.shard_messages:
+        shards.set(list(result.shard_messages))
 
 
 @bp.function_name("dataset_archive_ready")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import storage
 
-from shared.layout import ALL_CONTAINERS
+from shared.layout import ALL_CONTAINERS, SHARD_QUEUE
 
 # Where the Flex Consumption plan keeps the app's deployment package.
 DEPLOYMENT_CONTAINER = "app-package"
@@ -21,6 +21,7 @@ class Storage:
 
     account: storage.StorageAccount
     containers: dict[str, storage.BlobContainer]
+    queues: dict[str, storage.Queue]
     blob_endpoint: pulumi.Output[str]  # https://<account>.blob.core.windows.net/ (trailing slash)
     queue_endpoint: pulumi.Output[str]
 
@@ -109,10 +110,22 @@ def create_storage(
         )
         for name in (*ALL_CONTAINERS, DEPLOYMENT_CONTAINER)
     }
+    # The fan-out's shard queue (convert_shard's trigger); its "<queue>-poison" queue is created by the
+    # Functions host the first time a message fails maxDequeueCount times.
+    queues = {
+        SHARD_QUEUE: storage.Queue(
+            f"queue-{SHARD_QUEUE}",
+            account_name=account.name,
+            resource_group_name=resource_group_name,
+            queue_name=SHARD_QUEUE,
+            opts=child,
+        )
+    }
     endpoints = account.primary_endpoints
     return Storage(
         account=account,
         containers=containers,
+        queues=queues,
         blob_endpoint=endpoints.apply(lambda e: e.blob),
         queue_endpoint=endpoints.apply(lambda e: e.queue),
     )

@@ -50,6 +50,9 @@ class IntakeResult:
     published: bool  # False: this version was already there (the same data dropped again)
     run_created: bool
     examples: int
+    # Fan-out: the drop is converted by these shard messages (sent to SHARD_QUEUE by the trigger's
+    # output binding); nothing is published yet, ``version`` is empty.
+    shard_messages: tuple[str, ...] = ()
 
 
 def convert_options(settings: Settings, overrides: RunOverrides):  # -> ConvertOptions
@@ -89,9 +92,8 @@ def accept_dataset(
     from shared.conversion.converter import DatasetError, convert_dataset
     from shared.pipeline.reports import publish_intake_failure
     from shared.pipeline.retry import retry_run
-    from shared.pipeline.stages.budget import fill_from_manifest, recheck_over_budget
+    from shared.pipeline.stages.budget import recheck_over_budget
     from shared.pipeline.supersede import supersede_older_runs
-    from shared.reporting.schema import Transition
     from shared.storage import BlobArtifactSink, BlobDatasetSource, open_blob_reader
 
     started = time.monotonic()
@@ -119,7 +121,7 @@ def accept_dataset(
         note(outcome="failed", failed_stage=where)
         return None
 
-    what = f"datasets/{dataset}.zip" if archive else f"datasets/{dataset}/"
+    what = drop_description(dataset, archive)
     options = convert_options(settings, overrides)
     if archive and archive_blob is None:
         archive_blob = pipeline.datasets.get_blob_client(dataset_archive_blob(dataset))
@@ -141,25 +143,31 @@ def accept_dataset(
                 run_created=False,
                 examples=int(receipt.get("examples", 0)),
             )
+    if not archive and settings.shard_min_images:
+        from shared.conversion.converter import DatasetError
+        from shared.pipeline.fanout import plan_fanout
+
+        try:
+            messages = plan_fanout(pipeline, settings, dataset, fingerprint, marker_body, options)
+        except ValueError as error:  # DatasetError included: the listing alone shows it cannot train
+            kind = "the dataset cannot be used: " if isinstance(error, DatasetError) else ""
+            log.error("%s: %s%s", dataset, kind, error)
+            publish_intake_failure(pipeline, dataset, "convert", str(error) if kind else f"{what}: {error}")
+            note(outcome="failed", failed_stage="convert")
+            return None
+        if messages is not None:
+            note(outcome="fanned_out", shards=len(messages))
+            return IntakeResult(
+                dataset=dataset, version="", published=False, run_created=False, examples=0,
+                shard_messages=tuple(messages),
+            )  # fmt: skip
     created: dict[str, object] = {}
     counts: dict[str, object] = {}
 
     def create_run(version: str) -> None:
         manifest = json.loads(sink.read_staged(MANIFEST_NAME))
-        run = Run(dataset=dataset, version=version, overrides=overrides.values())
-        fill_from_manifest(run, manifest)
-        examples = sum(int(s.get("examples", 0)) for s in run.splits.values())
-        run.intake = {**counts, "seconds": round(time.monotonic() - started, 1)}
-        run.transitions.append(
-            Transition(
-                state="converted",
-                at=utcnow(),
-                detail=f"{examples} examples, {len(run.labels)} labels from {what}; {describe_intake(run.intake)}",
-            )
-        )
-        for warning in overrides.warnings:
-            run.note(warning)
-        stored, was_created = pipeline.store.create(run)
+        intake = {**counts, "seconds": round(time.monotonic() - started, 1)}
+        stored, was_created = create_converted_run(pipeline, dataset, version, overrides, manifest, intake, what)
         created.update(run=stored, created=was_created)
 
     sink = BlobArtifactSink(pipeline.training, dataset, before_publish=create_run)
@@ -188,32 +196,10 @@ def accept_dataset(
         note(outcome="failed", failed_stage="convert")
         return None
 
-    if not created:  # the version was already published: make sure its run exists all the same
-        run = Run(dataset=dataset, version=result.version, overrides=overrides.values())
-        fill_from_manifest(run, result.manifest)
-        _, was_created = pipeline.store.create(run)
-        created.update(created=was_created)
-        log.info("%s: version %s is already there; nothing new to convert", dataset, result.version)
-    if not created.get("created"):
-        recheck_over_budget(pipeline, dataset, result.version, overrides.values())
-        retry_run(pipeline, dataset, result.version, REDROP_REASON)
-    supersede_older_runs(pipeline, dataset, result.version)
-    _clear_intake_failure(pipeline, dataset)
-    if cache is not None:
-        collect_cache(pipeline, dataset, cache)
-    examples = sum(int(s.get("examples", 0)) for s in (result.manifest.get("splits") or {}).values())
-    run_state = created["run"].state.value if "run" in created else "converted"  # type: ignore[attr-defined]
-    set_run_state(run_state, result.version)
-    note(
-        outcome="published" if sink.published else "already_there",
-        examples=examples,
-        rejected=len(result.rejected),
-        ignored=len(result.manifest.get("ignored") or []),
-        labels=len(result.manifest.get("labels") or []),
-    )
-    pipeline.store.write_document(
-        receipt_name, {"version": result.version, "examples": examples, "at": utcnow().isoformat()}
-    )
+    examples = finish_intake(
+        pipeline, dataset, result.version, overrides, result.manifest, len(result.rejected), created,
+        cache=cache, published=sink.published, receipt_name=receipt_name,
+    )  # fmt: skip
     return IntakeResult(
         dataset=dataset,
         version=result.version,
@@ -221,6 +207,88 @@ def accept_dataset(
         run_created=bool(created.get("created")),
         examples=examples,
     )
+
+
+def drop_description(dataset: str, archive: bool) -> str:
+    """How the run's timeline names the drop."""
+    return f"datasets/{dataset}.zip" if archive else f"datasets/{dataset}/"
+
+
+def create_converted_run(
+    pipeline: Pipeline,
+    dataset: str,
+    version: str,
+    overrides: RunOverrides,
+    manifest: dict,
+    intake: dict[str, object],
+    what: str,
+) -> tuple[Run, bool]:
+    """Create the run of a converted version (state ``converted``, intake counts on its timeline), just
+    before its manifest is published; ``(run, created)``, created False when it was already there."""
+    from shared.pipeline.stages.budget import fill_from_manifest
+    from shared.reporting.schema import Transition
+
+    run = Run(dataset=dataset, version=version, overrides=overrides.values())
+    fill_from_manifest(run, manifest)
+    examples = sum(int(s.get("examples", 0)) for s in run.splits.values())
+    run.intake = intake
+    run.transitions.append(
+        Transition(
+            state="converted",
+            at=utcnow(),
+            detail=f"{examples} examples, {len(run.labels)} labels from {what}; {describe_intake(run.intake)}",
+        )
+    )
+    for warning in overrides.warnings:
+        run.note(warning)
+    return pipeline.store.create(run)
+
+
+def finish_intake(
+    pipeline: Pipeline,
+    dataset: str,
+    version: str,
+    overrides: RunOverrides,
+    manifest: dict,
+    rejected: int,
+    created: dict[str, object],
+    *,
+    cache: object | None,
+    published: bool,
+    receipt_name: str,
+) -> int:
+    """After a version is published (or found already there): make sure its run exists, re-check the
+    budget of an existing run, clear an old intake failure, collect the cache, write the drop's receipt.
+    ``created`` is what ``create_converted_run`` gave (empty when it was not called). Returns the examples."""
+    from shared.pipeline.retry import retry_run
+    from shared.pipeline.stages.budget import fill_from_manifest, recheck_over_budget
+    from shared.pipeline.supersede import supersede_older_runs
+
+    if not created:  # the version was already published: make sure its run exists all the same
+        run = Run(dataset=dataset, version=version, overrides=overrides.values())
+        fill_from_manifest(run, manifest)
+        _, was_created = pipeline.store.create(run)
+        created.update(created=was_created)
+        log.info("%s: version %s is already there; nothing new to convert", dataset, version)
+    if not created.get("created"):
+        recheck_over_budget(pipeline, dataset, version, overrides.values())
+        retry_run(pipeline, dataset, version, REDROP_REASON)
+    supersede_older_runs(pipeline, dataset, version)
+    _clear_intake_failure(pipeline, dataset)
+    if cache is not None:
+        collect_cache(pipeline, dataset, cache)
+    examples = sum(int(s.get("examples", 0)) for s in (manifest.get("splits") or {}).values())
+    run_state = created["run"].state.value if "run" in created else "converted"  # type: ignore[attr-defined]
+    set_run_state(run_state, version)
+    note(
+        outcome="published" if published else "already_there",
+        examples=examples,
+        rejected=rejected,
+        ignored=len(manifest.get("ignored") or []),
+        labels=len(manifest.get("labels") or []),
+    )
+    pipeline.store.write_document(receipt_name, {"version": version, "examples": examples, "at": utcnow().isoformat()})
+    return examples
 
 
 def _base_model_problem(pipeline: Pipeline, model: str) -> str | None:

@@ -82,6 +82,7 @@ def test_every_function_is_indexed(indexed: dict[str, SimpleNamespace]) -> None:
         [
             "dataset_ready",
             "dataset_archive_ready",
+            "convert_shard",
             "training_ready",
             "advance_runs",
             "scheduled_evaluation",
@@ -145,6 +146,22 @@ def test_timer_schedules_are_app_settings_the_settings_object_knows(
     assert trigger["schedule"] == f"%{setting}%"
     assert trigger.get("runOnStartup") is False  # a restart must not fire a paid step
     assert setting in Settings.environment_names()
+
+
+def test_the_shard_queue_trigger_and_the_marker_trigger_output_use_one_queue_and_the_identity_connection(
+    indexed: dict[str, SimpleNamespace],
+) -> None:
+    from shared.layout import SHARD_QUEUE
+
+    trigger = _trigger(indexed["convert_shard"])
+    assert trigger["type"] == "queueTrigger"
+    assert trigger["queueName"] == SHARD_QUEUE
+    assert trigger["connection"] == "AzureWebJobsStorage"  # __queueServiceUri + managed identity on Azure
+    outputs = [b for b in _raw(indexed["dataset_ready"]) if b["type"] == "queue"]
+    assert outputs == [
+        {"type": "queue", "direction": "OUT", "name": "shards", "queueName": SHARD_QUEUE,
+         "connection": "AzureWebJobsStorage"}
+    ], outputs  # fmt: skip
 
 
 def test_status_is_a_keyed_get_endpoint(indexed: dict[str, SimpleNamespace]) -> None:

@@ -221,6 +221,26 @@ def test_storage_is_locked_down(runs: dict[str, dict]) -> None:
     assert set(ALL_CONTAINERS) <= names, f"missing containers: {set(ALL_CONTAINERS) - names}"
 
 
+def test_the_shard_queue_is_declared_on_the_app_storage_account_and_the_host_retries_match(runs: dict[str, dict]) -> None:
+    import json
+    from pathlib import Path
+
+    from shared.layout import SHARD_MAX_DEQUEUE_COUNT, SHARD_QUEUE
+
+    run = runs["phase1"]
+    account = one(run, "storage:StorageAccount")
+    queue = one(run, "storage:Queue")
+    assert queue["inputs"]["queueName"] == SHARD_QUEUE, f"{label(queue)}: {queue['inputs']}"
+    assert queue["inputs"]["accountName"] == account["inputs"]["accountName"], f"{label(queue)}: other account"
+    # the poison queue is the host's (created on the first poisoned message), not declared
+    assert not [q for q in of_type(run, "storage:Queue") if q["inputs"]["queueName"].endswith("-poison")]
+    host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+    queues = host["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == SHARD_MAX_DEQUEUE_COUNT, queues
+    for name in ("VISIONTUNE_SHARD_MIN_IMAGES", "VISIONTUNE_SHARD_IMAGES"):
+        assert name in Settings.environment_names()
+
+
 def test_openai_is_entra_only_with_pinned_sequential_deployments(runs: dict[str, dict]) -> None:
     run = runs["phase1"]
     account = one(run, "cognitiveservices:Account")

@@ -1,0 +1,298 @@
+"""Fan-out: a large folder drop converted by shards on the function app's own scale-out.
+
+``plan_fanout`` (called by ``accept_dataset``) lists the drop, writes the plan to
+``training/_shards/<dataset>/<job>/plan.json`` (``job`` = the drop's fingerprint, so a replayed drop finds
+its own plan) and returns one message per shard; the ``dataset_ready`` trigger sends them to
+``SHARD_QUEUE`` through its queue output binding. ``run_shard`` (the ``convert_shard`` queue trigger):
+
+1. converts its slice (``shared.conversion.shards``, through the same converter and image cache), writes
+   one part per split, then its done marker ``done/<shard>.json`` (its result document) with
+   If-None-Match: * (a second delivery that finds the marker skips the work: the parts are the same bytes);
+2. lists the done markers; the delivery that sees all of them tries to create ``assembler.json`` with
+   If-None-Match: *. Exactly one creation succeeds, so one shard assembles (its own redelivery, named in
+   the claim, may take over after a failure). Each shard writes its marker before it lists, so the last
+   one to finish always sees every marker;
+3. the assembler decides pass 2 from the result documents, stages ``train/validation/test.jsonl`` from
+   ranges of the parts with Put Block From URL (``BlobArtifactSink.assemble``), writes ``rejected.json``,
+   the cache's refs, then the manifest last through the same sink as a one-process conversion (the run is
+   created just before, the ``training_ready`` trigger fires on the manifest), writes the drop's receipt,
+   marks the job ``assembled.json`` and deletes the parts.
+
+A shard that fails is retried by the host; the call that fails for the ``SHARD_MAX_DEQUEUE_COUNT``-th
+time writes the intake failure report (naming the shard and the file) before its message goes to
+``<queue>-poison``. Dropping the same data again re-sends the shards of the unfinished job.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+from shared.conversion.converter import ConvertOptions
+from shared.layout import (
+    MANIFEST_NAME,
+    REJECTED_NAME,
+    SHARD_MAX_DEQUEUE_COUNT,
+    SHARD_POISON_QUEUE,
+    SPLITS,
+    shard_job_prefix,
+)
+from shared.pipeline.context import Pipeline
+from shared.settings import Settings
+from shared.telemetry import note
+
+log = logging.getLogger(__name__)
+
+PLAN = "plan.json"
+DONE = "done/"
+CLAIM = "assembler.json"
+ASSEMBLED = "assembled.json"
+PARTS = "parts/"
+
+
+def shard_count(images: int, settings: Settings) -> int | None:
+    """The number of shards for a drop of ``images`` candidate images, or None (convert in one call)."""
+    if not settings.shard_min_images or images < settings.shard_min_images:
+        return None
+    return max(1, -(-images // settings.shard_images))
+
+
+def plan_fanout(
+    pipeline: Pipeline, settings: Settings, dataset: str, job: str, marker_body: bytes, options: ConvertOptions
+) -> list[str] | None:
+    """Plan a fan-out of ``datasets/<dataset>/`` when it holds at least ``shard_min_images`` images and
+    return the shard messages; None when it is smaller (convert it in this call). ``DatasetError`` when
+    the listing alone shows the drop cannot train. An existing plan of the same job is kept (a replay)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    from shared.conversion.converter import prepare_records
+    from shared.conversion.shards import assign_shards
+    from shared.storage import BlobDatasetSource
+
+    validated = options.validated()
+    source = BlobDatasetSource(pipeline.datasets, f"{dataset}/", read_concurrency=settings.convert_read_concurrency)
+    prepared = prepare_records(source, validated)
+    shards = shard_count(sum(1 for r in prepared.records if r.code is None), settings)
+    if shards is None:
+        return None
+    prefix = shard_job_prefix(dataset, job)
+    plan = {
+        "dataset": dataset,
+        "job": job,
+        "shards": shards,
+        "options": asdict(validated),
+        "marker": base64.b64encode(marker_body or b"").decode("ascii"),
+        "started_at": time.time(),
+        "prepared": prepared.to_json(),
+        "assignment": assign_shards(prepared, validated, shards),
+    }
+    try:
+        pipeline.training.upload_blob(prefix + PLAN, json.dumps(plan).encode(), overwrite=False)
+    except ResourceExistsError:  # the same drop again: its plan (and done shards) stay
+        plan = json.loads(pipeline.training.download_blob(prefix + PLAN).readall())
+    log.info("%s: %d images in %d shards (job %s)", dataset, len(prepared.records), plan["shards"], job)
+    return [shard_message(dataset, job, k, plan["shards"]) for k in range(plan["shards"])]
+
+
+def shard_message(dataset: str, job: str, shard: int, shards: int) -> str:
+    return json.dumps({"dataset": dataset, "job": job, "shard": shard, "shards": shards})
+
+
+def _options(plan: dict[str, Any]) -> ConvertOptions:
+    data = dict(plan["options"])
+    data["split"] = tuple(data["split"])
+    return ConvertOptions(**data)
+
+
+def run_shard(settings: Settings, body: bytes, dequeue_count: int = 1) -> str:
+    """Handle one shard message (see the module docstring). Returns what happened: ``converted``,
+    ``already_converted``, ``assembled``, ``job_done``, ``no_plan``. Raises on failure (the host retries);
+    the ``SHARD_MAX_DEQUEUE_COUNT``-th failure first writes the intake failure report."""
+    from shared.pipeline.reports import publish_intake_failure
+
+    message = json.loads(body)
+    dataset, job, shard, shards = message["dataset"], message["job"], int(message["shard"]), int(message["shards"])
+    pipeline = Pipeline(settings)
+    prefix = shard_job_prefix(dataset, job)
+    container = pipeline.training
+    if container.get_blob_client(prefix + ASSEMBLED).exists():
+        note(outcome="job_done")
+        return "job_done"
+    plan_blob = container.get_blob_client(prefix + PLAN)
+    if not plan_blob.exists():
+        log.warning("%s: shard %d of job %s has no plan; ignoring the message", dataset, shard, job)
+        note(outcome="no_plan")
+        return "no_plan"
+    plan = json.loads(plan_blob.download_blob().readall())
+    where = f"shard {shard + 1} of {shards} (job {job})"
+    try:
+        outcome = "already_converted"
+        if not container.get_blob_client(f"{prefix}{DONE}{shard:05d}.json").exists():
+            _convert_shard(pipeline, settings, plan, shard)
+            outcome = "converted"
+        if _claim_assembly(pipeline, prefix, shard, shards):
+            _assemble(pipeline, settings, plan, where)
+            outcome = "assembled"
+    except Exception as error:
+        from shared.conversion.shards import ShardFileError
+
+        if dequeue_count >= SHARD_MAX_DEQUEUE_COUNT:
+            file = f" on file {error.path}" if isinstance(error, ShardFileError) else ""
+            text = (
+                f"{where} failed {dequeue_count} times{file}: {type(error).__name__}: {error}; its message is "
+                f"in the {SHARD_POISON_QUEUE} queue. Drop the data again to retry the unfinished shards."
+            )
+            log.error("%s: %s", dataset, text)
+            publish_intake_failure(pipeline, dataset, "convert", text)
+        raise
+    note(outcome=outcome, shard=shard, shards=shards)
+    return outcome
+
+
+def _convert_shard(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], shard: int) -> None:
+    from contextlib import contextmanager
+
+    from azure.core.exceptions import ResourceExistsError
+
+    from shared.conversion.converter import Prepared
+    from shared.conversion.shards import convert_shard
+    from shared.pipeline.intake import image_cache
+    from shared.storage import BlobDatasetSource, BlockBlobWriter
+
+    dataset, prefix = plan["dataset"], shard_job_prefix(plan["dataset"], plan["job"])
+    options = _options(plan)
+    source = BlobDatasetSource(pipeline.datasets, f"{dataset}/", read_concurrency=settings.convert_read_concurrency)
+    cache = image_cache(pipeline, settings, dataset, options.validated()) if settings.convert_cache else None
+    if cache is not None:
+        cache.load()
+
+    @contextmanager
+    def open_part(name: str):
+        writer = BlockBlobWriter(pipeline.training.get_blob_client(f"{prefix}{PARTS}{name}"))
+        try:
+            yield writer
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+
+    try:
+        result = convert_shard(
+            source, Prepared.from_json(plan["prepared"]), plan["assignment"][shard], options, open_part,
+            shard=shard, cache=cache, line=_line,
+        )  # fmt: skip
+        if cache is not None:
+            cache.seal()
+    except BaseException:
+        if cache is not None:
+            cache.abort()
+        raise
+    try:  # the marker last: a shard with a marker has all its parts
+        pipeline.training.upload_blob(f"{prefix}{DONE}{shard:05d}.json", json.dumps(result).encode(), overwrite=False)
+    except ResourceExistsError:
+        log.info("%s: shard %d was converted by another delivery meanwhile", dataset, shard)
+
+
+def _line(prompt: str, record: Any, jpeg: bytes) -> bytes:
+    """One example line (a seam the fault tests patch to fail on a chosen file)."""
+    from shared.conversion.examples import example_line
+
+    return example_line(prompt, record.label, jpeg)
+
+
+def _claim_assembly(pipeline: Pipeline, prefix: str, shard: int, shards: int) -> bool:
+    """True when every shard is done and this shard is (or, on redelivery, was) the one to assemble."""
+    from azure.core.exceptions import ResourceExistsError
+
+    done = sum(1 for _ in pipeline.training.list_blobs(name_starts_with=prefix + DONE))
+    if done < shards:
+        return False
+    claim = pipeline.training.get_blob_client(prefix + CLAIM)
+    try:
+        claim.upload_blob(json.dumps({"shard": shard, "at": time.time()}).encode(), overwrite=False)
+        return True
+    except ResourceExistsError:
+        owner = json.loads(claim.download_blob().readall()).get("shard")
+        return owner == shard  # this shard's earlier delivery claimed it and failed: take it up again
+
+
+def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], where: str) -> None:
+    from shared.conversion.converter import DatasetError, Prepared, _dump
+    from shared.conversion.shards import assemble, part_name
+    from shared.layout import intake_receipt_blob
+    from shared.pipeline.intake import create_converted_run, drop_description, finish_intake, image_cache
+    from shared.pipeline.models import RunOverrides
+    from shared.pipeline.reports import publish_intake_failure
+    from shared.storage import BlobArtifactSink
+
+    dataset, job = plan["dataset"], plan["job"]
+    prefix = shard_job_prefix(dataset, job)
+    container = pipeline.training
+    options = _options(plan)
+    overrides = RunOverrides.parse_marker(base64.b64decode(plan["marker"]))
+    results = []
+    for blob in sorted(container.list_blobs(name_starts_with=prefix + DONE), key=lambda b: b.name):
+        results.append(json.loads(container.download_blob(blob.name).readall()))
+    cache = image_cache(pipeline, settings, dataset, options.validated()) if settings.convert_cache else None
+    try:
+        assembly = assemble(Prepared.from_json(plan["prepared"]), options, results, cache)
+    except DatasetError as error:
+        log.error("%s: the dataset cannot be used: %s", dataset, error)
+        publish_intake_failure(pipeline, dataset, "convert", str(error))
+        note(outcome="failed", failed_stage="convert")
+        _mark_assembled(pipeline, prefix, {"failed": str(error)})
+        return
+    created: dict[str, object] = {}
+    what = drop_description(dataset, False)
+    intake = {
+        "images_converted": assembly.images_converted,
+        "images_reused": assembly.images_reused,
+        "files_rejected": len(assembly.rejected),
+        "shards": plan["shards"],
+        "seconds": round(time.time() - float(plan["started_at"]), 1),
+    }
+
+    def create_run(version: str) -> None:
+        stored, was_created = create_converted_run(pipeline, dataset, version, overrides, assembly.manifest, intake, what)
+        created.update(run=stored, created=was_created)
+
+    sink = BlobArtifactSink(container, dataset, before_publish=create_run)
+    try:
+        for split in SPLITS:  # server-side: Put Block From URL over ranges of the shards' parts
+            sink.assemble(
+                f"{split}.jsonl",
+                [(f"{prefix}{PARTS}{part_name(shard, split)}", offset, length)
+                 for shard, offset, length in assembly.ranges[split]],
+            )  # fmt: skip
+        with sink.open(REJECTED_NAME) as out:
+            out.write(_dump(assembly.rejected))
+        if cache is not None:
+            cache.finish(assembly.version, assembly.cache_keys, assembly.sources)
+        with sink.open(MANIFEST_NAME) as out:
+            out.write(_dump(assembly.manifest))
+        sink.commit(assembly.version)
+    except BaseException:
+        sink.discard()
+        raise
+    finish_intake(
+        pipeline, dataset, assembly.version, overrides, assembly.manifest, len(assembly.rejected), created,
+        cache=cache, published=sink.published, receipt_name=intake_receipt_blob(dataset, job),
+    )  # fmt: skip
+    log.info("%s: %s assembled version %s from %d shards", dataset, where, assembly.version, plan["shards"])
+    _mark_assembled(pipeline, prefix, {"version": assembly.version})
+
+
+def _mark_assembled(pipeline: Pipeline, prefix: str, outcome: dict[str, Any]) -> None:
+    """Record the job's end (later deliveries stop at it) and delete its parts and markers."""
+    container = pipeline.training
+    container.upload_blob(prefix + ASSEMBLED, json.dumps({**outcome, "at": time.time()}).encode(), overwrite=True)
+    for blob in container.list_blobs(name_starts_with=prefix):
+        if blob.name.startswith((prefix + PARTS, prefix + DONE)):
+            try:
+                container.delete_blob(blob.name)
+            except Exception as error:  # noqa: BLE001 - leftovers only cost space
+                log.warning("could not delete %s: %s", blob.name, error)

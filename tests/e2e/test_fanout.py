@@ -1,0 +1,194 @@
+"""Fan-out on the local stack: a drop above VISIONTUNE_SHARD_MIN_IMAGES goes through the dataset_ready
+trigger, shard messages on the Azurite queue, the convert_shard queue trigger (host.json concurrency,
+retries, poison queue) and a server-side assembly; the published files are byte-identical to one
+in-process conversion of the same drop, whatever happens to the shard messages."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.shared.conversion import image_cases as cases
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = ("train.jsonl", "validation.jsonl", "test.jsonl", "rejected.json", "manifest.json")
+DATASET = "pets"
+
+
+def drop_files() -> dict[str, bytes]:
+    files = cases.good_set(("cat", "dog", "fox"), per_label=14)
+    files["dog/notes.jpg"] = b"not an image\n"
+    files["cat/dup.jpg"] = files["cat/000.jpg"]
+    return files
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path):
+    from local.stack import LocalStack
+
+    stacks = []
+
+    def make(shard_images: int):
+        stack = LocalStack(
+            tmp_path / f"stack-{len(stacks)}",
+            app_root=REPO,
+            start_host=False,
+            local_settings_path=tmp_path / f"local-{len(stacks)}.settings.json",
+            extra_settings={
+                "VISIONTUNE_CONVERT_WORKERS": "1",
+                "VISIONTUNE_SHARD_MIN_IMAGES": "20",
+                "VISIONTUNE_SHARD_IMAGES": str(shard_images),
+            },
+        ).__enter__()
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.__exit__(None, None, None)
+
+
+def expected_artifacts(stack, src: Path, tmp_path: Path) -> dict[str, bytes]:
+    """The same drop converted in one process with the pipeline's options."""
+    from shared.conversion import FolderSink, FolderSource, convert_dataset
+    from shared.pipeline.intake import convert_options
+    from shared.pipeline.models import RunOverrides
+    from shared.settings import Settings
+
+    options = convert_options(Settings.model_validate(stack.settings), RunOverrides.parse_marker(b""))
+    out = tmp_path / "single"
+    convert_dataset(FolderSource(src), FolderSink(out), options)
+    return {name: (out / name).read_bytes() for name in ARTIFACTS}
+
+
+def drop(stack, files: dict[str, bytes]) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(stack.settings["AzureWebJobsStorage"])
+    container = service.get_container_client("datasets")
+    for name, data in files.items():
+        container.upload_blob(f"{DATASET}/{name}", data, overwrite=True)
+    container.upload_blob(f"{DATASET}/_READY", b"", overwrite=True)
+
+
+def published(stack) -> dict[str, dict[str, bytes]]:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(stack.settings["AzureWebJobsStorage"])
+    training = service.get_container_client("training")
+    versions: dict[str, dict[str, bytes]] = {}
+    for blob in training.list_blobs(name_starts_with=f"{DATASET}/"):
+        _, version, name = blob.name.split("/", 2)
+        versions.setdefault(version, {})[name] = training.download_blob(blob.name).readall()
+    return versions
+
+
+def queue(stack, name: str):
+    from azure.storage.queue import QueueClient
+
+    return QueueClient.from_connection_string(stack.settings["AzureWebJobsStorage"], name)
+
+
+def calls(fired, name: str) -> list[str]:
+    return [i.outcome for i in fired if i.function_name == name]
+
+
+@pytest.mark.parametrize(("shard_images", "shards"), [(100, 1), (22, 2), (15, 3)])
+def test_a_fanned_out_drop_publishes_the_bytes_of_one_conversion(make_stack, tmp_path, shard_images, shards):
+    from shared.layout import SHARD_QUEUE
+
+    files = drop_files()
+    src = cases.write(tmp_path / "src", files)
+    stack = make_stack(shard_images)
+    drop(stack, files)
+    fired = stack.host.run_until_idle(timeout=180)
+    assert calls(fired, "dataset_ready") == ["succeeded"]
+    assert calls(fired, "convert_shard") == ["succeeded"] * shards, [i.log_line() for i in fired]
+    (version,) = published(stack)
+    assert published(stack)[version] == expected_artifacts(stack, src, tmp_path)
+    assert queue(stack, SHARD_QUEUE).peek_messages() == []
+    from shared.pipeline.store import RunStore
+    from shared.settings import Settings
+
+    (run,) = RunStore.from_settings(Settings.model_validate(stack.settings)).list(DATASET)
+    assert run.version == version and run.intake["shards"] == shards
+    # 3 x 14 images and the duplicate (the text file is rejected); a later shard may find the duplicate's
+    # bytes in the cache pack an earlier shard sealed
+    assert run.intake["images_converted"] + run.intake["images_reused"] == 43, run.intake
+    assert calls(fired, "training_ready") == ["succeeded"]
+
+
+def test_replayed_killed_and_poisoned_shards(make_stack, tmp_path, monkeypatch):
+    from shared.layout import SHARD_POISON_QUEUE, SHARD_QUEUE
+    from shared.pipeline import fanout
+    from shared.pipeline.context import Pipeline
+    from shared.pipeline.reports import intake_failure
+    from shared.settings import Settings
+
+    files = drop_files()
+    src = cases.write(tmp_path / "src", files)
+    stack = make_stack(15)  # 3 shards
+    expected = expected_artifacts(stack, src, tmp_path)
+    original_line = fanout._line
+    victim = "fox/003.jpg"
+
+    # 1. poison: the shard holding the victim fails on every delivery
+    def always_failing(prompt, record, jpeg):
+        if record.path == victim:
+            raise OSError("simulated: the worker died writing this line")
+        return original_line(prompt, record, jpeg)
+
+    monkeypatch.setattr(fanout, "_line", always_failing)
+    drop(stack, files)
+    fired = stack.host.run_until_idle(timeout=180)
+    shard_outcomes = calls(fired, "convert_shard")
+    assert shard_outcomes.count("failed") == 4 and shard_outcomes.count("poisoned") == 1, shard_outcomes
+    assert shard_outcomes.count("succeeded") == 2
+    assert published(stack) == {}  # nothing published, no run
+    (poisoned,) = queue(stack, SHARD_POISON_QUEUE).peek_messages()
+    message = json.loads(base64.b64decode(poisoned.content))
+    failure = intake_failure(Pipeline(Settings.model_validate(stack.settings)), DATASET)
+    assert failure is not None and failure["stage"] == "convert"
+    assert f"shard {message['shard'] + 1} of 3" in failure["message"] and victim in failure["message"], failure
+
+    # 2. killed halfway: the same drop again; the failed shard dies once more after writing part of its
+    #    output, then its redelivery finishes; the other shards' messages are delivered twice
+    attempts = {"n": 0}
+
+    def failing_once(prompt, record, jpeg):
+        if record.path == victim and attempts["n"] == 0:
+            attempts["n"] += 1
+            raise OSError("simulated: killed halfway")
+        return original_line(prompt, record, jpeg)
+
+    monkeypatch.setattr(fanout, "_line", failing_once)
+    from azure.storage.blob import BlobServiceClient
+
+    BlobServiceClient.from_connection_string(stack.settings["AzureWebJobsStorage"]).get_blob_client(
+        "datasets", f"{DATASET}/_READY"
+    ).upload_blob(b"", overwrite=True)
+    first = stack.host.run_once()  # dataset_ready re-sends the 3 shard messages of the unfinished job
+    assert calls(first, "dataset_ready") == ["succeeded"]
+    shard_queue = queue(stack, SHARD_QUEUE)
+    for sent in shard_queue.peek_messages(max_messages=32):
+        shard_queue.send_message(sent.content)  # at-least-once: every message twice
+    fired = first + stack.host.run_until_idle(timeout=180)
+    assert attempts["n"] == 1
+    versions = published(stack)
+    assert list(versions.values()) == [expected]
+    assert intake_failure(Pipeline(Settings.model_validate(stack.settings)), DATASET) is None  # cleared
+    shard_calls = [i for i in fired if i.function_name == "convert_shard"]
+    assert [i.outcome for i in shard_calls].count("failed") == 1
+    assert shard_queue.peek_messages() == []
+    from shared.pipeline.store import RunStore
+
+    assert len(RunStore.from_settings(Settings.model_validate(stack.settings)).list(DATASET)) == 1
+
+    # 3. a late duplicate after publishing changes nothing
+    shard_queue.send_message(poisoned.content)
+    late = stack.host.run_until_idle(timeout=60)
+    assert calls(late, "convert_shard") == ["succeeded"]
+    assert published(stack) == versions
