@@ -7,8 +7,9 @@
 - The action group's e-mail receivers come from ``visiontune:alertEmails`` (none by default: the rules
   then still fire and show in the portal, they notify nobody).
 - Alert rules, each with the action group: failed function executions (Application Insights requests
-  with success false), messages in the blob-trigger poison queue (the storage account's queue message
-  count: the only queue that keeps messages), a failed run and a production regression (the warning
+  with success false), messages in the poison queues (the storage account's queue message
+  count: an hourly capacity metric with no per-queue dimension, so the fan-out's ``convert-shards`` queue,
+  which holds messages while a large drop converts, can raise it too), a failed run and a production regression (the warning
   lines ``shared/events.py`` logs for those events, ``EVENT_LOG_PREFIX``).
 """
 

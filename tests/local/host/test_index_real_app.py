@@ -1,4 +1,4 @@
-"""The local host indexes the REAL function_app.py: six functions with the bindings declared in functions/
+"""The local host indexes the REAL function_app.py: eight functions with the bindings declared in functions/
 (the handlers are not called: they need the pipeline services)."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from local.host import IndexingError, LocalFunctionsHost
-from shared.layout import DATASET_ARCHIVE_PATH, DATASET_READY_PATH, TRAINING_MANIFEST_PATH
+from shared.layout import DATASET_ARCHIVE_PATH, DATASET_READY_PATH, SHARD_QUEUE, TRAINING_MANIFEST_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEDULES = {"VISIONTUNE_ADVANCE_SCHEDULE": "*/10 * * * * *", "VISIONTUNE_EVALUATION_SCHEDULE": "0 0 3 * * *"}
 
 
-def test_real_app_has_six_functions_with_their_declared_bindings():
+def test_real_app_has_its_functions_with_their_declared_bindings():
     host = LocalFunctionsHost(REPO_ROOT, settings=SCHEDULES, use_local_settings_file=False)
     try:
         functions = {f.name: f for f in host.functions()}
@@ -24,6 +24,7 @@ def test_real_app_has_six_functions_with_their_declared_bindings():
     assert set(functions) == {
         "dataset_ready",
         "dataset_archive_ready",
+        "convert_shard",
         "training_ready",
         "advance_runs",
         "scheduled_evaluation",
@@ -54,6 +55,9 @@ def test_real_app_has_six_functions_with_their_declared_bindings():
         ("GET",),
     )
     assert [o["name"] for o in status.outputs] == ["$return"]
+    shard = functions["convert_shard"]
+    assert (shard.trigger_type, shard.queue_name, shard.connection) == ("queueTrigger", SHARD_QUEUE, "AzureWebJobsStorage")
+    assert [(o["type"], o["queueName"]) for o in functions["dataset_ready"].outputs] == [("queue", SHARD_QUEUE)]
 
 
 def test_real_app_without_schedule_settings_fails_naming_the_setting(monkeypatch):
