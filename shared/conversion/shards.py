@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, ContextManager
+from typing import Any, BinaryIO
 
 from shared.conversion.cache import ImageCache
 from shared.conversion.converter import (
@@ -80,7 +81,7 @@ def convert_shard(
     prepared: Prepared,
     indexes: list[int],
     options: ConvertOptions,
-    open_part: Callable[[str], ContextManager[BinaryIO]],
+    open_part: Callable[[str], AbstractContextManager[BinaryIO]],
     *,
     shard: int,
     cache: ImageCache | None = None,
@@ -138,7 +139,9 @@ class Assembly:
     images_reused: int = 0
 
 
-def assemble(prepared: Prepared, options: ConvertOptions, results: list[dict[str, Any]], cache: ImageCache | None = None) -> Assembly:
+def assemble(
+    prepared: Prepared, options: ConvertOptions, results: list[dict[str, Any]], cache: ImageCache | None = None
+) -> Assembly:
     """Pass 2 over every shard's result: ``DatasetError`` when the drop cannot train, else the
     ``Assembly`` (byte-identical to ``convert_dataset``'s output for the same drop and options)."""
     options = options.validated()
