@@ -6,6 +6,8 @@ instance would see, not a loopback. Measured in one run and printed:
   - images/s converting ``--speed-photos`` phone photos from blob storage vs the same files from local disk,
     with the same worker processes;
   - a drop of N phone photos, then the same drop plus 5% new ones, with the image cache (time of each);
+  - a fan-out of ``--shard-photos`` phone photos in ``--shards`` shards run by 1 shard worker vs 2
+    (``run_shard``, what the ``convert_shard`` queue trigger runs; each worker one process);
   - peak RSS (process tree) converting 1,000 vs 20,000 small images from blob storage;
   - the machine's load average when each figure was taken (about 8 people share this machine).
 A PASS/FAIL line per target of issue 10 closes the report. Figures are printed, never asserted in tests.
@@ -145,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-photos", type=int, default=500, help="phone photos for blob vs disk (500)")
     parser.add_argument("--small", type=int, default=1000, help="small images, memory run 1 (1000)")
     parser.add_argument("--big", type=int, default=20000, help="small images, memory run 2 (20000)")
+    parser.add_argument("--shard-photos", type=int, default=240, help="phone photos for the fan-out (240)")
+    parser.add_argument("--shards", type=int, default=4, help="shards of the fan-out drop (4)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for every conversion (2)")
     parser.add_argument("--work", type=Path, default=None, help="keep the corpus and Azurite's data here")
     args = parser.parse_args(argv)
@@ -227,9 +231,26 @@ def _run(args, work: Path, connection: str, service, uploader, started: float) -
     print(f"   +5% / full            : {share:.1%}   (byte-identity with a fresh conversion: the tests)")
     results.append(("+5% drop <= 10% of the full drop's time", share <= 0.10, f"{share:.1%}"))
 
-    # --- 3. fan-out --------------------------------------------------------------------------------
-    print("\n3. shard workers: NOT MEASURED (queue fan-out is not built)")
-    results.append(("2 shard workers >= 1.5x one", False, "fan-out not built"))
+    # --- 3. fan-out: 1 shard worker vs 2 ----------------------------------------------------------
+    shard_src = work / "shards"
+    if not shard_src.exists():
+        for path in sorted(photos.rglob("*.jpg"), key=lambda p: p.name)[: args.shard_photos]:
+            (shard_src / path.parent.name).mkdir(parents=True, exist_ok=True)
+            os.link(path, shard_src / path.parent.name / path.name)
+    upload_folder(uploader, shard_src, "shards/")
+    timings = {}
+    for workers in (1, 2):
+        timings[workers] = fan_out(connection, args.latency_ms, uploader, "shards", workers, args.shards)
+        timings[workers]["load"] = load()
+    assert timings[1]["version"] == timings[2]["version"], "1 and 2 shard workers disagree"
+    speedup = timings[1]["seconds"] / timings[2]["seconds"]
+    print(f"\n3. fan-out: {args.shard_photos:,} phone photos in {args.shards} shards (convert_shard's code, each "
+          f"worker a process with 1 converter process, as one Flex instance with host.json batchSize 1):")
+    for workers in (1, 2):
+        t = timings[workers]
+        print(f"   {workers} shard worker{'s' if workers > 1 else ' '}: {t['seconds']:6.1f} s   ({t['load']})")
+    print(f"   2 / 1 workers  : {speedup:.2f}x  (same version {timings[1]['version']})")
+    results.append(("2 shard workers >= 1.5x one", speedup >= 1.5, f"{speedup:.2f}x"))
 
     # --- 4. memory --------------------------------------------------------------------------------
     memory = {}
@@ -254,6 +275,68 @@ def _run(args, work: Path, connection: str, service, uploader, started: float) -
     for name, ok, figure in results:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {figure}")
     return 0
+
+
+_SHARD_CHILD = """
+import json, sys
+import shared.storage as storage
+from bench.intake_bench import latency_client
+client = latency_client(sys.argv[1], float(sys.argv[2]))
+storage._service_client = lambda *args, **kwargs: client  # every storage request of the shard waits first
+from shared.pipeline.fanout import run_shard
+from shared.settings import Settings
+settings = Settings.model_validate(json.loads(sys.argv[3]))
+print(json.dumps([run_shard(settings, message.encode()) for message in json.loads(sys.argv[4])]))
+"""
+
+
+def fan_out(connection: str, latency_ms: float, uploader, dataset: str, workers: int, shards: int) -> dict:
+    """Plan ``dataset`` in ``shards`` shards and run them on ``workers`` processes (shard k on worker
+    k % workers, as instances taking messages in turn); seconds from the first shard to the published
+    manifest (the planning is the dataset_ready call's, not timed)."""
+    from shared.pipeline.context import Pipeline
+    from shared.pipeline.fanout_plan import plan_fanout
+    from shared.pipeline.intake import convert_options
+    from shared.pipeline.models import RunOverrides
+    from shared.settings import Settings
+
+    for container, prefix in ((TRAINING, f"{dataset}/"), (TRAINING, f"_shards/{dataset}/"), ("runs", f"{dataset}/")):
+        client = uploader.get_container_client(container)
+        for blob in list(client.list_blobs(name_starts_with=prefix)):
+            client.delete_blob(blob.name)
+    images = sum(1 for _ in uploader.get_container_client(DATASETS).list_blobs(name_starts_with=f"{dataset}/"))
+    values = {
+        "AzureWebJobsStorage": connection,
+        "VISIONTUNE_CONVERT_WORKERS": "1",
+        "VISIONTUNE_CONVERT_CACHE": "false",
+        "VISIONTUNE_SHARD_MIN_IMAGES": "1",
+        "VISIONTUNE_SHARD_IMAGES": str(max(1, -(-images // shards))),
+    }
+    settings = Settings.model_validate(values)
+    options = convert_options(settings, RunOverrides.parse_marker(b""))
+    messages = plan_fanout(Pipeline(settings), settings, dataset, f"bench-{workers}-{time.time_ns()}", b"", options)
+    assert messages is not None
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SHARD_CHILD, connection, str(latency_ms), json.dumps(values),
+             json.dumps(messages[k::workers])],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        for k in range(workers)
+    ]
+    outcomes = []
+    for process in processes:
+        stdout, stderr = process.communicate()
+        if process.returncode:
+            raise RuntimeError(f"a shard worker failed: {stderr[-2000:]}")
+        outcomes += json.loads(stdout.strip().splitlines()[-1])
+    seconds = time.perf_counter() - started
+    assert outcomes.count("assembled") == 1, outcomes
+    versions = [b.name.split("/")[1] for b in uploader.get_container_client(TRAINING).list_blobs(name_starts_with=f"{dataset}/")
+                if b.name.endswith("/manifest.json")]  # fmt: skip
+    return {"seconds": seconds, "version": versions[0], "shards": len(messages)}
 
 
 def _forget(uploader, dataset: str) -> None:

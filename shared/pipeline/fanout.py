@@ -1,6 +1,6 @@
 """Fan-out: a large folder drop converted by shards on the function app's own scale-out.
 
-``plan_fanout`` (called by ``accept_dataset``) lists the drop, writes the plan to
+``plan_fanout`` (``shared.pipeline.fanout_plan``, called by ``accept_dataset``) lists the drop, writes the plan to
 ``training/_shards/<dataset>/<job>/plan.json`` (``job`` = the drop's fingerprint, so a replayed drop finds
 its own plan) and returns one message per shard; the ``dataset_ready`` trigger sends them to
 ``SHARD_QUEUE`` through its queue output binding. ``run_shard`` (the ``convert_shard`` queue trigger):
@@ -29,7 +29,6 @@ import base64
 import json
 import logging
 import time
-from dataclasses import asdict
 from typing import Any
 
 from shared.conversion.converter import ConvertOptions
@@ -42,64 +41,16 @@ from shared.layout import (
     shard_job_prefix,
 )
 from shared.pipeline.context import Pipeline
+from shared.pipeline.fanout_plan import PLAN
 from shared.settings import Settings
 from shared.telemetry import note
 
 log = logging.getLogger(__name__)
 
-PLAN = "plan.json"
 DONE = "done/"
 CLAIM = "assembler.json"
 ASSEMBLED = "assembled.json"
 PARTS = "parts/"
-
-
-def shard_count(images: int, settings: Settings) -> int | None:
-    """The number of shards for a drop of ``images`` candidate images, or None (convert in one call)."""
-    if not settings.shard_min_images or images < settings.shard_min_images:
-        return None
-    return max(1, -(-images // settings.shard_images))
-
-
-def plan_fanout(
-    pipeline: Pipeline, settings: Settings, dataset: str, job: str, marker_body: bytes, options: ConvertOptions
-) -> list[str] | None:
-    """Plan a fan-out of ``datasets/<dataset>/`` when it holds at least ``shard_min_images`` images and
-    return the shard messages; None when it is smaller (convert it in this call). ``DatasetError`` when
-    the listing alone shows the drop cannot train. An existing plan of the same job is kept (a replay)."""
-    from azure.core.exceptions import ResourceExistsError
-
-    from shared.conversion.converter import prepare_records
-    from shared.conversion.shards import assign_shards
-    from shared.storage import BlobDatasetSource
-
-    validated = options.validated()
-    source = BlobDatasetSource(pipeline.datasets, f"{dataset}/", read_concurrency=settings.convert_read_concurrency)
-    prepared = prepare_records(source, validated)
-    shards = shard_count(sum(1 for r in prepared.records if r.code is None), settings)
-    if shards is None:
-        return None
-    prefix = shard_job_prefix(dataset, job)
-    plan = {
-        "dataset": dataset,
-        "job": job,
-        "shards": shards,
-        "options": asdict(validated),
-        "marker": base64.b64encode(marker_body or b"").decode("ascii"),
-        "started_at": time.time(),
-        "prepared": prepared.to_json(),
-        "assignment": assign_shards(prepared, validated, shards),
-    }
-    try:
-        pipeline.training.upload_blob(prefix + PLAN, json.dumps(plan).encode(), overwrite=False)
-    except ResourceExistsError:  # the same drop again: its plan (and done shards) stay
-        plan = json.loads(pipeline.training.download_blob(prefix + PLAN).readall())
-    log.info("%s: %d images in %d shards (job %s)", dataset, len(prepared.records), plan["shards"], job)
-    return [shard_message(dataset, job, k, plan["shards"]) for k in range(plan["shards"])]
-
-
-def shard_message(dataset: str, job: str, shard: int, shards: int) -> str:
-    return json.dumps({"dataset": dataset, "job": job, "shard": shard, "shards": shards})
 
 
 def _options(plan: dict[str, Any]) -> ConvertOptions:

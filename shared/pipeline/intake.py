@@ -145,7 +145,7 @@ def accept_dataset(
             )
     if not archive and settings.shard_min_images:
         from shared.conversion.converter import DatasetError
-        from shared.pipeline.fanout import plan_fanout
+        from shared.pipeline.fanout_plan import plan_fanout
 
         try:
             messages = plan_fanout(pipeline, settings, dataset, fingerprint, marker_body, options)
