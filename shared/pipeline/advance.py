@@ -3,7 +3,9 @@ reject -> clean up and report. This module is the driver (leases, the step loop,
 stage lives in ``shared.pipeline.stages``, production.json bookkeeping in ``shared.pipeline.production``.
 
 Every step follows the same rules (the architecture note's):
-- the run is leased (``RunStore.claim``) so two workers never advance it at once;
+- the run is leased (``RunStore.claim``) so two workers never advance it at once; the lease is short and
+  renewed by a heartbeat while the steps run (``RunStore.keep_lease``), so a killed worker delays its
+  run by at most ``RUN_LEASE_SECONDS`` and a long step is never taken over;
 - intent is saved before a remote side effect and the result right after; every remote create is a
   find-or-create (a file by name and size, a job by its training file, a deployment by its name, a batch
   by its input file), so a crash between the two saves is resumed without a duplicate;
@@ -19,7 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from shared.pipeline.context import Pipeline, lease_seconds
+from shared.pipeline.context import RUN_LEASE_RENEW_SECONDS, RUN_LEASE_SECONDS, Pipeline
 from shared.pipeline.failures import record_step_error, retry_due
 from shared.pipeline.models import RetryState, Run, RunState, utcnow
 from shared.pipeline.production import retire_due_deployments
@@ -127,33 +129,41 @@ def advance_run(
     is done. ``wait_for_files``: seconds to wait for uploaded files to be processed (the training trigger
     waits a little so the job starts without waiting for the next tick). Returns the run as saved, or None
     when another worker holds it."""
-    run = pipeline.store.claim(dataset, version, seconds=lease_seconds(pipeline.settings))
+    run = pipeline.store.claim(dataset, version, seconds=RUN_LEASE_SECONDS)
     if run is None:
         return None
     try:
-        for _ in range(STEPS_PER_TICK):
-            if not retry_due(run) or time.monotonic() >= deadline:
-                break
-            settings = run.effective_settings(pipeline.settings)
-            retry_before = run.retry
-            try:
-                progressed = _step(pipeline, settings, run, deadline=deadline, wait_for_files=wait_for_files)
-                if run.retry is not None and run.retry is retry_before:
-                    # The step worked: retries are bounded per run of consecutive failures, not per stage
-                    # lifetime (a 4 h training must not fail after a few blips hours apart).
-                    run.retry = None
-            except ConcurrentUpdateError:
-                raise
-            except Exception as error:  # noqa: BLE001 - classified and recorded on the run
-                progressed = _record_error(run, error, settings)
-            pipeline.store.save(run)
-            if not progressed:
-                break
+        with pipeline.store.keep_lease(run, seconds=RUN_LEASE_SECONDS, every=RUN_LEASE_RENEW_SECONDS):
+            _advance_claimed(pipeline, run, deadline=deadline, wait_for_files=wait_for_files)
         run.lease = None
         return pipeline.store.save(run)
     except ConcurrentUpdateError:
         log.warning("%s was changed by another worker; leaving it to them", run.key)
         return None
+
+
+def _advance_claimed(pipeline: Pipeline, run: Run, *, deadline: float, wait_for_files: float) -> None:
+    """The step loop of a run this worker holds the lease of (saved after every step)."""
+    for _ in range(STEPS_PER_TICK):
+        if not retry_due(run) or time.monotonic() >= deadline:
+            break
+        settings = run.effective_settings(pipeline.settings)
+        retry_before = run.retry
+        try:
+            progressed = _step(pipeline, settings, run, deadline=deadline, wait_for_files=wait_for_files)
+            if run.retry is not None and run.retry is retry_before:
+                # The step worked: retries are bounded per run of consecutive failures, not per stage
+                # lifetime (a 4 h training must not fail after a few blips hours apart).
+                run.retry = None
+        except ConcurrentUpdateError:
+            raise
+        except Exception as error:  # noqa: BLE001 - classified and recorded on the run
+            if run._lease_lost:  # whatever failed, this copy must not be saved over the new holder's
+                raise ConcurrentUpdateError(f"{run.key}: its lease was lost") from error
+            progressed = _record_error(run, error, settings)
+        pipeline.store.save(run)
+        if not progressed:
+            break
 
 
 def _record_error(run: Run, error: Exception, settings: Settings) -> bool:

@@ -24,12 +24,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from shared.aoai.deployments import Deployments
 
-# How long one call may hold a run beyond its evaluation budget (one slow request with retries).
+# A run's lease: short, so a worker killed mid-step (kill -9, an instance recycled) delays its run by at
+# most this long; the holder renews it every RUN_LEASE_RENEW_SECONDS while a step runs
+# (``RunStore.keep_lease``), so a long step (an evaluation chunk, an upload, the classic baseline) keeps
+# it. Three renewals in a row may fail (storage timeouts) before the lease lapses.
+RUN_LEASE_SECONDS = 120.0
+RUN_LEASE_RENEW_SECONDS = 30.0
+
+# How long one call may hold a scheduled evaluation beyond its evaluation budget (one slow request with
+# retries). Scheduled evaluations are not renewed: their lease covers the whole budgeted step.
 LEASE_MARGIN_SECONDS = 600.0
 
 
 def lease_seconds(settings: Settings) -> float:
-    """How long a worker leases a run or a scheduled evaluation: one evaluation budget plus a margin."""
+    """How long a worker leases a scheduled evaluation: one evaluation budget plus a margin."""
     return settings.eval_tick_seconds + LEASE_MARGIN_SECONDS
 
 

@@ -376,6 +376,7 @@ class Run(BaseModel):
 
     _etag: str | None = PrivateAttr(default=None)
     _stored_transitions: int = PrivateAttr(default=0)  # transitions already in the stored blob (events)
+    _lease_lost: bool = PrivateAttr(default=False)  # a renewal found another writer: never save this copy
 
     @property
     def etag(self) -> str | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 
-from shared.pipeline.context import Pipeline, lease_seconds
+from shared.pipeline.context import RUN_LEASE_SECONDS, Pipeline
 from shared.pipeline.models import JobInfo, Run, RunState
 from shared.pipeline.store import ConcurrentUpdateError
 
@@ -76,7 +76,7 @@ def retry_run(pipeline: Pipeline, dataset: str, version: str, reason: str) -> Ru
         run = pipeline.store.get(dataset, version)
         if run is None or run.state not in RETRYABLE_STATES:
             return run
-        claimed = pipeline.store.claim(dataset, version, seconds=lease_seconds(pipeline.settings))
+        claimed = pipeline.store.claim(dataset, version, seconds=RUN_LEASE_SECONDS)
         if claimed is None:
             time.sleep(CLAIM_WAIT_SECONDS)
             continue

@@ -4,20 +4,25 @@
 - ``save`` uses If-Match: <etag> and raises ``ConcurrentUpdateError`` when someone else wrote first.
 - ``update`` re-reads and re-applies a mutation on conflict (bounded attempts).
 - ``claim`` takes a short lease on a run so overlapping timer ticks / triggers never advance it twice;
-  a lease whose holder died simply expires.
+  a lease whose holder died simply expires. ``keep_lease`` renews it from a heartbeat thread while a
+  long step runs (If-Match); a renewal that finds another writer marks the copy lost, and every later
+  save of it (and side write of the store) raises ``ConcurrentUpdateError``.
 - Side blobs (``runs/<dataset>/<version>.d/<name>``) hold what does not belong in the run document:
   evaluation progress (scored examples) and the like.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
 import re
 import socket
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +54,9 @@ class RunStore:
     def __init__(self, container: ContainerClient, events: EventPublisher | None = None) -> None:
         self._container = container
         self._events = events  # publishes the state changes a successful write stored (shared.events)
+        # Saves and lease renewals of one store take turns, so a renewal never interleaves with a save.
+        self._write_lock = threading.RLock()
+        self._kept: Run | None = None  # the run whose lease ``keep_lease`` renews right now
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunStore:
@@ -99,18 +107,21 @@ class RunStore:
 
         if run.etag is None:
             raise ValueError(f"{run.key}: save() needs a run that was read or created (no ETag)")
-        run.updated_at = utcnow()
-        try:
-            result = self._blob(run_blob(run.dataset, run.version)).upload_blob(
-                _dump(run),
-                overwrite=True,
-                metadata=_metadata(run),
-                etag=run.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as error:
-            raise ConcurrentUpdateError(f"{run.key} changed since it was read") from error
-        run._etag = result["etag"]
+        with self._write_lock:
+            if run._lease_lost:
+                raise ConcurrentUpdateError(f"{run.key}: its lease was lost to another worker")
+            run.updated_at = utcnow()
+            try:
+                result = self._blob(run_blob(run.dataset, run.version)).upload_blob(
+                    _dump(run),
+                    overwrite=True,
+                    metadata=_metadata(run),
+                    etag=run.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as error:
+                raise ConcurrentUpdateError(f"{run.key} changed since it was read") from error
+            run._etag = result["etag"]
         self._announce(run)
         return run
 
@@ -180,6 +191,72 @@ class RunStore:
         except ConcurrentUpdateError:
             return None
 
+    def renew(self, run: Run, *, seconds: float) -> bool:
+        """Extend the lease ``run`` holds to now + ``seconds``: the stored document as ``run`` last saved it
+        (If-Match its ETag), with only the lease's expiry changed; ``run`` gets the new ETag and expiry.
+        False when someone else wrote first: ``run`` is then marked lost and never saved again."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+
+        with self._write_lock:
+            if run._lease_lost or run.lease is None or run.etag is None:
+                return not run._lease_lost
+            blob = self._blob(run_blob(run.dataset, run.version))
+            until = utcnow() + timedelta(seconds=seconds)
+            try:
+                stored = Run.model_validate_json(
+                    blob.download_blob(etag=run.etag, match_condition=MatchConditions.IfNotModified).readall()
+                )
+                stored.lease = Lease(owner=run.lease.owner, until=until)
+                result = blob.upload_blob(
+                    _dump(stored),
+                    overwrite=True,
+                    metadata=_metadata(stored),
+                    etag=run.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
+                run._lease_lost = True
+                return False
+            run._etag = result["etag"]
+            run.lease = Lease(owner=run.lease.owner, until=until)
+            return True
+
+    @contextmanager
+    def keep_lease(self, run: Run, *, seconds: float, every: float) -> Iterator[Run]:
+        """Renew ``run``'s lease every ``every`` seconds from a heartbeat thread while the body runs.
+
+        A renewal that fails for a transient reason is tried again at the next beat (the ETag still guards
+        every write); one that loses the ETag race stops the heartbeat and marks ``run`` lost, so the
+        body's next save or side write raises ``ConcurrentUpdateError`` instead of overwriting another
+        worker's work. Records of the heartbeat carry the caller's telemetry dimensions."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every):
+                try:
+                    if not self.renew(run, seconds=seconds):
+                        log.warning("%s: another worker took the run over; this worker stops", run.key)
+                        return
+                except Exception as error:  # noqa: BLE001 - transient: the next beat tries again
+                    log.warning("%s: renewing its lease failed (trying again): %s", run.key, error)
+
+        heartbeat = threading.Thread(
+            target=contextvars.copy_context().run, args=(beat,), name=f"lease-{run.key}", daemon=True
+        )
+        previous, self._kept = self._kept, run
+        heartbeat.start()
+        try:
+            yield run
+        finally:
+            stop.set()
+            heartbeat.join()
+            self._kept = previous
+
+    def _refuse_if_lease_lost(self, name: str) -> None:
+        if self._kept is not None and self._kept._lease_lost:
+            raise ConcurrentUpdateError(f"{self._kept.key}: its lease was lost; {name} was not written")
+
     def release(self, run: Run) -> Run:
         """Drop the lease (best effort: a conflict means someone else already moved on)."""
         run.lease = None
@@ -198,6 +275,7 @@ class RunStore:
         return read_json(self._container, self.side_blob_name(dataset, version, name))
 
     def write_side(self, dataset: str, version: str, name: str, data: Any) -> None:
+        self._refuse_if_lease_lost(name)
         self._container.upload_blob(
             self.side_blob_name(dataset, version, name),
             json.dumps(data, separators=(",", ":")).encode(),
@@ -223,6 +301,7 @@ class RunStore:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 
+        self._refuse_if_lease_lost(name)
         kwargs: dict[str, Any] = {"overwrite": not create_only}
         if etag is not None:
             kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from shared.pipeline.context import Pipeline, lease_seconds
+from shared.pipeline.context import RUN_LEASE_SECONDS, Pipeline
 from shared.pipeline.models import RunState
 from shared.pipeline.store import ConcurrentUpdateError
 
@@ -45,7 +45,7 @@ def supersede_older_runs(pipeline: Pipeline, dataset: str, newer: str) -> list[s
         if run.version == newer or run.state not in SUPERSEDABLE_STATES:
             continue
         for _ in range(CLAIM_ATTEMPTS):
-            claimed = pipeline.store.claim(dataset, run.version, seconds=lease_seconds(pipeline.settings))
+            claimed = pipeline.store.claim(dataset, run.version, seconds=RUN_LEASE_SECONDS)
             if claimed is None:
                 time.sleep(CLAIM_WAIT_SECONDS)
                 continue

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from shared.layout import training_prefix
-from shared.pipeline.context import Pipeline, lease_seconds
+from shared.pipeline.context import RUN_LEASE_SECONDS, Pipeline
 from shared.pipeline.models import Run, RunState, UploadedFile, utcnow
 from shared.pipeline.reports import publish_index, publish_run_report
 from shared.pipeline.resource_limits import make_room_for_training_files
@@ -153,7 +153,7 @@ def recheck_over_budget(
         run = pipeline.store.get(dataset, version)
         if run is None or run.state is not RunState.OVER_BUDGET:
             return run
-        claimed = pipeline.store.claim(dataset, version, seconds=lease_seconds(pipeline.settings))
+        claimed = pipeline.store.claim(dataset, version, seconds=RUN_LEASE_SECONDS)
         if claimed is None:
             time.sleep(RECHECK_WAIT_SECONDS)
             continue
