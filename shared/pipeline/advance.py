@@ -35,6 +35,7 @@ from shared.pipeline.stages.promotion import await_approval, decide_and_act
 from shared.pipeline.stages.upload import upload_and_start_job
 from shared.pipeline.store import ConcurrentUpdateError
 from shared.settings import Settings
+from shared.telemetry import note, run_scope, set_run_state, step
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,10 @@ HANDLERS: dict[RunState, StepHandler] = {
 def advance_all_runs(settings: Settings) -> dict[str, str]:
     """One timer tick: advance every run that has work left (each within ``eval_tick_seconds``), delete
     production deployments whose rollback window has passed, and continue scheduled evaluations.
-    One run's trouble never stops the others. Returns ``{"<dataset>/<version>": state}`` of what it touched."""
+    One run's trouble never stops the others. Returns ``{"<dataset>/<version>": state}`` of what it touched.
+
+    Every record of a run's work carries its dataset, version and (current) state (``telemetry.step``);
+    runs left for the next tick are a count on the invocation's summary (``runs_waiting_for_next_tick``)."""
 
     pipeline = Pipeline(settings)
     touched: dict[str, str] = {}
@@ -89,20 +93,23 @@ def advance_all_runs(settings: Settings) -> dict[str, str]:
     for run in runs:
         deadline = min(time.monotonic() + settings.eval_tick_seconds, tick_deadline)
         if deadline <= time.monotonic():
-            log.info("tick budget used up; %s waits for the next tick", run.key)
+            log.debug("tick budget used up; %s waits for the next tick", run.key)
+            note(runs_waiting_for_next_tick=1)
             continue
-        try:
-            result = advance_run(pipeline, run.dataset, run.version, deadline=deadline)
-        except Exception:  # noqa: BLE001 - isolate runs; the error is logged and retried next tick
-            log.exception("advancing %s failed", run.key)
-            continue
+        with step("advance", run.dataset, run.version, run.state.value):
+            try:
+                result = advance_run(pipeline, run.dataset, run.version, deadline=deadline)
+            except Exception:  # noqa: BLE001 - isolate runs; the error is logged and retried next tick
+                log.exception("advancing %s failed", run.key)
+                continue
         if result is not None:
             touched[result.key] = result.state.value
     for dataset in pipeline.store.datasets():
-        try:
-            retire_due_deployments(pipeline, dataset)
-        except Exception:  # noqa: BLE001
-            log.exception("retiring old production deployments of %s failed", dataset)
+        with run_scope(dataset):
+            try:
+                retire_due_deployments(pipeline, dataset)
+            except Exception:  # noqa: BLE001
+                log.exception("retiring old production deployments of %s failed", dataset)
     try:
         continue_scheduled_evaluations(pipeline)
     except Exception:  # noqa: BLE001
@@ -132,6 +139,7 @@ def advance_run(
     run = pipeline.store.claim(dataset, version, seconds=RUN_LEASE_SECONDS)
     if run is None:
         return None
+    set_run_state(run.state.value)
     try:
         with pipeline.store.keep_lease(run, seconds=RUN_LEASE_SECONDS, every=RUN_LEASE_RENEW_SECONDS):
             _advance_claimed(pipeline, run, deadline=deadline, wait_for_files=wait_for_files)
@@ -162,6 +170,7 @@ def _advance_claimed(pipeline: Pipeline, run: Run, *, deadline: float, wait_for_
                 raise ConcurrentUpdateError(f"{run.key}: its lease was lost") from error
             progressed = _record_error(run, error, settings)
         pipeline.store.save(run)
+        set_run_state(run.state.value)  # the records of the next step carry the state it starts from
         if not progressed:
             break
 

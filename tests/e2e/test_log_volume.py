@@ -85,3 +85,43 @@ def test_the_sdk_logs_come_back_when_the_setting_turns_them_up(stack, tmp_path: 
     loggers = {r["logger"] for r in intake.logs}
     assert "azure.core.pipeline.policies.http_logging_policy" in loggers, loggers
     assert intake.log_count > 20, intake.log_count
+
+
+def test_every_record_of_a_runs_advance_carries_the_run(stack, tmp_path: Path, monkeypatch) -> None:
+    """advance_runs: the records of each run's work (its state changes, its warnings) carry the run's
+    dataset, version and current state; runs the tick has no time for are a count on its summary."""
+    import time
+
+    intake_and_training(stack, tmp_path, "ticked", 20)
+    # a tick with no budget left for anyone: no per-run line, a count on the summary
+    monkeypatch.setenv("VISIONTUNE_EVAL_TICK_SECONDS", "0.000001")
+    starved = stack.host.tick("advance_runs")
+    assert starved.succeeded, starved.error
+    assert [r["message"] for r in starved.logs if "waits" in r["message"]] == []
+    assert int(starved.logs[-1]["dimensions"]["visiontune.runs_waiting_for_next_tick"]) >= 1, starved.logs[-1]
+    monkeypatch.delenv("VISIONTUNE_EVAL_TICK_SECONDS")
+    per_run = []
+    deadline = time.monotonic() + 120
+    while not per_run:  # until the run's work logs at INFO (its end: promoted or rejected)
+        assert time.monotonic() < deadline, [r["message"] for r in per_run]
+        tick = stack.host.tick("advance_runs")
+        assert tick.succeeded, tick.error
+        assert tick.logs[-1]["message"].startswith("advance_runs finished in "), tick.logs[-1]
+        assert tick.log_count <= 10, [r["message"] for r in tick.logs]  # bounded, whatever the run count
+        per_run += [r for r in tick.logs[:-1] if r["dimensions"].get("visiontune.dataset") == "ticked"]
+        time.sleep(0.2)
+    for record in per_run:
+        missing = [d for d in RUN_DIMENSIONS if d not in record["dimensions"]]
+        assert not missing, (record["message"], missing)
+    assert {r["dimensions"]["visiontune.version"] for r in per_run} == {per_run[0]["dimensions"]["visiontune.version"]}
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.pipeline.store import RunStore
+
+    service = BlobServiceClient.from_connection_string(stack.settings["AzureWebJobsStorage"])
+    [run] = RunStore(  # the state on the last record is the run's state when it was logged
+        service.get_container_client("runs")
+    ).list("ticked")
+    assert per_run[-1]["dimensions"]["visiontune.run_state"] == run.state.value, (per_run[-1], run.state)
+    assert per_run[-1]["dimensions"]["visiontune.version"] == run.version
+
