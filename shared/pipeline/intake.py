@@ -76,7 +76,53 @@ def convert_options(settings: Settings, overrides: RunOverrides):  # -> ConvertO
     )
 
 
+# What an intake report says when the intake failed in a way no check foresaw (a bug, storage down).
+UNEXPECTED_STAGE = "intake"
+
+
 def accept_dataset(
+    settings: Settings,
+    dataset: str,
+    *,
+    archive: bool,
+    marker_body: bytes,
+    archive_blob: BlobClient | None = None,
+) -> IntakeResult | None:
+    """``_accept_dataset`` (below), and an intake report for any exception it did not foresee.
+
+    The report is written at once, on every failing attempt, and the exception is re-raised so the
+    trigger retries: a transient cause (storage, the network) may pass, and a later success clears the
+    report; a lasting one (a bug) ends in the poison queue WITH the report, so no marker is left without a
+    run or a report. Waiting for the last attempt would need the trigger's dequeue count, which a blob
+    trigger does not give the function."""
+    try:
+        return _accept_dataset(
+            settings, dataset, archive=archive, marker_body=marker_body, archive_blob=archive_blob
+        )
+    except Exception as error:
+        _report_unexpected_failure(settings, dataset, error)
+        raise
+
+
+def _report_unexpected_failure(settings: Settings, dataset: str, error: Exception) -> None:
+    from shared.pipeline.reports import publish_intake_failure
+
+    try:
+        validate_dataset_name(dataset)
+    except ValueError:
+        return
+    message = (
+        f"the intake failed unexpectedly ({type(error).__name__}: {error}); the trigger retries the drop "
+        "and a retry that succeeds replaces this report. If it stays, drop the dataset again or report the error."
+    )
+    note(outcome="failed", failed_stage=UNEXPECTED_STAGE)
+    try:
+        publish_intake_failure(Pipeline(settings), dataset, UNEXPECTED_STAGE, message)
+    except Exception:  # noqa: BLE001 - storage itself may be what failed; the trigger's retry still runs
+        log.exception("%s: the intake report of an unexpected failure could not be written", dataset)
+
+
+def _accept_dataset(
     settings: Settings,
     dataset: str,
     *,
