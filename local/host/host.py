@@ -16,7 +16,9 @@
 - HTTP triggers: served on ``127.0.0.1:<http_port>/api/<route>``; ``POST /admin/functions/<name>``
   runs any function now (Core Tools' admin route; the body's ``input`` is the blob path for blob
   triggers).
-- Bounded concurrency (one thread pool) and a log line per invocation.
+- Bounded concurrency (a thread pool for blob triggers and timers, a separate one for HTTP requests, so a
+  route answers while long triggers run, as on Azure where a request never queues behind a blob
+  trigger's work) and a log line per invocation.
 - Logs as the Functions Python worker forwards them: a handler on the root logger (set to INFO while
   the host lives) takes every record at INFO and above that a handler emits on its own thread, and
   keeps it on the ``Invocation`` (``log_count``, the first ``MAX_KEPT_LOGS`` in ``logs``, each with the
@@ -209,6 +211,7 @@ class LocalFunctionsHost:
         settings: dict[str, str] | None = None,
         poll_interval: float = 1.0,
         max_workers: int = 4,
+        max_http_workers: int = 4,
         max_attempts: int = 5,
         module_name: str = "function_app",
         http_port: int | None = None,
@@ -248,6 +251,7 @@ class LocalFunctionsHost:
         }
 
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="functions-host")
+        self._http_pool = ThreadPoolExecutor(max_workers=max_http_workers, thread_name_prefix="functions-host-http")
         self._lock = threading.Lock()
         self._in_flight: set[tuple[str, str, str]] = set()
         self._timers_running: set[str] = set()
@@ -313,6 +317,7 @@ class LocalFunctionsHost:
             self._http_server.server_close()
             self._http_server = None
         self._pool.shutdown(wait=True)
+        self._http_pool.shutdown(wait=True)
         for account in self._accounts.values():
             account.close()
         self._accounts.clear()
@@ -371,7 +376,7 @@ class LocalFunctionsHost:
             request = func.HttpRequest(
                 "GET", f"http://127.0.0.1/admin/functions/{info.name}", body=b"", route_params={}
             )
-            return self._pool.submit(self._invoke_http, info, request).result()
+            return self._http_pool.submit(self._invoke_http, info, request).result()
         if not blob_path:
             raise ValueError(
                 f"{function_name} is a blob trigger: give the blob path (<container>/<blob>) to run"
@@ -799,7 +804,7 @@ class LocalFunctionsHost:
                 method.upper(), url, headers=dict(headers), params=dict(params),
                 route_params=route_params, body=body,
             )  # fmt: skip
-            return self._pool.submit(self._invoke_http, info, request).result()
+            return self._http_pool.submit(self._invoke_http, info, request).result()
         return None
 
     def allowed_methods(self, path: str) -> set[str]:

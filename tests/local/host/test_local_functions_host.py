@@ -307,6 +307,26 @@ def test_http_routes_and_admin(make_host, calls_file):
     assert http("POST", f"{base}/admin/functions/missing", body=b"{}")[0] == 404
 
 
+def test_http_routes_answer_while_long_blob_triggers_run(make_host, blob_service, fresh_container):
+    """Issue 13: a request never waits behind long trigger work (its own pool, not the triggers')."""
+    host = make_host(http_port=0, settings={"SAMPLE_DELAY": "6"}, max_workers=1, poll_interval=0.1)
+    module = sys.modules[host.function("on_text").handler.__module__]
+    module.active = 0
+    for index in range(2):
+        upload(blob_service, fresh_container, f"in/slow-{index}.txt", b"x")
+    host.start()
+    deadline = time.monotonic() + 20
+    while module.active == 0:  # a long blob-triggered call is running and another one is queued
+        assert time.monotonic() < deadline, "the blob trigger never ran"
+        time.sleep(0.05)
+    started = time.monotonic()
+    status, _, body = http("GET", f"{host.http_url}/api/items/7")
+    took = time.monotonic() - started
+    assert status == 200 and json.loads(body)["route_params"] == {"id": "7"}
+    assert took < 1.0, f"the route waited {took:.1f} s behind the blob trigger"
+    assert module.active == 1  # still running when the answer came
+
+
 def test_settings_resolution_local_settings_file_and_environment_restore(
     make_host, tmp_path, fresh_container
 ):
