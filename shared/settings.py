@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     openai_api_version: str = Field(default=DEFAULT_API_VERSION, validation_alias="OPENAI_API_VERSION")
     # Only for the local emulator. On Azure local auth is disabled and Entra ID tokens are used.
     openai_api_key: str | None = Field(default=None, validation_alias="AZURE_OPENAI_API_KEY")
+    # Every Azure OpenAI (data plane) and ARM (deployments) call: seconds to connect and to wait for an
+    # answer, so a server that accepts and never answers fails the call (then the SDK's bounded retries)
+    # instead of hanging a function until its timeout. Uploads pass their own longer read timeout.
+    aoai_connect_timeout_seconds: float = Field(
+        default=20.0, gt=0, allow_inf_nan=False, validation_alias="VISIONTUNE_AOAI_CONNECT_TIMEOUT"
+    )
+    aoai_read_timeout_seconds: float = Field(
+        default=120.0, gt=0, allow_inf_nan=False, validation_alias="VISIONTUNE_AOAI_READ_TIMEOUT"
+    )
 
     # --- Azure OpenAI control plane (deployments) ----------------------------------------------
     management_endpoint: str = Field(

@@ -38,8 +38,6 @@ COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # The default ARM api-version of the deployment routes (the AZURE_MANAGEMENT_API_VERSION setting).
 MANAGEMENT_API_VERSION = DEFAULT_MANAGEMENT_API_VERSION
 OPENAI_MAX_RETRIES = 5
-# Generous for chat calls; uploads pass their own longer timeout per call.
-OPENAI_TIMEOUT_SECONDS = 120.0
 # azure-core retries 429/5xx itself (honouring Retry-After); keep it bounded so a timer tick stays short.
 MANAGEMENT_RETRY_TOTAL = 3
 
@@ -89,15 +87,20 @@ def openai_client(settings: Settings) -> AzureOpenAIClient:
         settings.openai_api_version,
         settings.openai_api_key,
         settings.azure_client_id,
+        settings.aoai_connect_timeout_seconds,
+        settings.aoai_read_timeout_seconds,
     )
     with _lock:
         cached = _openai_clients.get(key)
     if cached is not None:
         return cached
 
+    import httpx
     import openai
 
-    common: dict[str, Any] = dict(max_retries=OPENAI_MAX_RETRIES, timeout=OPENAI_TIMEOUT_SECONDS)
+    # connect / read from the settings; write and pool waits bounded like a read (uploads override per call)
+    timeout = httpx.Timeout(settings.aoai_read_timeout_seconds, connect=settings.aoai_connect_timeout_seconds)
+    common: dict[str, Any] = dict(max_retries=OPENAI_MAX_RETRIES, timeout=timeout)
     endpoint = str(settings.openai_endpoint).rstrip("/")
     dated_options = dict(azure_endpoint=endpoint, api_version=settings.openai_api_version, **common)
     v1_options = dict(base_url=f"{endpoint}/openai/v1/", **common)
@@ -158,6 +161,8 @@ def management_client(settings: Settings) -> CognitiveServicesManagementClient:
         settings.subscription_id,
         settings.openai_api_key,
         settings.azure_client_id,
+        settings.aoai_connect_timeout_seconds,
+        settings.aoai_read_timeout_seconds,
     )
     with _lock:
         cached = _management_clients.get(key)
@@ -170,6 +175,9 @@ def management_client(settings: Settings) -> CognitiveServicesManagementClient:
         base_url=endpoint,
         api_version=settings.management_api_version,
         retry_total=MANAGEMENT_RETRY_TOTAL,
+        # azure-core's transport options: without them a silent server holds the call for minutes
+        connection_timeout=settings.aoai_connect_timeout_seconds,
+        read_timeout=settings.aoai_read_timeout_seconds,
         polling_interval=5,
         credential_scopes=[f"{endpoint}/.default"],
     )

@@ -94,9 +94,20 @@ def describe(exc: BaseException) -> str:
         return str(exc)
     import openai
 
+    if isinstance(exc, openai.APITimeoutError):
+        return (
+            f"Azure OpenAI did not answer in time ({exc.request.url.host}: no connection or no answer within "
+            "VISIONTUNE_AOAI_CONNECT_TIMEOUT / VISIONTUNE_AOAI_READ_TIMEOUT, retries included)"
+        )
     if isinstance(exc, openai.OpenAIError):
         return describe_openai_error(exc)
-    from azure.core.exceptions import AzureError
+    from azure.core.exceptions import AzureError, ServiceResponseError
+
+    if isinstance(exc, ServiceResponseError) and "timed out" in str(exc).lower():
+        return (
+            "the Azure endpoint accepted the connection but did not answer within VISIONTUNE_AOAI_READ_TIMEOUT "
+            f"(retries included): {exc}"
+        )
 
     if isinstance(exc, AzureError):
         return describe_azure_error(exc)

@@ -1,0 +1,55 @@
+"""Azure OpenAI and ARM endpoints that accept a connection and never answer (issue 13, item 5): the
+data-plane and deployments clients give up after the configured read timeout (and their bounded
+retries) with a clear error, instead of hanging a function until the host kills it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared.aoai.clients import clear_client_cache, management_client, openai_client
+from shared.pipeline.failures import describe
+from shared.settings import Settings
+from tests.shared.test_storage_timeouts import silent_server  # noqa: F401 - the fixture
+
+
+@pytest.fixture
+def silent_settings(silent_server):  # noqa: F811
+    clear_client_cache()
+    url = f"http://127.0.0.1:{silent_server}"
+    yield Settings.model_validate(
+        {
+            "AZURE_OPENAI_ENDPOINT": url,
+            "AZURE_OPENAI_API_KEY": "local-key",
+            "AZURE_MANAGEMENT_ENDPOINT": url,
+            "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
+            "AZURE_RESOURCE_GROUP": "rg",
+            "AZURE_OPENAI_ACCOUNT": "account",
+            "VISIONTUNE_AOAI_CONNECT_TIMEOUT": "1",
+            "VISIONTUNE_AOAI_READ_TIMEOUT": "0.5",
+        }
+    )
+    clear_client_cache()
+
+
+def test_a_silent_openai_endpoint_fails_in_seconds_with_a_clear_error(silent_settings):
+    import openai
+
+    client = openai_client(silent_settings)
+    started = time.monotonic()
+    with pytest.raises(openai.APITimeoutError) as caught:
+        client.models.list()
+    assert time.monotonic() - started < 60  # 6 attempts of 0.5 s plus the SDK's backoff, not minutes
+    assert "did not answer in time" in describe(caught.value)
+
+
+def test_a_silent_arm_endpoint_fails_in_seconds_with_a_clear_error(silent_settings):
+    from azure.core.exceptions import ServiceResponseError
+
+    client = management_client(silent_settings)
+    started = time.monotonic()
+    with pytest.raises(ServiceResponseError) as caught:
+        list(client.deployments.list("rg", "account"))
+    assert time.monotonic() - started < 60
+    assert "did not answer within VISIONTUNE_AOAI_READ_TIMEOUT" in describe(caught.value)
