@@ -26,7 +26,7 @@ SIDE_EFFECTS = [
     ("shared.pipeline.store", "RunStore", "create"),
     ("shared.storage", "BlobArtifactSink", "commit"),
     ("shared.aoai.files", None, "upload_file"),
-    ("shared.aoai.finetune", None, "create_job"),
+    ("shared.pipeline.stages.upload", None, "create_job"),  # bound there at import (from ... import)
     ("shared.aoai.deployments", "Deployments", "begin_create"),
     ("shared.aoai.files", None, "upload_file"),
     ("shared.aoai.scoring", None, "submit_batch"),
