@@ -13,7 +13,7 @@ FUNCTIONS_RUNTIME := azure-functions-runtime==1.3.0
 
 help:
 	@echo "make demo         run the whole pipeline on the local stack (Azurite + emulator + functions host)"
-	@echo "make test         install what is missing, then lint (ruff) and run the test suite"
+	@echo "make test         install what is missing, then lint (ruff), type-check (mypy) and run the test suite"
 	@echo "make lock         recompile the requirements*.txt locks from requirements*.in (uv; needs PyPI)"
 	@echo "make bench        converter speed and memory benchmark"
 	@echo "make bench-intake intake from blob storage (Azurite, 20 ms per request): reads, cache, memory"
@@ -53,9 +53,10 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Lint first (rules in pyproject.toml), then the tests.
+# Lint and type-check first (rules and config in pyproject.toml), then the tests.
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: setup

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import azure.functions as func
 
 bp = func.Blueprint()
 
 
-def _json(status: int, body: dict) -> func.HttpResponse:
+def _json(status: int, body: dict[str, Any]) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body, indent=2), status_code=status, mimetype="application/json")
 
 

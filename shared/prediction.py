@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
+    from shared.aoai.clients import AzureOpenAIClient
+    from shared.aoai.scoring import ChatAnswer
     from shared.conversion.images import ImageSettings
     from shared.pipeline.context import Pipeline
 
@@ -213,7 +215,9 @@ def request_messages(prompt: str | None, jpeg: bytes) -> list[dict[str, Any]]:
     return messages if prompt is not None else messages[1:]
 
 
-def ask_model(client: Any, target: ModelTarget, messages: list[dict[str, Any]]) -> tuple[str, Any]:
+def ask_model(
+    client: AzureOpenAIClient, target: ModelTarget, messages: list[dict[str, Any]]
+) -> tuple[str, ChatAnswer]:
     """Ask ``target``'s deployment (with logprobs); (label or ``unknown``, the ``ChatAnswer``).
     Raises ``PredictionError`` 502/503 when the model service fails after the SDK's retries."""
     import openai

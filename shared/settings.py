@@ -27,10 +27,6 @@ DEFAULT_MANAGEMENT_API_VERSION = "2026-09-01"
 DEFAULT_BASE_MODEL = "gpt-4.1-2025-04-14"
 
 
-def _env(name: str, *more: str) -> Any:
-    return Field(validation_alias=AliasChoices(name, *more))
-
-
 # Where the default Flex Consumption price comes from (shown in reports next to the classic baseline's cost).
 FLEX_PRICE_SOURCE = (
     "Azure Functions pricing page (azure.microsoft.com/pricing/details/functions), Flex Consumption on-demand "

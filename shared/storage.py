@@ -22,6 +22,7 @@ from shared.layout import ALL_CONTAINERS, MANIFEST_NAME, READY_MARKER
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from azure.core.pipeline.transport import RequestsTransport
     from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
     from shared.conversion.sources import SourceEntry
@@ -43,7 +44,7 @@ class BlobChangedError(IOError):
 CONNECTION_POOL_SIZE = 64  # >= the converter's concurrent blob reads, so no connection is thrown away
 
 
-def pooled_transport(pool_size: int = CONNECTION_POOL_SIZE, **kwargs: Any):
+def pooled_transport(pool_size: int = CONNECTION_POOL_SIZE, **kwargs: Any) -> RequestsTransport:
     """An azure-core ``RequestsTransport`` whose HTTP connection pool holds ``pool_size`` connections
     (requests keeps 10 by default; more concurrent requests than that open and drop a connection each)."""
     import requests
@@ -66,7 +67,7 @@ def _service_client(
     blob_service_uri: str | None,
     client_id: str | None,
     timeouts: tuple[float, float, int] = (20.0, 60.0, 3),
-):
+) -> BlobServiceClient:
     """``timeouts``: (connect seconds, read seconds, retries). Without them a server that accepts the
     connection and never answers holds a call for the SDK's 10 retries of a 60 s read, with backoff."""
     from azure.storage.blob import BlobServiceClient
@@ -75,6 +76,8 @@ def _service_client(
     transport = pooled_transport(connection_timeout=connect, read_timeout=read)
     if connection_string:
         return BlobServiceClient.from_connection_string(connection_string, transport=transport, retry_total=retries)
+    if not blob_service_uri:
+        raise ValueError("a storage connection string or blob service URI is needed")
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(managed_identity_client_id=client_id)
@@ -499,30 +502,3 @@ def read_json(container: ContainerClient, name: str) -> Any | None:
         return json.loads(container.get_blob_client(name).download_blob().readall())
     except ResourceNotFoundError:
         return None
-
-
-def write_bytes(container: ContainerClient, name: str, data: bytes, content_type: str | None = None) -> None:
-    """Write (overwrite) blob ``name``."""
-    from azure.storage.blob import ContentSettings
-
-    settings = ContentSettings(content_type=content_type) if content_type else None
-    container.upload_blob(name, data, overwrite=True, content_settings=settings)
-
-
-CONTENT_TYPES = {
-    ".json": "application/json",
-    ".md": "text/markdown; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".csv": "text/csv",
-    ".jsonl": "application/jsonl",
-}
-
-
-def content_type_for(name: str) -> str | None:
-    """The Content-Type to store a report file with (so browsers open it right from storage)."""
-    for suffix, value in CONTENT_TYPES.items():
-        if name.endswith(suffix):
-            return value
-    return None

@@ -16,7 +16,10 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import tiktoken
 
 # Chat formatting overhead, as in the OpenAI cookbook's num_tokens_from_messages.
 TOKENS_PER_MESSAGE = 3
@@ -58,7 +61,7 @@ def _load_ranks(name: str, expected_hash: str | None) -> dict[bytes, int]:
 
 
 @functools.cache
-def get_encoding(name: str = "o200k_base"):
+def get_encoding(name: str = "o200k_base") -> tiktoken.Encoding:
     """The ``tiktoken.Encoding`` called ``name`` (``o200k_base`` or ``cl100k_base``), built offline."""
     import tiktoken
     import tiktoken_ext.openai_public as openai_public
@@ -96,7 +99,7 @@ def encoding_name_for_model(model: str) -> str:
     return name if name in _BUNDLED else "o200k_base"
 
 
-def encoding_for_model(model: str):
+def encoding_for_model(model: str) -> tiktoken.Encoding:
     """The offline ``tiktoken.Encoding`` for ``model``."""
     return get_encoding(encoding_name_for_model(model))
 

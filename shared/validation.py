@@ -67,7 +67,7 @@ class ValidationReport:
     examples: int = 0
     image_examples: int = 0
     images: int = 0
-    errors: Counter = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
     lines: dict[str, list[int]] = field(default_factory=dict)
 
     @property

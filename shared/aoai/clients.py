@@ -32,6 +32,11 @@ from shared.settings import DEFAULT_MANAGEMENT_API_VERSION, Settings
 
 if TYPE_CHECKING:
     import openai
+    from azure.core.credentials import AccessToken, TokenCredential
+    from azure.core.pipeline import PipelineRequest
+    from azure.core.pipeline.policies import BearerTokenCredentialPolicy
+    from azure.core.rest import HttpRequest, HttpResponse
+    from azure.identity import DefaultAzureCredential
     from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -42,12 +47,12 @@ OPENAI_MAX_RETRIES = 5
 MANAGEMENT_RETRY_TOTAL = 3
 
 _lock = threading.Lock()
-_openai_clients: dict[tuple[Any, ...], Any] = {}
-_management_clients: dict[tuple[Any, ...], Any] = {}
-_credentials: dict[str | None, Any] = {}
+_openai_clients: dict[tuple[str | None, ...], AzureOpenAIClient] = {}
+_management_clients: dict[tuple[str | None, ...], CognitiveServicesManagementClient] = {}
+_credentials: dict[str | None, DefaultAzureCredential] = {}
 
 
-def _credential(settings: Settings) -> Any:
+def _credential(settings: Settings) -> DefaultAzureCredential:
     """One ``DefaultAzureCredential`` per managed identity client id (it caches tokens internally)."""
     from azure.identity import DefaultAzureCredential
 
@@ -128,19 +133,20 @@ class _StaticTokenCredential:
     def __init__(self, token: str) -> None:
         self._token = token
 
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         from azure.core.credentials import AccessToken
 
         return AccessToken(self._token, int(time.time()) + 24 * 3600)
 
 
-def _local_auth_policy(token: str) -> Any:
+def _local_auth_policy(token: str) -> BearerTokenCredentialPolicy[HttpRequest, HttpResponse]:
     """A bearer-token policy for the local emulator. azure-core refuses bearer tokens over plain http
     unless the request option ``enforce_https`` is False, so this policy sets it on every request."""
     from azure.core.pipeline.policies import BearerTokenCredentialPolicy
+    from azure.core.rest import HttpRequest, HttpResponse
 
-    class _LocalBearerPolicy(BearerTokenCredentialPolicy):
-        def on_request(self, request: Any) -> None:
+    class _LocalBearerPolicy(BearerTokenCredentialPolicy[HttpRequest, HttpResponse]):
+        def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
             request.context.options["enforce_https"] = False
             super().on_request(request)
 
@@ -182,11 +188,11 @@ def management_client(settings: Settings) -> CognitiveServicesManagementClient:
         credential_scopes=[f"{endpoint}/.default"],
     )
     if settings.uses_api_key:
-        credential: Any = _StaticTokenCredential(settings.openai_api_key or "local")
+        credential: TokenCredential = _StaticTokenCredential(settings.openai_api_key or "local")
         options["authentication_policy"] = _local_auth_policy(settings.openai_api_key or "local")
     else:
         credential = _credential(settings)
-    client = CognitiveServicesManagementClient(credential, settings.subscription_id, **options)
+    client = CognitiveServicesManagementClient(credential, str(settings.subscription_id), **options)
     with _lock:
         return _management_clients.setdefault(key, client)
 

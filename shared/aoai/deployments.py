@@ -15,11 +15,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from shared.aoai.errors import AoaiError, azure_error_code, describe_azure_error
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
+    from azure.mgmt.cognitiveservices.models import Deployment
 
 TRANSIENT_ERROR_CODES = frozenset({"BadRequestForDependentService", "TooManyRequests", "ServiceUnavailable"})
 DEPLOYMENT_NAME_MAX_CHARS = 64
@@ -128,21 +133,22 @@ def _classify(exc: BaseException, action: str) -> DeploymentError:
     return DeploymentError(message, code=code, status=status)
 
 
-def _state_of(deployment: Any) -> DeploymentState:
-    properties = getattr(deployment, "properties", None)
-    model = getattr(properties, "model", None)
-    sku = getattr(deployment, "sku", None)
-    extra = getattr(properties, "additional_properties", None) or {}
+def _state_of(deployment: Deployment) -> DeploymentState:
+    properties = deployment.properties
+    model = properties.model if properties is not None else None
+    sku = deployment.sku
+    # The failure's ``error`` object is not declared by the SDK's model: it lands in additional_properties.
+    extra = (properties.additional_properties if properties is not None else None) or {}
     error = extra.get("error") if isinstance(extra, dict) else None
     if isinstance(error, dict):
         error = f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
     return DeploymentState(
         name=str(deployment.name),
-        model=getattr(model, "name", None),
-        model_version=getattr(model, "version", None),
-        provisioning_state=getattr(properties, "provisioning_state", None),
-        sku=getattr(sku, "name", None),
-        capacity=getattr(sku, "capacity", None),
+        model=model.name if model is not None else None,
+        model_version=model.version if model is not None else None,
+        provisioning_state=properties.provisioning_state if properties is not None else None,
+        sku=sku.name if sku is not None else None,
+        capacity=sku.capacity if sku is not None else None,
         error=str(error) if error else None,
     )
 
@@ -151,7 +157,7 @@ class Deployments:
     """The deployments of the Azure OpenAI account named by the settings
     (``AZURE_SUBSCRIPTION_ID`` / ``AZURE_RESOURCE_GROUP`` / ``AZURE_OPENAI_ACCOUNT``)."""
 
-    def __init__(self, settings: Settings, client: Any = None) -> None:
+    def __init__(self, settings: Settings, client: CognitiveServicesManagementClient | None = None) -> None:
         settings.require("subscription_id", "resource_group", "openai_account")
         if client is None:
             from shared.aoai.clients import management_client
@@ -229,7 +235,8 @@ class Deployments:
                 cls=lambda response, deserialized, _: (deserialized, response.http_response.headers),
                 **extra,
             )
-            created, headers = poller.result()
+            # ``cls`` replaces what the poller returns; its type (LROPoller[Deployment]) cannot say so.
+            created, headers = cast("tuple[Deployment | None, Mapping[str, str]]", poller.result())
         except AzureError as exc:
             raise _classify(exc, f"could not deploy {model} as {name}") from exc
         operation_url = headers.get("Azure-AsyncOperation")

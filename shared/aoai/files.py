@@ -12,9 +12,14 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Literal
+from typing import IO, TYPE_CHECKING, BinaryIO, Literal
 
 from shared.aoai.errors import AoaiError, describe_openai_error
+
+if TYPE_CHECKING:
+    from openai.types import FileObject
+
+    from shared.aoai.clients import AzureOpenAIClient
 
 FILES_API_MAX_BYTES = 512 * 1024 * 1024
 UPLOAD_PART_MAX_BYTES = 64 * 1024 * 1024
@@ -59,40 +64,42 @@ def _fold_status(raw: str | None) -> FileStatus:
     return "pending"  # uploaded, pending, running and anything new: not ready yet
 
 
-def _state_of(file: Any) -> FileState:
-    raw = str(getattr(file, "status", None) or "pending")
+def _state_of(file: FileObject) -> FileState:
+    # Azure answers statuses the SDK's Literal does not list (pending, running, deleting, ...), and its
+    # error files carry an ``error`` object the SDK model keeps as an extra field.
+    raw = str(file.status or "pending")
     status = _fold_status(raw)
     error = None
     if status == "error":
-        details = getattr(file, "status_details", None) or getattr(file, "error", None)
+        details = file.status_details or (file.model_extra or {}).get("error")
         error = str(details) if details else f"file {file.id} is in state {raw!r}"
     return FileState(
         id=file.id,
         status=status,
         raw_status=raw,
         error=error,
-        filename=getattr(file, "filename", None),
-        bytes=getattr(file, "bytes", None),
-        purpose=getattr(file, "purpose", None),
+        filename=file.filename,
+        bytes=file.bytes,
+        purpose=file.purpose,
     )
 
 
-def list_files(client: Any, *, purpose: str | None = None) -> list[Any]:
+def list_files(client: AzureOpenAIClient, *, purpose: FilePurpose | None = None) -> list[FileObject]:
     """Every file on the resource (optionally of one purpose), following pages."""
     try:
         page = client.files.list(purpose=purpose) if purpose else client.files.list()
         files = list(page)
     except Exception as exc:  # noqa: BLE001 - re-raised with the service's message
         raise AoaiError(f"could not list files: {describe_openai_error(exc)}") from exc
-    return [f for f in files if purpose is None or getattr(f, "purpose", None) == purpose]
+    return [f for f in files if purpose is None or f.purpose == purpose]
 
 
-def find_file(client: Any, *, name: str, size: int, purpose: str) -> FileState | None:
+def find_file(client: AzureOpenAIClient, *, name: str, size: int, purpose: FilePurpose) -> FileState | None:
     """The oldest usable (not ``error``) file with this exact filename, size in bytes and purpose."""
     matches = [
         f
         for f in list_files(client, purpose=purpose)
-        if f.filename == name and f.bytes == size and _fold_status(getattr(f, "status", None)) != "error"
+        if f.filename == name and f.bytes == size and _fold_status(f.status) != "error"
     ]
     if not matches:
         return None
@@ -109,7 +116,7 @@ def _seekable(stream: IO[bytes]) -> IO[bytes]:
     spooled = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY_BYTES)
     shutil.copyfileobj(stream, spooled, length=1024 * 1024)
     spooled.seek(0)
-    return spooled  # type: ignore[return-value]
+    return spooled
 
 
 def _read_parts(stream: IO[bytes], part_size: int) -> Iterator[bytes]:
@@ -126,14 +133,16 @@ def _read_parts(stream: IO[bytes], part_size: int) -> Iterator[bytes]:
         yield chunk
 
 
-def _upload_with_files_api(client: Any, name: str, stream: IO[bytes], purpose: str) -> str:
+def _upload_with_files_api(client: AzureOpenAIClient, name: str, stream: IO[bytes], purpose: FilePurpose) -> str:
     file = client.files.create(
         file=(name, _seekable(stream), JSONL_MIME_TYPE), purpose=purpose, timeout=UPLOAD_TIMEOUT_SECONDS
     )
     return str(file.id)
 
 
-def _upload_with_uploads_api(client: Any, name: str, size: int, stream: IO[bytes], purpose: str) -> str:
+def _upload_with_uploads_api(
+    client: AzureOpenAIClient, name: str, size: int, stream: IO[bytes], purpose: FilePurpose
+) -> str:
     upload = client.uploads.create(bytes=size, filename=name, mime_type=JSONL_MIME_TYPE, purpose=purpose)
     part_ids: list[str] = []
     sent = 0
@@ -151,7 +160,7 @@ def _upload_with_uploads_api(client: Any, name: str, size: int, stream: IO[bytes
         except Exception:  # noqa: BLE001
             pass
         raise
-    file = getattr(completed, "file", None)
+    file = completed.file
     if file is None:
         raise FileUploadError(
             f"{name}: the upload {upload.id} completed without a file (status {completed.status})"
@@ -160,7 +169,7 @@ def _upload_with_uploads_api(client: Any, name: str, size: int, stream: IO[bytes
 
 
 def upload_file(
-    client: Any,
+    client: AzureOpenAIClient,
     *,
     name: str,
     size: int,
@@ -200,7 +209,7 @@ def upload_file(
     return _converge_on_oldest(client, name=name, size=size, purpose=purpose, created=file_id)
 
 
-def _converge_on_oldest(client: Any, *, name: str, size: int, purpose: str, created: str) -> str:
+def _converge_on_oldest(client: AzureOpenAIClient, *, name: str, size: int, purpose: FilePurpose, created: str) -> str:
     winner = find_file(client, name=name, size=size, purpose=purpose)
     if winner is None or winner.id == created:
         return created
@@ -208,7 +217,7 @@ def _converge_on_oldest(client: Any, *, name: str, size: int, purpose: str, crea
     return winner.id
 
 
-def file_state(client: Any, file_id: str) -> FileState:
+def file_state(client: AzureOpenAIClient, file_id: str) -> FileState:
     """The file's state; a file that no longer exists is reported as ``error`` saying so."""
     import openai
 
@@ -224,7 +233,7 @@ def file_state(client: Any, file_id: str) -> FileState:
     return _state_of(file)
 
 
-def delete_file(client: Any, file_id: str) -> None:
+def delete_file(client: AzureOpenAIClient, file_id: str) -> None:
     """Delete a file; a file that does not exist is fine."""
     import openai
 
@@ -236,7 +245,7 @@ def delete_file(client: Any, file_id: str) -> None:
         raise AoaiError(f"could not delete file {file_id}: {describe_openai_error(exc)}") from exc
 
 
-def read_file_bytes(client: Any, file_id: str) -> bytes:
+def read_file_bytes(client: AzureOpenAIClient, file_id: str) -> bytes:
     """The content of a file (results.csv, batch output / error files)."""
     import openai
 

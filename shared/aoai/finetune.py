@@ -17,11 +17,23 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.aoai.errors import AoaiError, describe_openai_error
 from shared.aoai.files import read_file_bytes
 from shared.reporting.schema import ResultsRow
+
+if TYPE_CHECKING:
+    from openai import BaseModel
+    from openai.types.fine_tuning import (
+        FineTuningJob,
+        FineTuningJobEvent,
+        SupervisedHyperparametersParam,
+        job_create_params,
+    )
+    from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
+
+    from shared.aoai.clients import AzureOpenAIClient
 
 TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 UNSUCCESSFUL_JOB_STATUSES = frozenset({"failed", "cancelled"})
@@ -98,7 +110,7 @@ def make_suffix(dataset: str) -> str:
     return f"{head}-{digest}" if head else f"vt-{digest}"
 
 
-def _timestamp(value: Any) -> datetime | None:
+def _timestamp(value: int | None) -> datetime | None:
     if value in (None, 0):
         return None
     try:
@@ -107,14 +119,14 @@ def _timestamp(value: Any) -> datetime | None:
         return None
 
 
-def _all_jobs(client: Any) -> list[Any]:
+def _all_jobs(client: AzureOpenAIClient) -> list[FineTuningJob]:
     try:
         return list(client.fine_tuning.jobs.list(limit=100))
     except Exception as exc:  # noqa: BLE001
         raise FineTuningError(f"could not list fine-tuning jobs: {describe_openai_error(exc)}") from exc
 
 
-def _preferred(jobs: list[Any]) -> Any | None:
+def _preferred(jobs: list[FineTuningJob]) -> FineTuningJob | None:
     """Prefer a live or succeeded job (the oldest), then the newest failed/cancelled one."""
     alive = [j for j in jobs if j.status not in UNSUCCESSFUL_JOB_STATUSES]
     if alive:
@@ -124,7 +136,7 @@ def _preferred(jobs: list[Any]) -> Any | None:
     return None
 
 
-def find_job_for_training_file(client: Any, training_file_id: str) -> str | None:
+def find_job_for_training_file(client: AzureOpenAIClient, training_file_id: str) -> str | None:
     """The id of a job that trains on ``training_file_id`` (a running or succeeded one first; else the
     newest failed/cancelled one), or None. A failed job is returned rather than hidden: the caller
     decides whether a new job is wanted (then it uploads under a new file name)."""
@@ -133,7 +145,7 @@ def find_job_for_training_file(client: Any, training_file_id: str) -> str | None
 
 
 def create_job(
-    client: Any,
+    client: AzureOpenAIClient,
     *,
     model: str,
     training_file: str,
@@ -161,16 +173,14 @@ def create_job(
 
     import openai
 
-    hyperparameters = {
-        name: value
-        for name, value in (
-            ("n_epochs", n_epochs),
-            ("batch_size", batch_size),
-            ("learning_rate_multiplier", learning_rate_multiplier),
-        )
-        if value is not None
-    }
-    method: dict[str, Any] = {"type": "supervised"}
+    hyperparameters: SupervisedHyperparametersParam = {}
+    if n_epochs is not None:
+        hyperparameters["n_epochs"] = n_epochs
+    if batch_size is not None:
+        hyperparameters["batch_size"] = batch_size
+    if learning_rate_multiplier is not None:
+        hyperparameters["learning_rate_multiplier"] = learning_rate_multiplier
+    method: job_create_params.Method = {"type": "supervised"}
     if hyperparameters:
         method["supervised"] = {"hyperparameters": hyperparameters}
     try:
@@ -199,7 +209,7 @@ def training_type_body(training_type: str) -> dict[str, str] | None:
     return None if training_type == DEFAULT_TRAINING_TYPE else {"trainingType": training_type}
 
 
-def _converge_on_oldest_job(client: Any, training_file: str, *, created: str) -> str:
+def _converge_on_oldest_job(client: AzureOpenAIClient, training_file: str, *, created: str) -> str:
     alive = [
         j
         for j in _all_jobs(client)
@@ -248,46 +258,37 @@ def parse_results_csv(data: bytes | str) -> list[ResultsRow]:
     return rows
 
 
-def _format_event(event: Any) -> str:
-    at = _timestamp(getattr(event, "created_at", None))
+def _format_event(event: FineTuningJobEvent) -> str:
+    at = _timestamp(event.created_at)
     when = at.strftime("%Y-%m-%dT%H:%M:%SZ") if at else "?"
-    level = getattr(event, "level", None) or "info"
-    return f"{when} [{level}] {getattr(event, 'message', '')}"
+    return f"{when} [{event.level or 'info'}] {event.message or ''}"
 
 
-def _events(client: Any, job_id: str, max_events: int) -> list[str]:
+def _events(client: AzureOpenAIClient, job_id: str, max_events: int) -> list[str]:
     # The service lists newest first: take the newest max_events (pages are fetched lazily), then sort
     # oldest first, keeping the service's order for equal times.
     events = list(itertools.islice(client.fine_tuning.jobs.list_events(job_id, limit=100), max_events))
-    ordered = sorted(reversed(events), key=lambda e: getattr(e, "created_at", 0) or 0)
+    ordered = sorted(reversed(events), key=lambda e: e.created_at or 0)
     return [_format_event(e) for e in ordered[-max_events:]]
 
 
-def _checkpoints(client: Any, job_id: str) -> list[Checkpoint]:
-    found = list(client.fine_tuning.jobs.checkpoints.list(job_id, limit=100))
-    found.sort(key=lambda c: (getattr(c, "step_number", 0) or 0, getattr(c, "created_at", 0) or 0))
-    return [
-        Checkpoint(
-            id=str(c.id), model=str(c.fine_tuned_model_checkpoint), step=getattr(c, "step_number", None)
-        )
-        for c in found
-    ]
+def _checkpoints(client: AzureOpenAIClient, job_id: str) -> list[Checkpoint]:
+    found: list[FineTuningJobCheckpoint] = list(client.fine_tuning.jobs.checkpoints.list(job_id, limit=100))
+    found.sort(key=lambda c: (c.step_number or 0, c.created_at or 0))
+    return [Checkpoint(id=c.id, model=c.fine_tuned_model_checkpoint, step=c.step_number) for c in found]
 
 
-def _job_error(job: Any) -> str | None:
-    error = getattr(job, "error", None)
+def _job_error(job: FineTuningJob) -> str | None:
+    error = job.error
     if not error:
         return None
-    if isinstance(error, dict):
-        code, message = error.get("code"), error.get("message")
-    else:
-        code, message = getattr(error, "code", None), getattr(error, "message", None)
+    code, message = error.code, error.message
     if not (code or message):
         return None
     return f"{code}: {message}" if code and message else str(message or code)
 
 
-def _failure_message(job: Any, status: str, events: list[str]) -> str | None:
+def _failure_message(job: FineTuningJob, status: str, events: list[str]) -> str | None:
     if status == "succeeded":
         return None
     message = _job_error(job)
@@ -298,7 +299,7 @@ def _failure_message(job: Any, status: str, events: list[str]) -> str | None:
     return message
 
 
-def job_snapshot(client: Any, job_id: str, *, max_events: int = DEFAULT_MAX_EVENTS) -> JobSnapshot:
+def job_snapshot(client: AzureOpenAIClient, job_id: str, *, max_events: int = DEFAULT_MAX_EVENTS) -> JobSnapshot:
     """Poll ``job_id``: status, model, tokens, error, events, and (once terminal) checkpoints and the
     parsed results.csv. Raises ``FineTuningError`` when the job cannot be read at all."""
     import openai
@@ -320,43 +321,40 @@ def job_snapshot(client: Any, job_id: str, *, max_events: int = DEFAULT_MAX_EVEN
             checkpoints = _checkpoints(client, job_id)
         except openai.OpenAIError as exc:
             results_error = f"checkpoints unavailable: {describe_openai_error(exc)}"
-        result_files = list(getattr(job, "result_files", None) or [])
+        result_files = list(job.result_files or [])
         if result_files:
             try:
                 results = parse_results_csv(read_file_bytes(client, result_files[0]))
             except (AoaiError, ValueError) as exc:
                 results_error = f"results file {result_files[0]} unreadable: {exc}"
 
-    hyper = getattr(job, "hyperparameters", None)
-    method = getattr(job, "method", None)
-    supervised = getattr(method, "supervised", None) if method is not None else None
-    if supervised is not None and getattr(supervised, "hyperparameters", None) is not None:
+    # The v1 API reports what was asked for under ``method.supervised``; the top-level field is legacy.
+    hyper: BaseModel | None = job.hyperparameters
+    supervised = job.method.supervised if job.method is not None else None
+    if supervised is not None and supervised.hyperparameters is not None:
         hyper = supervised.hyperparameters
-    if hasattr(hyper, "model_dump"):
-        hyperparameters = hyper.model_dump(exclude_none=True)
-    else:
-        hyperparameters = dict(hyper or {})
+    hyperparameters = hyper.model_dump(exclude_none=True) if hyper is not None else {}
 
     return JobSnapshot(
         id=str(job.id),
         status=status,
         terminal=terminal,
         succeeded=status == "succeeded",
-        model=getattr(job, "model", None),
-        fine_tuned_model=getattr(job, "fine_tuned_model", None),
-        trained_tokens=getattr(job, "trained_tokens", None),
+        model=job.model,
+        fine_tuned_model=job.fine_tuned_model,
+        trained_tokens=job.trained_tokens,
         error=_failure_message(job, status, events),
-        training_file=getattr(job, "training_file", None),
-        validation_file=getattr(job, "validation_file", None),
+        training_file=job.training_file,
+        validation_file=job.validation_file,
         hyperparameters=hyperparameters,
         events=events,
         checkpoints=[c.id for c in checkpoints],
         checkpoint_details=checkpoints,
         results=results,
         results_error=results_error,
-        created_at=_timestamp(getattr(job, "created_at", None)),
-        finished_at=_timestamp(getattr(job, "finished_at", None)),
-        estimated_finish=_timestamp(getattr(job, "estimated_finish", None)),
+        created_at=_timestamp(job.created_at),
+        finished_at=_timestamp(job.finished_at),
+        estimated_finish=_timestamp(job.estimated_finish),
     )
 
 
@@ -364,7 +362,7 @@ def _cancel_failed(job_id: str, exc: BaseException) -> str:
     return f"could not cancel fine-tuning job {job_id}: {describe_openai_error(exc)}"
 
 
-def cancel_job(client: Any, job_id: str) -> None:
+def cancel_job(client: AzureOpenAIClient, job_id: str) -> None:
     """Cancel a job; a job that is gone or already finished is fine."""
     import openai
 

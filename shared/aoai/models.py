@@ -3,24 +3,24 @@ spec): which models this Azure OpenAI resource can fine-tune, checked before any
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.aoai.clients import AzureOpenAIClient
 
 
-def fine_tunable_models(client: Any) -> dict[str, bool]:
+def fine_tunable_models(client: AzureOpenAIClient) -> dict[str, bool]:
     """Every model the resource lists -> whether its ``capabilities.fine_tune`` is true (the spec's
     ``Capabilities.fine_tune``: "whether a model can be used for fine tuning")."""
     found: dict[str, bool] = {}
     for model in client.models.list():
-        capabilities = getattr(model, "capabilities", None)
-        if isinstance(capabilities, dict):
-            fine_tune = bool(capabilities.get("fine_tune"))
-        else:
-            fine_tune = bool(getattr(capabilities, "fine_tune", False))
-        found[str(model.id)] = fine_tune
+        # ``capabilities`` is Azure's: the SDK's Model does not declare it, so it stays a JSON extra field.
+        capabilities = (model.model_extra or {}).get("capabilities")
+        found[model.id] = isinstance(capabilities, dict) and bool(capabilities.get("fine_tune"))
     return found
 
 
-def base_model_problem(client: Any, model: str) -> str | None:
+def base_model_problem(client: AzureOpenAIClient, model: str) -> str | None:
     """Why ``model`` cannot be the base of a fine-tuning job on this resource, or None when it can."""
     models = fine_tunable_models(client)
     tunable = sorted(name for name, fine_tune in models.items() if fine_tune)

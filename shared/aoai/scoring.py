@@ -15,17 +15,23 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from shared.aoai.errors import AoaiError, describe_error_body, describe_openai_error
 from shared.aoai.files import read_file_bytes
 from shared.evaluation.metrics import ScoredExample
 
+if TYPE_CHECKING:
+    from openai.types import Batch
+    from openai.types.chat import ChatCompletionMessageParam
+
+    from shared.aoai.clients import AzureOpenAIClient
+
 TERMINAL_BATCH_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 BATCH_MAX_REQUESTS = 100_000
 BATCH_MAX_BYTES = 200 * 1024 * 1024
 BATCH_ENDPOINT = "/chat/completions"
-BATCH_COMPLETION_WINDOW = "24h"
+BATCH_COMPLETION_WINDOW: Final = "24h"
 DEFAULT_MAX_TOKENS = 20
 
 
@@ -139,7 +145,7 @@ class ChatAnswer:
 
 
 def ask_chat(
-    client: Any,
+    client: AzureOpenAIClient,
     deployment: str,
     messages: list[dict[str, Any]],
     *,
@@ -152,30 +158,35 @@ def ask_chat(
     Raises the SDK's ``openai.OpenAIError`` when the request fails."""
     extra: dict[str, Any] = {"logprobs": True} if logprobs else {}
     raw = client.chat.completions.with_raw_response.create(
-        model=deployment, messages=messages, temperature=0, max_tokens=max_tokens, **extra
+        model=deployment,
+        # JSON messages (test.jsonl lines, shared.conversion.examples): shared.validation checks their shape.
+        messages=cast("list[ChatCompletionMessageParam]", messages),
+        temperature=0,
+        max_tokens=max_tokens,
+        **extra,
     )
     completion = raw.parse()
     # The final attempt's own round trip: waits between retries (429 storms) are not latency.
     latency_ms = raw.elapsed.total_seconds() * 1000.0
-    usage = getattr(completion, "usage", None)
+    usage = completion.usage
     choice = completion.choices[0] if completion.choices else None
     answer = choice.message.content if choice is not None and choice.message is not None else None
     tokens = None
-    content = getattr(getattr(choice, "logprobs", None), "content", None) if choice is not None else None
+    content = choice.logprobs.content if choice is not None and choice.logprobs is not None else None
     # The spec types logprob as a number; a token without one makes the confidence unknown, never an error.
-    if content and all(getattr(t, "logprob", None) is not None for t in content):
+    if content and all(t.logprob is not None for t in content):
         tokens = tuple((str(t.token), float(t.logprob)) for t in content)
     return ChatAnswer(
         answer=answer,
         latency_ms=latency_ms,
-        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-        finish_reason=(getattr(choice, "finish_reason", None) if choice is not None else "no choices"),
+        prompt_tokens=usage.prompt_tokens or 0 if usage is not None else 0,
+        completion_tokens=usage.completion_tokens or 0 if usage is not None else 0,
+        finish_reason=choice.finish_reason if choice is not None else "no choices",
         logprobs=tokens,
     )
 
 
-def _score_one(client: Any, deployment: str, item: TestItem, max_tokens: int) -> ScoredExample:
+def _score_one(client: AzureOpenAIClient, deployment: str, item: TestItem, max_tokens: int) -> ScoredExample:
     import openai
 
     try:
@@ -203,7 +214,7 @@ def _score_one(client: Any, deployment: str, item: TestItem, max_tokens: int) ->
 
 
 def score_realtime(
-    client: Any,
+    client: AzureOpenAIClient,
     deployment: str,
     items: Sequence[TestItem],
     *,
@@ -306,40 +317,35 @@ def batch_input_lines(
     return data
 
 
-def _all_batches(client: Any) -> list[Any]:
+def _all_batches(client: AzureOpenAIClient) -> list[Batch]:
     try:
         return list(client.batches.list(limit=100))
     except Exception as exc:  # noqa: BLE001
         raise AoaiError(f"could not list batches: {describe_openai_error(exc)}") from exc
 
 
-def _oldest(batches: list[Any]) -> Any | None:
+def _oldest(batches: list[Batch]) -> Batch | None:
     return min(batches, key=lambda b: (b.created_at or 0, b.id)) if batches else None
 
 
-def find_batch_for_input_file(client: Any, input_file_id: str) -> str | None:
-    """A batch reading ``input_file_id``: the oldest one not failed/expired/cancelled, else the newest."""
-    batches = [b for b in _all_batches(client) if b.input_file_id == input_file_id]
-    live = [b for b in batches if _status(b) not in ("failed", "expired", "cancelled")]
-    chosen = _oldest(live) or (max(batches, key=lambda b: (b.created_at or 0, b.id)) if batches else None)
-    return None if chosen is None else str(chosen.id)
-
-
-def submit_batch(client: Any, *, input_file_id: str, retry_unsuccessful: bool = False) -> str:
+def submit_batch(client: AzureOpenAIClient, *, input_file_id: str, retry_unsuccessful: bool = False) -> str:
     """Find-or-create the batch for ``input_file_id`` (endpoint /chat/completions, window 24h); returns
     its id. A batch that already ended failed/expired/cancelled is returned as well, unless
     ``retry_unsuccessful``: then a new batch is created for the same input."""
     import openai
 
     existing = [b for b in _all_batches(client) if b.input_file_id == input_file_id]
-    live = [b for b in existing if _status(b) not in ("failed", "expired", "cancelled")]
-    if live:
-        return str(_oldest(live).id)
+    oldest_live = _oldest([b for b in existing if _status(b) not in ("failed", "expired", "cancelled")])
+    if oldest_live is not None:
+        return oldest_live.id
     if existing and not retry_unsuccessful:
         return str(max(existing, key=lambda b: (b.created_at or 0, b.id)).id)
     try:
         batch = client.batches.create(
-            input_file_id=input_file_id, endpoint=BATCH_ENDPOINT, completion_window=BATCH_COMPLETION_WINDOW
+            input_file_id=input_file_id,
+            # Azure's batch spec declares "/chat/completions"; the SDK's Literal lists only OpenAI's "/v1/..." paths.
+            endpoint=BATCH_ENDPOINT,  # type: ignore[arg-type]
+            completion_window=BATCH_COMPLETION_WINDOW,
         )
     except openai.OpenAIError as exc:
         raise AoaiError(f"could not create the batch: {describe_openai_error(exc)}") from exc
@@ -355,7 +361,7 @@ def submit_batch(client: Any, *, input_file_id: str, retry_unsuccessful: bool = 
     return str(batch.id)
 
 
-def cancel_batch(client: Any, batch_id: str) -> None:
+def cancel_batch(client: AzureOpenAIClient, batch_id: str) -> None:
     """Cancel a batch; one that is gone or already finished is fine."""
     import openai
 
@@ -367,21 +373,19 @@ def cancel_batch(client: Any, batch_id: str) -> None:
         raise AoaiError(f"could not cancel batch {batch_id}: {describe_openai_error(exc)}") from exc
 
 
-def _status(batch: Any) -> str:
+def _status(batch: Batch) -> str:
     status = str(batch.status)
     return "cancelled" if status == "canceled" else status
 
 
-def _batch_errors(batch: Any) -> str | None:
-    errors = getattr(batch, "errors", None)
-    data = getattr(errors, "data", None) if errors is not None else None
+def _batch_errors(batch: Batch) -> str | None:
+    data = batch.errors.data if batch.errors is not None else None
     if not data:
         return None
     parts = []
     for e in data:
-        line = getattr(e, "line", None)
-        where = f" (line {line})" if line is not None else ""
-        parts.append(f"{getattr(e, 'code', None) or 'error'}: {getattr(e, 'message', '')}{where}")
+        where = f" (line {e.line})" if e.line is not None else ""
+        parts.append(f"{e.code or 'error'}: {e.message or ''}{where}")
     return "; ".join(parts)
 
 
@@ -449,7 +453,7 @@ def join_batch_results(
     ]
 
 
-def batch_snapshot(client: Any, batch_id: str, items: Sequence[TestItem]) -> BatchSnapshot:
+def batch_snapshot(client: AzureOpenAIClient, batch_id: str, items: Sequence[TestItem]) -> BatchSnapshot:
     """Poll ``batch_id``. Once it is terminal (completed, failed, expired, cancelled), download its output
     and error files (both may exist, also after expiry or cancellation with partial results) and return a
     ScoredExample for every item (latency None: batch has no per-request latency)."""
@@ -461,13 +465,13 @@ def batch_snapshot(client: Any, batch_id: str, items: Sequence[TestItem]) -> Bat
         raise AoaiError(f"could not read batch {batch_id}: {describe_openai_error(exc)}") from exc
     status = _status(batch)
     terminal = status in TERMINAL_BATCH_STATUSES
-    counts = getattr(batch, "request_counts", None)
+    counts = batch.request_counts
     request_counts: dict[str, int] = {}
-    if hasattr(counts, "model_dump"):
+    if counts is not None:
         request_counts = {k: int(v) for k, v in counts.model_dump().items() if v is not None}
     error = _batch_errors(batch)
-    output_file_id = getattr(batch, "output_file_id", None)
-    error_file_id = getattr(batch, "error_file_id", None)
+    output_file_id = batch.output_file_id
+    error_file_id = batch.error_file_id
     results = None
     answered = 0
     if terminal:

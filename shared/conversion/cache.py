@@ -300,7 +300,9 @@ class ImageCache:
         """Delete what no kept version uses (see the module docstring); returns what was done."""
         now = time.time() if now is None else now
         kept = set(kept_versions)
-        old = lambda modified: now - modified >= self.grace_seconds  # noqa: E731
+        def old(modified: float) -> bool:
+            return now - modified >= self.grace_seconds
+
         stats = {"refs_deleted": 0, "packs_deleted": 0, "packs_compacted": 0, "entries_collected": 0}
         live: set[str] = set()
         for name, modified in self.store.list(REFS):

@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from shared.conversion.cache import ImageCache
 from shared.conversion.estimate import estimate, split_tokens, tokens_per_label
@@ -56,6 +56,9 @@ from shared.conversion.splits import (
 )
 from shared.layout import MANIFEST_NAME, READY_MARKER, REJECTED_NAME, SPLITS
 
+if TYPE_CHECKING:
+    import multiprocessing.context
+
 CONVERTER_FORMAT = 2  # bump when the output of the same input and options changes
 MAX_EXAMPLES_PER_FILE = 50_000  # Azure: examples with images per training file
 MIN_TRAINING_EXAMPLES = 10
@@ -64,7 +67,6 @@ FILE_LIMIT_BYTES = 512 * 1024 * 1024  # Files API upload limit
 QUOTA_BYTES = 1024 * 1024 * 1024  # fine-tuning files per resource
 NEAR_LIMIT = 0.8  # warn above this share of a limit
 FEW_EXAMPLES_PER_LABEL = 10
-ARTIFACT_ORDER = ("train.jsonl", "validation.jsonl", "test.jsonl", REJECTED_NAME, MANIFEST_NAME)
 _IN_FLIGHT_PER_WORKER = 3  # batches queued per worker
 _BATCH_FILES = 8  # files per batch sent to a worker ...
 _BATCH_BYTES = 4 * 1024 * 1024  # ... or fewer, once their source bytes reach this
@@ -249,7 +251,7 @@ def _worker_count(requested: int, tasks: int) -> int:
     return max(1, min(requested or cores, tasks or 1))
 
 
-def _mp_context():
+def _mp_context() -> multiprocessing.context.BaseContext:
     import multiprocessing
 
     # forkserver: workers start fast and never inherit the caller's threads (progress bars, SDK pools).
@@ -390,10 +392,11 @@ def _run_pass_one(
         return outcome
 
     limit = workers * _IN_FLIGHT_PER_WORKER  # bounds the memory held by images in flight
-    shipped: dict[Future, int] = {}  # source bytes sent with each batch (0 when workers read the files)
+    # source bytes sent with each batch (0 when workers read the files)
+    shipped: dict[Future[list[tuple[int, str, ImageResult]]], int] = {}
     try:
         with pool:
-            pending: set[Future] = set()
+            pending: set[Future[list[tuple[int, str, ImageResult]]]] = set()
             for batch in batches():
                 batch_bytes = sum(len(data) for _, _, data in batch if data is not None)
                 # Wait while too many batches, or too many bytes read from the source (zip entries, blobs),

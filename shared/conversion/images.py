@@ -16,7 +16,14 @@ import functools
 import io
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+_Convert = Callable[["Image.Image"], "Image.Image"]
 
 DRAFT_TOLERANCE = 0.02
 # Pillow's MAX_IMAGE_PIXELS (~89.5 MP, 268 MB as RGB). Larger images are refused before decoding.
@@ -122,6 +129,7 @@ def describe_content(data: bytes) -> str:
         if data[offset : offset + len(magic)] == magic:
             return kind
     head = data[:4096]
+    text: str | None
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -154,7 +162,7 @@ def normalise_image(data: bytes, settings: ImageSettings) -> ImageResult:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         return reject("not_an_image", f"not an image file that Pillow recognises: it looks like {describe_content(data)}")
     except Image.DecompressionBombError as exc:
@@ -237,7 +245,7 @@ def normalise_image(data: bytes, settings: ImageSettings) -> ImageResult:
     )
 
 
-def _orientation(image) -> int:
+def _orientation(image: Image.Image) -> int:
     """The EXIF orientation (1 when absent or unreadable: a broken EXIF block must not lose a good image)."""
     try:
         return int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
@@ -264,7 +272,7 @@ def _shape_problem(width: int, height: int, settings: ImageSettings) -> tuple[st
 
 
 @functools.cache
-def _transpose_for(orientation: int):
+def _transpose_for(orientation: int) -> Image.Transpose | None:
     """The ``Image.Transpose`` that makes an image with this EXIF orientation upright (None: none)."""
     from PIL import Image
 
@@ -291,7 +299,7 @@ def draft_scale(size: tuple[int, int], max_side: int) -> int:
     return 1
 
 
-def _draft_jpeg(image, max_side: int) -> None:
+def _draft_jpeg(image: Image.Image, max_side: int) -> None:
     scale = draft_scale(image.size, max_side)
     if scale > 1:
         width, height = image.size
@@ -301,7 +309,7 @@ def _draft_jpeg(image, max_side: int) -> None:
         image.draft("RGB", None)  # still lets libjpeg convert YCbCr -> RGB itself
 
 
-def _to_rgb_small(image, max_side: int):
+def _to_rgb_small(image: Image.Image, max_side: int) -> Image.Image:
     """Any mode -> RGB, at most ``max_side`` on the longer side (integer pre-reduction, then bicubic).
 
     A large image is converted in bands of rows, each reduced by the same integer factor as it is
@@ -332,15 +340,16 @@ def _reduce_factor(size: tuple[int, int], max_side: int) -> int:
     return max(1, int(max(size) // (max_side * 1.5)))
 
 
-def _mode_converter(image):
+def _mode_converter(image: Image.Image) -> _Convert:
     """A function taking (a band of) ``image`` to RGBA (when it has transparency), RGB or L."""
     mode = image.mode
-    steps = []
+    steps: list[_Convert] = []
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         # 16-bit grey: scale 0..65535 to 0..255 (Pillow's direct conversion would clip at 255).
         steps.append(lambda im: im.convert("I").point(lambda v: v * (1 / 257)).convert("L"))
     elif mode in ("I", "F"):
-        low, high = image.getextrema()  # of the whole image, so every band is scaled alike
+        # of the whole image, so every band is scaled alike; one band (I, F): (min, max)
+        low, high = cast("tuple[float, float]", image.getextrema())
         span = (high - low) or 1
         steps.append(lambda im: im.convert("F").point(lambda v: (v - low) * (255 / span)).convert("L"))
     elif mode == "CMYK":
@@ -357,7 +366,7 @@ def _mode_converter(image):
     elif converted_mode not in ("RGB", "L"):
         steps.append(lambda im: im.convert("RGB"))
 
-    def convert(im):
+    def convert(im: Image.Image) -> Image.Image:
         for step in steps:
             im = step(im)
         return im
@@ -365,7 +374,7 @@ def _mode_converter(image):
     return convert
 
 
-def _banded(image, convert, factor: int):
+def _banded(image: Image.Image, convert: _Convert, factor: int) -> Image.Image:
     """``convert`` then ``reduce(factor)`` applied band by band; returns the reduced image."""
     from PIL import Image
 
@@ -378,10 +387,12 @@ def _banded(image, convert, factor: int):
         if canvas is None:
             canvas = Image.new(band.mode, ((width + factor - 1) // factor, (height + factor - 1) // factor))
         canvas.paste(band, (0, top // factor))
+    if canvas is None:
+        raise ValueError(f"image of {width}x{height} has no rows")
     return canvas
 
 
-def _cmyk_to_rgb(image):
+def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
     """CMYK -> RGB through the file's ICC profile when it has one (print CMYK looks wrong otherwise)."""
     profile = image.info.get("icc_profile")
     if profile:
@@ -390,7 +401,9 @@ def _cmyk_to_rgb(image):
 
             source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
             srgb = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+            converted = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+            if converted is not None:  # None only with inPlace=True
+                return converted
         except Exception:  # a broken profile: fall back to Pillow's plain conversion
             pass
     return image.convert("RGB")

@@ -37,7 +37,7 @@ def read_ahead(
             yield item, read(item)
         return
     depth = concurrency * 2  # reads queued beyond the running ones keep the threads busy
-    pending: deque[tuple[Item, int, Future]] = deque()
+    pending: deque[tuple[Item, int, Future[Result]]] = deque()
     in_flight = 0
     iterator = iter(items)
     exhausted = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 
 # Stripped from both ends of answers and labels: ASCII punctuation, typographic quotes, whitespace.
@@ -44,7 +44,7 @@ class LabelMatcher:
         self._strict = self._unique_index(_strict_key)
         self._loose = self._unique_index(_loose_key)
 
-    def _unique_index(self, key) -> dict[str, str | None]:
+    def _unique_index(self, key: Callable[[str], str]) -> dict[str, str | None]:
         index: dict[str, str | None] = {}
         for label in self.labels:
             k = key(label)
@@ -77,7 +77,7 @@ class LabelMatcher:
         return None
 
     @staticmethod
-    def _candidates(text: str):
+    def _candidates(text: str) -> Iterator[str]:
         yield text
         # Only the first line counts when the rest is empty; several non-empty lines are not one label.
         lines = [line for line in text.splitlines() if line.strip()]

@@ -93,8 +93,6 @@ def decide_promotion(
     sentences for a person. Raises ``ValueError`` if the two lists disagree on an example's truth.
     """
     role_name = "the base model's" if baseline_role == "base" else "the incumbent's"
-    decision = dict(baseline_role=baseline_role, margin=margin, p_value_threshold=p_value_threshold)
-
     baseline_by_id = {ex.custom_id: ex for ex in baseline}
     pairs = [(ex, baseline_by_id[ex.custom_id]) for ex in candidate if ex.custom_id in baseline_by_id]
     if not pairs:
@@ -106,7 +104,9 @@ def decide_promotion(
                 f"and the {who} ({len(baseline)} scored), so they cannot be compared."
             ),
             paired_examples=0,
-            **decision,
+            baseline_role=baseline_role,
+            margin=margin,
+            p_value_threshold=p_value_threshold,
         )
     for cand, base in pairs:
         if cand.truth != base.truth:
@@ -164,5 +164,7 @@ def decide_promotion(
         candidate_only_correct=b,
         baseline_only_correct=c,
         paired_examples=n,
-        **decision,
+        baseline_role=baseline_role,
+        margin=margin,
+        p_value_threshold=p_value_threshold,
     )

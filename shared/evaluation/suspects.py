@@ -29,7 +29,7 @@ def find_suspects(
     """The suspects as dicts (``custom_id``, ``label``, ``answer``, both raw answers, ``other_role``,
     ``confidence``), most confident first (unknown confidence last), at most ``MAX_SUSPECTS``."""
     others = {e.custom_id: e for e in other}
-    found = []
+    found: list[dict[str, Any]] = []
     for mine in candidate:
         theirs = others.get(mine.custom_id)
         if theirs is None or mine.failed or theirs.failed:
@@ -49,7 +49,7 @@ def find_suspects(
                 "confidence": sum(known) / len(known) if known else None,
             }
         )
-    found.sort(key=lambda s: (s["confidence"] is None, -(s["confidence"] or 0.0), s["custom_id"]))
+    found.sort(key=lambda s: (s["confidence"] is None, -float(s["confidence"] or 0.0), str(s["custom_id"])))
     return found[:MAX_SUSPECTS]
 
 

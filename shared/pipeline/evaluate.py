@@ -17,7 +17,8 @@ import io
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.layout import training_prefix
 from shared.pipeline.models import RoleProgress
@@ -57,6 +58,7 @@ def load_test_items(pipeline: Pipeline, dataset: str, version: str) -> list[Test
 
 def base_role(settings: Settings, total: int) -> RoleProgress:
     """How the base model is scored: Batch on the GlobalBatch deployment, else real time on the base one."""
+    method: Literal["batch", "realtime"]
     if settings.batch_deployment:
         deployment, method = settings.batch_deployment, "batch"
     elif settings.base_deployment:
@@ -234,7 +236,7 @@ def _batch_step(
             data = b"".join(batch_request_lines(items[part.start : part.stop], str(role.deployment)))
             name = f"vt-{tag}-base-batch" + (f"-{number + 1}of{len(role.batch_parts)}" if several else "") + ".jsonl"
             part.input_file = upload_file(
-                client, name=name, size=len(data), open_stream=lambda data=data: io.BytesIO(data), purpose="batch"
+                client, name=name, size=len(data), open_stream=partial(io.BytesIO, data), purpose="batch"
             )
             role.remote_files.append(part.input_file)
             return True
@@ -243,6 +245,8 @@ def _batch_step(
         if part.status in _BATCH_TERMINAL:
             continue
         if part.batch_id is None:
+            if part.input_file is None:  # every part's file is uploaded above before any batch is created
+                continue
             state = file_state(client, part.input_file)
             if state.status == "pending":
                 continue

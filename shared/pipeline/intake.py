@@ -38,6 +38,10 @@ from shared.telemetry import note, set_run_state
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
+    from shared.conversion.cache import ImageCache
+    from shared.conversion.converter import ConvertOptions
+    from shared.conversion.sources import DatasetSource
+
 log = logging.getLogger(__name__)
 
 REDROP_REASON = "the dataset was dropped again"
@@ -55,7 +59,7 @@ class IntakeResult:
     shard_messages: tuple[str, ...] = ()
 
 
-def convert_options(settings: Settings, overrides: RunOverrides):  # -> ConvertOptions
+def convert_options(settings: Settings, overrides: RunOverrides) -> ConvertOptions:
     """The converter's options from the (overridden) settings."""
     from shared.conversion.converter import ConvertOptions
     from shared.conversion.images import image_memory_budget
@@ -219,7 +223,8 @@ def _accept_dataset(
     sink = BlobArtifactSink(pipeline.training, dataset, before_publish=create_run)
     try:
         with ExitStack() as stack:
-            if archive:
+            source: DatasetSource
+            if archive_blob is not None:  # set above whenever ``archive``
                 from shared.conversion.sources import ZipSource
 
                 source = ZipSource(stack.enter_context(open_blob_reader(archive_blob)))
@@ -352,7 +357,7 @@ def describe_intake(intake: dict[str, object]) -> str:
     )
 
 
-def image_cache(pipeline: Pipeline, settings: Settings, dataset: str, options):  # -> ImageCache
+def image_cache(pipeline: Pipeline, settings: Settings, dataset: str, options: ConvertOptions) -> ImageCache:
     """The dataset's converted-image cache, under ``_cache/<dataset>/`` in the training container."""
     from shared.conversion.cache import ImageCache
     from shared.conversion.converter import CONVERTER_FORMAT, image_settings
@@ -377,7 +382,7 @@ def published_versions(pipeline: Pipeline, dataset: str) -> set[str]:
     return versions
 
 
-def collect_cache(pipeline: Pipeline, dataset: str, cache) -> None:
+def collect_cache(pipeline: Pipeline, dataset: str, cache: ImageCache) -> None:
     """Collect cache entries no published version uses; a failure here only leaves garbage behind."""
     try:
         stats = cache.collect(published_versions(pipeline, dataset))
@@ -401,12 +406,12 @@ def drop_fingerprint(
     the conversion options. Equal fingerprints convert to the same version, so a replay can skip the work."""
     digest = hashlib.sha256()
     if archive:
-        blob = archive_blob or pipeline.datasets.get_blob_client(dataset_archive_blob(dataset))
-        properties = blob.get_blob_properties()
+        archive_client = archive_blob or pipeline.datasets.get_blob_client(dataset_archive_blob(dataset))
+        properties = archive_client.get_blob_properties()
         digest.update(f"zip\t{properties.size}\t{properties.etag}\n".encode())
     else:
-        for blob in pipeline.datasets.list_blobs(name_starts_with=dataset_prefix(dataset)):
-            digest.update(f"{blob.name}\t{blob.size}\t{blob.etag}\n".encode())
+        for listed in pipeline.datasets.list_blobs(name_starts_with=dataset_prefix(dataset)):
+            digest.update(f"{listed.name}\t{listed.size}\t{listed.etag}\n".encode())
     digest.update(marker_body or b"")
     digest.update(repr(options).encode())
     return digest.hexdigest()[:32]

@@ -17,11 +17,11 @@ from shared.pipeline.models import Run, RunState, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.pipeline.context import Pipeline
-    from shared.reporting.schema import DatasetIndex, EvaluationReport, RunReport
+    from shared.reporting.schema import DatasetIndex, EvaluationReport, RunOutcome, RunReport
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = {
+OUTCOMES: dict[RunState, RunOutcome] = {
     RunState.PROMOTED: "promoted",
     RunState.REJECTED: "rejected",
     RunState.FAILED: "failed",

@@ -79,7 +79,7 @@ def _documents(pipeline: Pipeline, dataset: str) -> list[tuple[dict[str, Any], s
         if not name.endswith(".json") or ".d/" in name:
             continue
         doc, etag = pipeline.store.read_document(name)
-        if doc is not None:
+        if doc is not None and etag is not None:
             documents.append((doc, etag))
     return documents
 
@@ -200,7 +200,8 @@ def _finish_evaluation(
     same_set = [p for p in history if p.get("test_set_version") == test_set]
     previous = float(same_set[-1]["accuracy"]) if same_set else None
     current = evaluations["incumbent"].metrics.accuracy
-    regression = previous is not None and previous - current > settings.regression_threshold
+    drop = None if previous is None else previous - current
+    regression = drop is not None and drop > settings.regression_threshold
     note = (
         f"Production ({roles['incumbent'].model}) answered {current:.1%} of {evaluations['incumbent'].metrics.n} "
         f"test examples of version {test_set} correctly"
@@ -210,7 +211,7 @@ def _finish_evaluation(
             else "; this is the first measurement on this test set, so there is nothing to compare it with"
         )
         + (
-            f": a regression of {(previous - current) * 100:.1f} points, beyond the "
+            f": a regression of {(drop or 0.0) * 100:.1f} points, beyond the "
             f"{settings.regression_threshold * 100:.1f}-point threshold."
             if regression
             else "."

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import json
 import logging
@@ -32,7 +33,7 @@ from shared.settings import Settings
 from shared.telemetry import note
 
 if TYPE_CHECKING:  # pragma: no cover
-    from azure.storage.blob import ContainerClient
+    from azure.storage.blob import BlobClient, ContainerClient
 
     from shared.events import EventPublisher
 
@@ -65,7 +66,7 @@ class RunStore:
 
         return cls(container_client(settings, RUNS_CONTAINER), EventPublisher(settings))
 
-    def _blob(self, name: str):
+    def _blob(self, name: str) -> BlobClient:
         return self._container.get_blob_client(name)
 
     # --- runs -------------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ class RunStore:
         runs.sort(key=lambda r: (r.created_at, r.version))
         return runs
 
-    def datasets(self) -> list[str]:
+    def datasets(self) -> builtins.list[str]:
         """Every dataset that has at least one run."""
         names = set()
         for blob in self._container.list_blobs():
@@ -309,9 +310,9 @@ class RunStore:
             result = self._blob(name).upload_blob(json.dumps(data, indent=1, default=str).encode(), **kwargs)
         except (ResourceExistsError, ResourceModifiedError) as error:
             raise ConcurrentUpdateError(f"{name} changed since it was read") from error
-        return result["etag"]
+        return str(result["etag"])
 
-    def list_documents(self, prefix: str) -> list[str]:
+    def list_documents(self, prefix: str) -> builtins.list[str]:
         return sorted(b.name for b in self._container.list_blobs(name_starts_with=prefix))
 
 

@@ -12,10 +12,18 @@ from __future__ import annotations
 import functools
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from shared.reporting.schema import ConfusionMatrix, ResultsRow
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FuncFormatter
+
+_P = ParamSpec("_P")
 
 ROLE_COLORS = {
     "base": "#9aa5b8",
@@ -57,16 +65,18 @@ _STYLE = {
 }
 
 
-def _styled(name: str):
+def _styled(name: str) -> Callable[[Callable[_P, str]], Callable[_P, str]]:
     """Run a chart function inside the report style (rcParams are read both when artists are created
     and when the SVG is written), restoring the caller's rcParams afterwards."""
 
-    def wrap(function):
+    def wrap(function: Callable[_P, str]) -> Callable[_P, str]:
         @functools.wraps(function)
-        def styled(*args, **kwargs):
+        def styled(*args: _P.args, **kwargs: _P.kwargs) -> str:
             import matplotlib
 
-            with matplotlib.rc_context({**_STYLE, "svg.hashsalt": f"visiontune-{name}"}):
+            # matplotlib types rc keys as a Literal of every rcParam name; these are plain str keys.
+            style: dict[Any, Any] = {**_STYLE, "svg.hashsalt": f"visiontune-{name}"}
+            with matplotlib.rc_context(style):
                 return function(*args, **kwargs)
 
         return styled
@@ -74,14 +84,14 @@ def _styled(name: str):
     return wrap
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float) -> Figure:
     """A figure in the report style (inches; 1 in = 72 px in the SVG)."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _svg(fig) -> str:
+def _svg(fig: Figure) -> str:
     import matplotlib
 
     buffer = io.StringIO()
@@ -148,7 +158,8 @@ def per_class_f1_chart(
         for i, (role, name, values) in enumerate(series):
             pts = [(v, y) for v, y in zip(values, positions, strict=True) if v is not None]
             if pts:
-                ax.scatter(*zip(*pts, strict=True), s=46 if i == len(series) - 1 else 34, color=ROLE_COLORS.get(role, MUTED),
+                point_x, point_y = zip(*pts, strict=True)
+                ax.scatter(point_x, point_y, s=46 if i == len(series) - 1 else 34, color=ROLE_COLORS.get(role, MUTED),
                            edgecolor="white", linewidth=0.8, label=name, zorder=3 + i)
         ax.yaxis.grid(True, zorder=0, linewidth=0.5)
     ax.set_yticks(positions, [_shorten(label) for label in labels])
@@ -208,7 +219,7 @@ def confusion_heatmap(confusion: ConfusionMatrix, *, title: str) -> str:
     return _svg(fig)
 
 
-def _rectangle(x: float, y: float, w: float, h: float):
+def _rectangle(x: float, y: float, w: float, h: float) -> Rectangle:
     from matplotlib.patches import Rectangle
 
     return Rectangle((x, y), w, h, fill=False, edgecolor=INK, linewidth=0.6, alpha=0.35)
@@ -276,7 +287,7 @@ def training_curves(results: Sequence[ResultsRow]) -> str:
     return _svg(fig)
 
 
-def _percent_formatter():
+def _percent_formatter() -> FuncFormatter:
     from matplotlib.ticker import FuncFormatter
 
     return FuncFormatter(lambda v, _: f"{v * 100:.0f}%")
@@ -294,7 +305,7 @@ def latency_histogram(series: Sequence[tuple[str, str, Sequence[float]]]) -> str
     everything = np.concatenate([s for _, _, s in present]) if present else np.asarray([0.0, 1.0])
     high = float(np.percentile(everything, 99.5)) if len(everything) > 20 else float(everything.max())
     low = float(everything.min())
-    bins = np.linspace(low, max(high, low + 1), 41)
+    bins = np.linspace(low, max(high, low + 1), 41).tolist()
     for index, (role, name, samples) in enumerate(present):
         color = ROLE_COLORS.get(role, MUTED)
         clipped = np.clip(samples, low, bins[-1])
@@ -338,17 +349,20 @@ def accuracy_over_time(
         values = [p[1] for p in points]
         start = 0
         for end in range(1, len(points) + 1):
-            if end == len(points) or (sets[end] is not None and sets[end] != sets[end - 1]):
-                ax.plot(times[start:end], values[start:end], color=ROLE_COLORS["production"], linewidth=1.8,
-                        marker="o", markersize=4, zorder=3)
-                if end < len(points):
-                    ax.axvline(times[end], color=MUTED, linestyle=":", linewidth=1.0, zorder=2)
-                    ax.annotate(f"test set {_shorten(sets[end], 10)}", (times[end], 0.02), xycoords=("data", "axes fraction"),
+            next_set = sets[end] if end < len(points) else None
+            if end == len(points) or (next_set is not None and next_set != sets[end - 1]):
+                # datetimes go through matplotlib's date units; its stubs accept only numbers here
+                ax.plot(times[start:end], values[start:end], color=ROLE_COLORS["production"],  # type: ignore[arg-type]
+                        linewidth=1.8, marker="o", markersize=4, zorder=3)
+                if next_set is not None:
+                    ax.axvline(times[end], color=MUTED, linestyle=":", linewidth=1.0, zorder=2)  # type: ignore[arg-type]
+                    ax.annotate(f"test set {_shorten(next_set, 10)}", (times[end], 0.02), xycoords=("data", "axes fraction"),
                                 xytext=(3, 0), textcoords="offset points", fontsize=7.5, color=MUTED)
                 start = end
         bad = [(t, v) for t, v, regression, _ in points if regression]
         if bad:
-            ax.scatter(*zip(*bad, strict=True), s=70, facecolor="#d64545", edgecolor="white", linewidth=1.2, zorder=4,
+            bad_times, bad_values = zip(*bad, strict=True)
+            ax.scatter(bad_times, bad_values, s=70, facecolor="#d64545", edgecolor="white", linewidth=1.2, zorder=4,
                        label=f"regression (drop > {regression_threshold * 100:.1f} pts)")
             ax.legend(loc="lower left")
         previous = None
@@ -379,8 +393,8 @@ def label_counts_chart(labels: Sequence[str], splits: Sequence[tuple[str, Sequen
     fig = _figure(10, max(1.4, 0.8 + 0.2 * n))
     ax = fig.add_subplot()
     left = np.zeros(n)
-    for split, values in splits:
-        values = np.asarray(values, dtype=float)
+    for split, counts in splits:
+        values = np.asarray(counts, dtype=float)
         ax.barh(np.arange(n), values, left=left, height=0.7, color=colors.get(split, MUTED), label=split, zorder=2)
         left += values
     ax.set_yticks(np.arange(n), [_shorten(label) for label in labels])

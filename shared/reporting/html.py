@@ -8,9 +8,14 @@ drawn is replaced by a note saying why, so a report is always written.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import jinja2
+    from markupsafe import Markup
 
 from shared.reporting import summary as s
 from shared.reporting.schema import DatasetIndex, EvaluationReport, ModelEvaluation, RunReport
@@ -27,7 +32,7 @@ REJECTED_ROWS = 200
 
 
 @lru_cache(maxsize=1)
-def _environment():
+def _environment() -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(
@@ -45,10 +50,11 @@ def _environment():
 
 
 def _render(template: str, **context: Any) -> str:
-    return _environment().get_template(template).render(**context)
+    rendered: str = _environment().get_template(template).render(**context)
+    return rendered
 
 
-def _chart(name: str, function, *args, **kwargs):
+def _chart(name: str, function: Callable[..., str], *args: Any, **kwargs: Any) -> Markup:
     """The chart's SVG as safe markup, or a short note when it cannot be drawn."""
     from markupsafe import Markup, escape
 
@@ -112,7 +118,7 @@ def _confusion_context(model: ModelEvaluation | None, name: str | None = None) -
     return {"model": model, "top": top, "chart": chart, "partial": partial, "n_labels": len(confusion.labels)}
 
 
-def _latency_chart(models: list[tuple[str, str, ModelEvaluation]]):
+def _latency_chart(models: list[tuple[str, str, ModelEvaluation]]) -> Markup | None:
     from shared.reporting import charts
 
     series = [(role, name, m.metrics.latency_ms.samples) for role, name, m in models if m.metrics.latency_ms.samples]

@@ -9,6 +9,7 @@ in a fenced block likewise (``_fenced``), so a crafted file name cannot break ou
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from shared.reporting import summary as s
 from shared.reporting.schema import DatasetIndex, EvaluationReport, ModelEvaluation, RunReport
@@ -71,7 +72,7 @@ def _text_keep_bold(value: str) -> str:
     return _text(value)
 
 
-def _table(header: list[str], rows: list[list[object]], align: str | None = None) -> list[str]:
+def _table(header: list[str], rows: Sequence[Sequence[object]], align: str | None = None) -> list[str]:
     align = align or "l" + "r" * (len(header) - 1)
     marks = {"l": ":---", "r": "---:", "c": ":---:"}
     lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
@@ -271,10 +272,11 @@ def render_run_markdown(report: RunReport) -> str:
                   + (f" (deployment {_code(report.production_deployment)})" if report.production_deployment else ""), ""]
     models = s.run_models(report)
     if models:
+        baseline = s.baseline_of(report)
         lines += ["## Models", "", *_models_list(models), "## Side by side", "",
-                  *_comparison(models, _model_titles(models), report.candidate, s.baseline_of(report),
-                               "Candidate vs " + (s.baseline_of(report).role if s.baseline_of(report) else "baseline"))]
-        lines += _per_class(models, s.baseline_of(report))
+                  *_comparison(models, _model_titles(models), report.candidate, baseline,
+                               "Candidate vs " + (baseline.role if baseline else "baseline"))]
+        lines += _per_class(models, baseline)
         focus = report.candidate or models[-1]
         lines += _confusions(focus)
     lines += _classic(report)

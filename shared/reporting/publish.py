@@ -10,6 +10,8 @@ downloading it.
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from shared.layout import evaluation_stem
 from shared.reporting.schema import DatasetIndex, EvaluationReport, RunReport
 
@@ -28,7 +30,7 @@ def content_type(name: str) -> str:
     return "application/octet-stream"
 
 
-def _json(model) -> bytes:
+def _json(model: BaseModel) -> bytes:
     return (model.model_dump_json(indent=2) + "\n").encode("utf-8")
 
 

@@ -118,7 +118,7 @@ def run_models(report: RunReport) -> list[ModelEvaluation]:
     by_role = {
         "base": report.base, "incumbent": report.incumbent, "candidate": report.candidate, "classic": report.classic,
     }
-    return [by_role[r] for r in ROLE_ORDER if by_role[r] is not None]
+    return [model for r in ROLE_ORDER if (model := by_role[r]) is not None]
 
 
 def evaluation_models(report: EvaluationReport) -> list[tuple[str, ModelEvaluation]]:
@@ -156,7 +156,7 @@ def _row(
     metric: str,
     models: list[ModelEvaluation],
     get: Callable[[ModelEvaluation], float | int | None],
-    fmt: Callable,
+    fmt: Callable[..., str],
     better: str | None,
     hint: str = "",
     pair: tuple[int, int] | None = None,
@@ -304,10 +304,10 @@ def per_class_rows(models: list[ModelEvaluation], baseline: ModelEvaluation | No
 
 def biggest_changes(rows: list[ClassRow], limit: int = 8) -> tuple[list[ClassRow], list[ClassRow]]:
     """(most improved, most worsened) classes by candidate-minus-baseline F1; only real changes."""
-    changed = [r for r in rows if r.delta is not None and abs(r.delta) > 1e-12]
-    improved = sorted((r for r in changed if r.delta > 0), key=lambda r: (-r.delta, r.label))[:limit]
-    worsened = sorted((r for r in changed if r.delta < 0), key=lambda r: (r.delta, r.label))[:limit]
-    return improved, worsened
+    changed = [(r, r.delta) for r in rows if r.delta is not None and abs(r.delta) > 1e-12]
+    improved = sorted(((r, d) for r, d in changed if d > 0), key=lambda p: (-p[1], p[0].label))[:limit]
+    worsened = sorted(((r, d) for r, d in changed if d < 0), key=lambda p: (p[1], p[0].label))[:limit]
+    return [r for r, _ in improved], [r for r, _ in worsened]
 
 
 def rejected_by_code(report: RunReport) -> list[tuple[str, int, str]]:

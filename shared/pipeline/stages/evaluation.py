@@ -19,7 +19,7 @@ from shared.settings import Settings
 
 
 def _test_items(pipeline: Pipeline, run: Run) -> list[Any]:
-    cache = pipeline.__dict__.setdefault("_test_items", {})
+    cache: dict[str, list[Any]] = pipeline.__dict__.setdefault("_test_items", {})
     if run.key not in cache:
         cache[run.key] = load_test_items(pipeline, run.dataset, run.version)
     return cache[run.key]
@@ -53,7 +53,7 @@ def plan_evaluation(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) 
             total=len(items),
         ),
     }
-    production, _ = pipeline.production(run.dataset)
+    production = pipeline.production(run.dataset)[0]
     if production and production.get("version") != run.version:
         deployed = pipeline.deployments.get(str(production.get("deployment")))
         if deployed is not None and deployed.succeeded:

@@ -3,7 +3,7 @@ promote (deploying for production first when its SKU differs) or reject."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from shared.aoai.deployments import deployment_name
 from shared.evaluation.gate import decide_promotion
@@ -68,7 +68,7 @@ def await_approval(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -
 
 def _decide(pipeline: Pipeline, settings: Settings, run: Run) -> bool:
     prefix = pipeline.store.side_blob_name(run.dataset, run.version, "")
-    baseline_role = "incumbent" if "incumbent" in run.evaluation else "base"
+    baseline_role: Literal["base", "incumbent"] = "incumbent" if "incumbent" in run.evaluation else "base"
     candidate = load_examples(pipeline, prefix, "candidate")
     baseline = load_examples(pipeline, prefix, baseline_role)
     for name, examples in (("candidate", candidate), (baseline_role, baseline)):

@@ -4,6 +4,7 @@ the service has processed them, then start the fine-tuning job (find-or-create b
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from shared.aoai.files import file_state, upload_file
@@ -37,7 +38,7 @@ def upload_and_start_job(
                 client,
                 name=uploaded.name,
                 size=uploaded.size,
-                open_stream=lambda blob=blob: open_blob_reader(blob),
+                open_stream=partial(open_blob_reader, blob),
                 purpose="fine-tune",
             )
             run.intent = None
@@ -46,7 +47,8 @@ def upload_and_start_job(
 
     wait_until = min(deadline, time.monotonic() + wait_for_files)
     while True:
-        states = {f.split: file_state(client, f.file_id) for f in run.files}
+        # Every file has an id here: the loop above returns until each one is uploaded.
+        states = {f.split: file_state(client, f.file_id) for f in run.files if f.file_id is not None}
         for uploaded in run.files:
             uploaded.status = states[uploaded.split].status
         broken = [(f, states[f.split]) for f in run.files if states[f.split].status == "error"]
@@ -61,7 +63,7 @@ def upload_and_start_job(
 
     model = settings.base_model
     if settings.continue_from_production:
-        production, _ = pipeline.production(run.dataset)
+        production = pipeline.production(run.dataset)[0]
         if production and production.get("model"):
             model = str(production["model"])
     run.job.model = model
@@ -69,10 +71,13 @@ def upload_and_start_job(
     pipeline.store.save(run)
     train = run.file("train")
     validation = run.file("validation")
+    if train is None or train.file_id is None:
+        run.fail("upload", "the run has no uploaded training file")
+        return True
     job_id = create_job(
         client,
         model=model,
-        training_file=str(train.file_id),
+        training_file=train.file_id,
         validation_file=validation.file_id if validation else None,
         suffix=make_suffix(run.dataset),
         seed=settings.seed,
