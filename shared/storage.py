@@ -296,19 +296,22 @@ def readable_url(container: ContainerClient, blob: str) -> str:
     from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
     client = container.get_blob_client(blob)
+    account = client.account_name
+    if account is None:
+        raise ValueError(f"no storage account name in {client.url}")
     start = datetime.now(UTC) - timedelta(minutes=5)  # clock skew
     expiry = datetime.now(UTC) + timedelta(seconds=SOURCE_SAS_SECONDS)
     account_key = getattr(container.credential, "account_key", None)
     if account_key:
         sas = generate_blob_sas(
-            client.account_name, container.container_name, blob, account_key=account_key,
+            account, container.container_name, blob, account_key=account_key,
             permission=BlobSasPermissions(read=True), start=start, expiry=expiry,
         )  # fmt: skip
     else:
         service = BlobServiceClient(container.url.rsplit("/", 1)[0], credential=container.credential)
         key = service.get_user_delegation_key(start, expiry)
         sas = generate_blob_sas(
-            client.account_name, container.container_name, blob, user_delegation_key=key,
+            account, container.container_name, blob, user_delegation_key=key,
             permission=BlobSasPermissions(read=True), start=start, expiry=expiry,
         )  # fmt: skip
     return f"{client.url}?{sas}"

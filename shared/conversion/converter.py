@@ -731,10 +731,9 @@ def describe(
         }
     source_digest = _source_digest(records)
     version = hashlib.sha256(_dump({"source": source_digest, "converter": converter_settings})).hexdigest()[:16]
-    rejected = sorted(
-        prepared.layout_rejects + [{"path": r.path, "code": r.code, "reason": r.reason} for r in records if r.code],  # type: ignore[misc]
-        key=lambda item: item["path"],
-    )
+    # A rejected record always has its reason with its code.
+    image_rejects = [{"path": r.path, "code": r.code, "reason": r.reason or ""} for r in records if r.code]
+    rejected = sorted(prepared.layout_rejects + image_rejects, key=lambda item: item["path"])
     train = splits_manifest["train"]
     manifest: dict[str, Any] = {
         "version": version,

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from shared.conversion.cache import ImageCache
 from shared.conversion.converter import (
@@ -76,12 +76,18 @@ def assign_shards(prepared: Prepared, options: ConvertOptions, shards: int) -> l
     return assignment
 
 
+class PartWriter(Protocol):
+    """Where a shard writes its part of a split: a file locally, a block blob writer on Azure."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 def convert_shard(
     source: DatasetSource,
     prepared: Prepared,
     indexes: list[int],
     options: ConvertOptions,
-    open_part: Callable[[str], AbstractContextManager[BinaryIO]],
+    open_part: Callable[[str], AbstractContextManager[PartWriter]],
     *,
     shard: int,
     cache: ImageCache | None = None,

@@ -120,7 +120,8 @@ def _hog(grey: np.ndarray) -> np.ndarray:
     blocks = blocks / np.sqrt(np.sum(blocks**2, axis=1, keepdims=True) + 1e-6)
     blocks = np.minimum(blocks, 0.2)  # L2-Hys: clip, then normalise again
     blocks = blocks / np.sqrt(np.sum(blocks**2, axis=1, keepdims=True) + 1e-6)
-    return blocks.ravel()
+    features: np.ndarray = blocks.ravel()
+    return features
 
 
 def image_features(data: bytes) -> np.ndarray:

@@ -29,6 +29,7 @@ import base64
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from shared.conversion.converter import ConvertOptions
@@ -122,7 +123,7 @@ def _convert_shard(pipeline: Pipeline, settings: Settings, plan: dict[str, Any],
         cache.load()
 
     @contextmanager
-    def open_part(name: str):
+    def open_part(name: str) -> Iterator[BlockBlobWriter]:
         writer = BlockBlobWriter(pipeline.training.get_blob_client(f"{prefix}{PARTS}{name}"))
         try:
             yield writer
@@ -168,7 +169,7 @@ def _claim_assembly(pipeline: Pipeline, prefix: str, shard: int, shards: int) ->
         return True
     except ResourceExistsError:
         owner = json.loads(claim.download_blob().readall()).get("shard")
-        return owner == shard  # this shard's earlier delivery claimed it and failed: take it up again
+        return bool(owner == shard)  # this shard's earlier delivery claimed it and failed: take it up again
 
 
 def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], where: str) -> None:

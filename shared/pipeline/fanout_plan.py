@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from dataclasses import asdict
+from typing import Any
 
 from shared.conversion.converter import ConvertOptions
 from shared.layout import shard_job_prefix
@@ -44,7 +45,7 @@ def plan_fanout(
     if shards is None:
         return None
     prefix = shard_job_prefix(dataset, job)
-    plan = {
+    plan: dict[str, Any] = {
         "dataset": dataset,
         "job": job,
         "shards": shards,

@@ -20,7 +20,7 @@ import logging
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.layout import (
     MANIFEST_NAME,
@@ -270,7 +270,7 @@ def create_converted_run(
     dataset: str,
     version: str,
     overrides: RunOverrides,
-    manifest: dict,
+    manifest: dict[str, Any],
     intake: dict[str, object],
     what: str,
 ) -> tuple[Run, bool]:
@@ -300,11 +300,11 @@ def finish_intake(
     dataset: str,
     version: str,
     overrides: RunOverrides,
-    manifest: dict,
+    manifest: dict[str, Any],
     rejected: int,
     created: dict[str, object],
     *,
-    cache: object | None,
+    cache: ImageCache | None,
     published: bool,
     receipt_name: str,
 ) -> int:
