@@ -47,8 +47,8 @@ OPENAI_MAX_RETRIES = 5
 MANAGEMENT_RETRY_TOTAL = 3
 
 _lock = threading.Lock()
-_openai_clients: dict[tuple[str | None, ...], AzureOpenAIClient] = {}
-_management_clients: dict[tuple[str | None, ...], CognitiveServicesManagementClient] = {}
+_openai_clients: dict[tuple[str | float | None, ...], AzureOpenAIClient] = {}
+_management_clients: dict[tuple[str | float | None, ...], CognitiveServicesManagementClient] = {}
 _credentials: dict[str | None, DefaultAzureCredential] = {}
 
 
