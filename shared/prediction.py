@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import VisiontuneError
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +47,7 @@ _STATUS_FOR_CODE = {
 }
 
 
-class PredictionError(Exception):
+class PredictionError(VisiontuneError):
     """The request cannot be answered; ``status`` is the HTTP status that says why (4xx: the caller's
     input or the dataset's state; 502/503: the model service), ``code`` a stable machine-readable name."""
 

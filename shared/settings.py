@@ -18,6 +18,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.errors import VisiontuneError
+
 # Data plane, dated surface (files, uploads, models, batches): the latest stable authoring spec.
 # Fine-tuning and chat use the v1 API, which takes no version (shared/aoai/clients.py).
 DEFAULT_API_VERSION = "2024-10-21"
@@ -38,7 +40,7 @@ FLEX_PRICE_SOURCE = (
 LOCAL_ONLY_SETTINGS = frozenset({"AzureWebJobsStorage", "AZURE_OPENAI_API_KEY"})
 
 
-class SettingsError(ValueError):
+class SettingsError(VisiontuneError, ValueError):
     """A setting the current operation needs is missing or invalid."""
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from shared.errors import VisiontuneError
 from shared.layout import ALL_CONTAINERS, MANIFEST_NAME, READY_MARKER
 from shared.settings import Settings
 
@@ -37,7 +38,7 @@ STAGING_PREFIX = "_staging/"
 STAGING_SUFFIX = ".part"
 
 
-class BlobChangedError(IOError):
+class BlobChangedError(VisiontuneError, IOError):
     """The blob changed while it was being read (its ETag moved): the reader stops rather than mix versions."""
 
 

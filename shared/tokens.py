@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import VisiontuneError
+
 if TYPE_CHECKING:
     import tiktoken
 
@@ -32,7 +34,7 @@ _BUNDLED = {"o200k_base": "o200k_base.tiktoken.gz", "cl100k_base": "cl100k_base.
 _build_lock = threading.Lock()
 
 
-class TokenizerError(RuntimeError):
+class TokenizerError(VisiontuneError, RuntimeError):
     """An encoding cannot be built offline."""
 
 

@@ -56,6 +56,8 @@ class DeploymentError(AoaiError):
 class TransientDeploymentError(DeploymentError):
     """A deployment request failed in a way that usually passes: retry on a later tick (bounded)."""
 
+    transient = True
+
 
 class DeploymentConflictError(TransientDeploymentError):
     """409 ``RequestConflict``: another deployment operation on the same account is in progress. ARM

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.errors import VisiontuneError
 
-class AoaiError(RuntimeError):
+
+class AoaiError(VisiontuneError, RuntimeError):
     """An Azure OpenAI call failed in a way the caller should record (the message is human-readable)."""
 
 

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from shared.errors import VisiontuneError
+
 MB = 1024 * 1024
 GB = 1024 * MB
 
@@ -30,7 +32,7 @@ BATCH_FILE_MAX_REQUESTS = 100_000
 # --------------------------------------------------------------------------------------------------
 # batch input files
 # --------------------------------------------------------------------------------------------------
-class BatchLineTooLargeError(ValueError):
+class BatchLineTooLargeError(VisiontuneError, ValueError):
     """One request line alone is larger than a whole batch file may be."""
 
 

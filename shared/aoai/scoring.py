@@ -39,6 +39,8 @@ class ScoringError(AoaiError):
     """The evaluation cannot run at all (authentication, permission, missing deployment): retry later or
     fix the configuration; no example was recorded as wrong because of it."""
 
+    transient = True
+
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status

@@ -54,6 +54,7 @@ from shared.conversion.splits import (
     normalise_ratios,
     place,
 )
+from shared.errors import VisiontuneError
 from shared.layout import MANIFEST_NAME, READY_MARKER, REJECTED_NAME, SPLITS
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(VisiontuneError, ValueError):
     """The dataset as a whole cannot be converted (too few examples or labels, a label without training
     examples, ...). The message says what to change."""
 

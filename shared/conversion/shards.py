@@ -36,12 +36,13 @@ from shared.conversion.estimate import tokens_per_label
 from shared.conversion.examples import build_prompt, example_line
 from shared.conversion.sources import DatasetSource
 from shared.conversion.splits import hash_split, line_order_key
+from shared.errors import VisiontuneError
 from shared.layout import SPLITS
 
 RESULT_FORMAT = 1
 
 
-class ShardFileError(RuntimeError):
+class ShardFileError(VisiontuneError, RuntimeError):
     """A shard failed while handling one file; ``path`` names it."""
 
     def __init__(self, path: str, error: BaseException) -> None:

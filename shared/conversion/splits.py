@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from shared.errors import VisiontuneError
 from shared.layout import SPLITS
 
 
@@ -27,7 +28,7 @@ class Placement:
     split: str | None
 
 
-class LayoutError(ValueError):
+class LayoutError(VisiontuneError, ValueError):
     """A path that does not fit the dataset's layout; the message says why."""
 
 

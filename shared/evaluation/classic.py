@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import VisiontuneError
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
@@ -53,7 +55,7 @@ MODEL_NAME = "HOG + colour, logistic regression"
 CLASSIFIER_DESCRIPTION = "multinomial logistic regression (scikit-learn, L-BFGS, standardised features)"
 
 
-class ClassicDataError(ValueError):
+class ClassicDataError(VisiontuneError, ValueError):
     """A line of a split file that holds no usable image or label."""
 
 

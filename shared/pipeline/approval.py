@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from shared.errors import VisiontuneError
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import Approval, Run, RunState, utcnow
 from shared.settings import Settings
 
 
-class ApprovalError(Exception):
+class ApprovalError(VisiontuneError):
     """The decision cannot be recorded; ``status`` is the HTTP status that says why (404, 409)."""
 
     def __init__(self, message: str, *, status: int) -> None:

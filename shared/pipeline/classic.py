@@ -23,6 +23,7 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import VisiontuneError
 from shared.layout import training_prefix
 from shared.pipeline.models import ClassicProgress, Run, utcnow
 from shared.pipeline.store import ConcurrentUpdateError
@@ -48,7 +49,7 @@ FEATURE_SHARE = 0.6
 PROJECTION_SAMPLE = 16
 
 
-class ClassicBudgetError(RuntimeError):
+class ClassicBudgetError(VisiontuneError, RuntimeError):
     """The dataset is too large for the classic baseline's time or memory budget (the message says which)."""
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared.errors import VisiontuneError
 from shared.layout import training_prefix
 from shared.pipeline.models import RoleProgress
 from shared.settings import Settings
@@ -38,11 +39,13 @@ ROLE_ORDER = ("candidate", "incumbent", "base")
 MIN_CHUNK = 8
 
 
-class ScoringStalledError(RuntimeError):
+class ScoringStalledError(VisiontuneError, RuntimeError):
     """A deployment answered none of a chunk of requests (after the SDK's retries): retry the step later."""
 
+    transient = True
 
-class EvaluationSetupError(ValueError):
+
+class EvaluationSetupError(VisiontuneError, ValueError):
     """The evaluation cannot be planned (e.g. no way to score the base model is configured)."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
+from shared.errors import VisiontuneError
 from shared.pipeline.models import RetryState, Run, utcnow
 from shared.settings import Settings
 
@@ -33,12 +34,8 @@ def is_transient(exc: BaseException) -> bool:
     import openai
     from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-    from shared.aoai.deployments import TransientDeploymentError
-    from shared.aoai.scoring import ScoringError
-    from shared.pipeline.evaluate import ScoringStalledError
-
     for error in _chain(exc):
-        if isinstance(error, (TransientDeploymentError, ScoringError, ScoringStalledError)):
+        if isinstance(error, VisiontuneError) and error.transient:
             return True
         if isinstance(
             error,

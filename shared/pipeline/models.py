@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from shared.errors import VisiontuneError
 from shared.reporting.schema import Decision, Failure, ResultsRow, Transition
 from shared.settings import Settings
 
@@ -74,11 +75,11 @@ ALLOWED_TRANSITIONS[RunState.FAILED] = RETRY_STATES
 ALLOWED_TRANSITIONS[RunState.CANCELLED] = RETRY_STATES
 
 
-class TransitionError(ValueError):
+class TransitionError(VisiontuneError, ValueError):
     """A state change the state machine does not allow."""
 
 
-class OverridesError(ValueError):
+class OverridesError(VisiontuneError, ValueError):
     """A ``_READY`` marker whose body is not a valid overrides object."""
 
 

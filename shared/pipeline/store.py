@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import VisiontuneError
 from shared.layout import RUNS_CONTAINER, dataset_prefix, run_blob, side_prefix
 from shared.pipeline.models import Lease, Run, utcnow
 from shared.settings import Settings
@@ -45,7 +46,7 @@ _RUN_BLOB_RE = re.compile(r"^(?P<dataset>[^/]+)/(?P<version>[^/]+)\.json$")
 INSTANCE_ID = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class ConcurrentUpdateError(RuntimeError):
+class ConcurrentUpdateError(VisiontuneError, RuntimeError):
     """The run changed since it was read (ETag mismatch): re-read before writing again."""
 
 
