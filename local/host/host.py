@@ -46,7 +46,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -508,9 +508,9 @@ class LocalFunctionsHost:
                 "CreatedOn": properties.creation_time.isoformat() if properties.creation_time else None,
                 "BlobType": str(properties.blob_type),
             }
-            while invocation.attempts < self.max_attempts:
-                invocation.attempts += 1
-                stream = InputStream(
+
+            def stream() -> InputStream:  # a fresh stream for every attempt
+                return InputStream(
                     data=data,
                     name=candidate.path,
                     uri=blob_client.url,
@@ -518,25 +518,8 @@ class LocalFunctionsHost:
                     blob_properties=blob_properties,
                     metadata=dict(properties.metadata or {}),
                 )
-                try:
-                    self._call(info, stream, dict(candidate.parameters), invocation)
-                    invocation.outcome = SUCCEEDED
-                    invocation.error = None
-                    break
-                except Exception:
-                    invocation.error = traceback.format_exc(limit=-3)
-                    if invocation.attempts < self.max_attempts:
-                        log.warning(
-                            "%s failed on attempt %d/%d for %s: %s", info.name, invocation.attempts,
-                            self.max_attempts, candidate.path, invocation.error.strip().splitlines()[-1],
-                        )  # fmt: skip
-                        self._stop.wait(self.retry_delay)
-            else:
-                account.send_poison(info.name, candidate)
-                invocation.outcome = POISONED
-            if write_receipt:
-                self._receipt_store(info).add(info.name, candidate.path, candidate.etag)
-            return invocation
+
+            return self._attempt_blob(info, candidate, invocation, account, stream, write_receipt)
         except Exception:  # the host's own failure (storage down): report it, the next scan retries
             invocation.outcome = FAILED
             invocation.error = traceback.format_exc(limit=-3)
@@ -562,12 +545,20 @@ class LocalFunctionsHost:
             invocation.outcome = SKIPPED
             invocation.error = f"blob changed or deleted before it was bound: {type(gone).__name__}"
             return invocation
-        account = self._account(info)
+        return self._attempt_blob(
+            info, candidate, invocation, self._account(info), lambda: self._sdk_type_value(info, candidate), write_receipt
+        )
+
+    def _attempt_blob(
+        self, info: FunctionInfo, candidate: BlobCandidate, invocation: Invocation, account: Any,
+        trigger_value: Callable[[], Any], write_receipt: bool,
+    ) -> Invocation:  # fmt: skip
+        """Call a blob trigger up to ``max_attempts`` times (``trigger_value`` builds its argument afresh for
+        each attempt), then send it to the poison queue, as the Functions host does; record the receipt."""
         while invocation.attempts < self.max_attempts:
             invocation.attempts += 1
             try:
-                value = self._sdk_type_value(info, candidate)
-                self._call(info, value, dict(candidate.parameters))
+                self._call(info, trigger_value(), dict(candidate.parameters), invocation)
                 invocation.outcome = SUCCEEDED
                 invocation.error = None
                 break
