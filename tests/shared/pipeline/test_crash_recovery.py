@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 
 import pytest
 
@@ -132,8 +133,17 @@ def test_killed_between_every_pair_of_steps_ends_the_same_with_no_duplicates(
     assert production["version"] == intake.version and len(production["history"]) == 1
     assert env.report("digits", intake.version)["outcome"] == "promoted"
     assert env.state_path(run) == PROMOTED_PATH
-    # The classic baseline was killed before and after its training: its attempts are on record and it was
-    # trained again (the result of a step that died before writing it is lost, not half-used).
-    assert run.classic.status == "scored" and run.classic.attempts >= 3, run.classic
-    assert env.report("digits", intake.version)["classic"]["metrics"]["n"] == run.splits["test"]["examples"]
+    # The classic baseline was killed before and after its training (and by whichever saves fell on its
+    # attempts): its attempts are on record. It is best effort with MAX_ATTEMPTS tries, so under this many
+    # deaths it ends either trained again (the result of a step that died before writing it is lost, not
+    # half-used) or skipped with the reason in the report; never unsettled, never failing the run.
+    # tests/shared/pipeline/test_classic_step.py holds each of the two paths deterministically.
+    report = env.report("digits", intake.version)
+    assert run.classic.attempts >= 3, run.classic
+    if run.classic.status == "scored":
+        assert report["classic"]["metrics"]["n"] == run.splits["test"]["examples"]
+    else:
+        assert run.classic.status == "skipped", run.classic
+        assert f"did not finish in {run.classic.attempts} attempts" in run.classic.reason
+        assert run.classic.reason in json.dumps(report)
     print(f"{len(killer)} kills: {killer}")
