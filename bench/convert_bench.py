@@ -211,12 +211,11 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def peak_rss(src: Path, out: Path, workers: int) -> dict:
-    """Convert in a fresh process; sample the RSS of it and all its descendants every 20 ms."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", _RSS_CHILD, str(src), str(out), str(workers)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+def run_sampling_rss(command: list[str], env: dict[str, str] | None = None) -> tuple[str, dict[str, int]]:
+    """Run ``command`` in a fresh process and sample the RSS (KB) of it and all its descendants every 20 ms:
+    ``tree`` (their sum), ``main`` (the process itself) and ``process`` (the largest one). Returns its
+    stdout and the peaks; raises RuntimeError with its stderr when it fails."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peaks = {"tree": 0, "main": 0, "process": 0}
     stop = threading.Event()
 
@@ -235,7 +234,13 @@ def peak_rss(src: Path, out: Path, workers: int) -> dict:
     stop.set()
     sampler.join()
     if process.returncode:
-        raise RuntimeError(f"conversion failed: {stderr}")
+        raise RuntimeError(f"conversion failed: {stderr[-2000:]}")
+    return stdout, peaks
+
+
+def peak_rss(src: Path, out: Path, workers: int) -> dict:
+    """Convert in a fresh process; the peak RSS of it and all its descendants."""
+    stdout, peaks = run_sampling_rss([sys.executable, "-c", _RSS_CHILD, str(src), str(out), str(workers)])
     return {
         **json.loads(stdout),
         "tree_mb": peaks["tree"] / 1024,

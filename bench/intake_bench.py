@@ -22,12 +22,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.convert_bench import _descendants, _rss_kb, build_kind
+from bench.convert_bench import build_kind, run_sampling_rss
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = "training"
@@ -117,26 +116,10 @@ print(json.dumps({"examples": result.manifest["examples"], "seconds": seconds}))
 
 def peak_rss_from_blobs(connection_string: str, latency_ms: float, dataset: str, workers: int) -> dict:
     """Convert ``dataset`` from blobs in a fresh process; sample the RSS of its process tree every 20 ms."""
-    process = subprocess.Popen(
+    stdout, peaks = run_sampling_rss(
         [sys.executable, "-c", _RSS_CHILD, connection_string, str(latency_ms), dataset, str(workers)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    peaks = {"tree": 0}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peaks["tree"] = max(peaks["tree"], sum(_rss_kb(p) for p in _descendants(process.pid)))
-            stop.wait(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = process.communicate()
-    stop.set()
-    sampler.join()
-    if process.returncode:
-        raise RuntimeError(f"conversion failed: {stderr[-2000:]}")
     return {**json.loads(stdout.strip().splitlines()[-1]), "tree_mb": peaks["tree"] / 1024}
 
 
