@@ -20,6 +20,9 @@ from shared.layout import SPLITS
 # File names that operating systems and tools drop into folders; never images (compared lower-case).
 JUNK_FILE_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"})
 JUNK_DIR_NAMES = frozenset({"__macosx"})
+# Bytes added to an entry's span for a local extra field longer than the central directory's copy
+# (zip64 sizes, timestamps that tools write in one place only).
+ENTRY_SPAN_SLACK = 256
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,16 @@ class ZipSource:
     def read(self, path: str) -> bytes:
         with self._zip.open(self._infos[path]) as member:
             return member.read()
+
+    def entry_span(self, path: str) -> tuple[int, int]:
+        """``(offset, length)``: where the archive holds ``path``'s local header, name, extra field and
+        data, from the central directory. The local extra field may be longer than the central one
+        (``ENTRY_SPAN_SLACK`` bytes are added for it): a reader that prefetches the span may still read
+        past it, never before it."""
+        info = self._infos[path]
+        # the name's stored bytes: cp437 (one byte a character) or UTF-8, never longer than its UTF-8 form
+        length = 30 + len(info.orig_filename.encode("utf-8")) + len(info.extra) + info.compress_size
+        return info.header_offset, length + ENTRY_SPAN_SLACK
 
     def close(self) -> None:
         self._zip.close()
