@@ -81,7 +81,8 @@ def upload_folder(service, folder: Path, prefix: str) -> int:
 def convert_from_blobs(service, dataset: str, workers: int, *, cache: bool, concurrency: int = 16):
     """``convert_dataset`` as intake runs it: blobs in, staged blobs out, the dataset's cache if ``cache``."""
     from shared.conversion.cache import ImageCache
-    from shared.conversion.converter import CONVERTER_FORMAT, ConvertOptions, convert_dataset, image_settings
+    from shared.conversion.converter import convert_dataset
+    from shared.conversion.options import CONVERTER_FORMAT, ConvertOptions, image_settings
     from shared.layout import cache_prefix
     from shared.storage import BlobArtifactSink, BlobCacheStore, BlobDatasetSource
 

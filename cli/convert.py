@@ -140,7 +140,7 @@ def run_convert(args: argparse.Namespace) -> int:
         if args.cache_keep < 1:
             return _error(f"--cache-keep must be >= 1, got {args.cache_keep}")
         from shared.conversion.cache import folder_cache
-        from shared.conversion.converter import CONVERTER_FORMAT, image_settings
+        from shared.conversion.options import CONVERTER_FORMAT, image_settings
 
         # grace 0: one person's disk cache has no concurrent conversion to protect
         cache = folder_cache(args.cache, image_settings(options), CONVERTER_FORMAT, grace_seconds=0.0)

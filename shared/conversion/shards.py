@@ -22,18 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.conversion.cache import ImageCache
-from shared.conversion.converter import (
-    ConvertOptions,
-    Prepared,
-    _Record,
-    _run_pass_one,
-    decide,
-    describe,
-    image_settings,
-    split_summary,
-)
+from shared.conversion.decisions import decide
 from shared.conversion.estimate import tokens_per_label
 from shared.conversion.examples import build_prompt, example_line
+from shared.conversion.manifest import describe, split_summary
+from shared.conversion.options import ConvertOptions, image_settings
+from shared.conversion.processing import run_pass_one
+from shared.conversion.records import Prepared, Record
 from shared.conversion.sources import DatasetSource
 from shared.conversion.splits import hash_split, line_order_key
 from shared.errors import VisiontuneError
@@ -55,7 +50,7 @@ def part_name(shard: int, split: str) -> str:
     return f"part-{shard:05d}-{split}.jsonl"
 
 
-def _split_of(record: _Record, options: ConvertOptions) -> str:
+def _split_of(record: Record, options: ConvertOptions) -> str:
     return record.given_split or hash_split(record.path, options.split, options.seed)
 
 
@@ -64,7 +59,7 @@ def assign_shards(prepared: Prepared, options: ConvertOptions, shards: int) -> l
     (in line order), so the parts concatenate to the split's file."""
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
-    by_split: dict[str, list[_Record]] = {s: [] for s in SPLITS}
+    by_split: dict[str, list[Record]] = {s: [] for s in SPLITS}
     for record in prepared.records:
         if record.code is None:
             by_split[_split_of(record, options)].append(record)
@@ -92,7 +87,7 @@ def convert_shard(
     *,
     shard: int,
     cache: ImageCache | None = None,
-    line: Callable[[str, _Record, bytes], bytes] | None = None,
+    line: Callable[[str, Record, bytes], bytes] | None = None,
 ) -> dict[str, Any]:
     """Convert the records ``indexes`` of ``prepared`` and write their lines into ``open_part(part_name)``
     for each split, in line order. Returns the shard's result document (digest, rejection and place in
@@ -105,7 +100,7 @@ def convert_shard(
     prompt = build_prompt(prepared.found_labels, options.prompt)
     places: dict[int, tuple[int, int]] = {}
     with tempfile.TemporaryFile(prefix="visiontune-shard-") as spill:
-        outcome = _run_pass_one(source, records, image_settings(options), options, spill, None, cache, only=mine)
+        outcome = run_pass_one(source, records, image_settings(options), options, spill, None, cache, only=mine)
         for split in SPLITS:
             members = [r for r in mine if r.code is None and _split_of(r, options) == split]
             members.sort(key=lambda r: line_order_key(r.path, options.seed))

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from shared.conversion.converter import ConvertOptions
+from shared.conversion.options import ConvertOptions
 from shared.layout import (
     MANIFEST_NAME,
     REJECTED_NAME,
@@ -110,7 +110,7 @@ def _convert_shard(pipeline: Pipeline, settings: Settings, plan: dict[str, Any],
 
     from azure.core.exceptions import ResourceExistsError
 
-    from shared.conversion.converter import Prepared
+    from shared.conversion.records import Prepared
     from shared.conversion.shards import convert_shard
     from shared.pipeline.intake import image_cache
     from shared.storage import BlobDatasetSource, BlockBlobWriter
@@ -173,7 +173,9 @@ def _claim_assembly(pipeline: Pipeline, prefix: str, shard: int, shards: int) ->
 
 
 def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], where: str) -> None:
-    from shared.conversion.converter import DatasetError, Prepared, _dump
+    from shared.conversion.manifest import canonical_json
+    from shared.conversion.options import DatasetError
+    from shared.conversion.records import Prepared
     from shared.conversion.shards import assemble, part_name
     from shared.layout import intake_receipt_blob
     from shared.pipeline.intake import create_converted_run, drop_description, finish_intake, image_cache
@@ -221,11 +223,11 @@ def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], wher
                  for shard, offset, length in assembly.ranges[split]],
             )  # fmt: skip
         with sink.open(REJECTED_NAME) as out:
-            out.write(_dump(assembly.rejected))
+            out.write(canonical_json(assembly.rejected))
         if cache is not None:
             cache.finish(assembly.version, assembly.cache_keys, assembly.sources)
         with sink.open(MANIFEST_NAME) as out:
-            out.write(_dump(assembly.manifest))
+            out.write(canonical_json(assembly.manifest))
         sink.commit(assembly.version)
     except BaseException:
         sink.discard()

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from shared.conversion.converter import ConvertOptions
+from shared.conversion.options import ConvertOptions
 from shared.layout import shard_job_prefix
 from shared.pipeline.context import Pipeline
 from shared.settings import Settings
@@ -34,7 +34,7 @@ def plan_fanout(
     the listing alone shows the drop cannot train. An existing plan of the same job is kept (a replay)."""
     from azure.core.exceptions import ResourceExistsError
 
-    from shared.conversion.converter import prepare_records
+    from shared.conversion.records import prepare_records
     from shared.conversion.shards import assign_shards
     from shared.storage import BlobDatasetSource
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
     from shared.conversion.cache import ImageCache
-    from shared.conversion.converter import ConvertOptions
+    from shared.conversion.options import ConvertOptions
     from shared.conversion.sources import DatasetSource
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ class IntakeResult:
 
 def convert_options(settings: Settings, overrides: RunOverrides) -> ConvertOptions:
     """The converter's options from the (overridden) settings."""
-    from shared.conversion.converter import ConvertOptions
     from shared.conversion.images import image_memory_budget
+    from shared.conversion.options import ConvertOptions
 
     effective = overrides.apply(settings)
     return ConvertOptions(
@@ -139,7 +139,8 @@ def _accept_dataset(
     published. Returns None (after writing a failure report) when the drop cannot be used.
     ``archive_blob``: the archive's client as the trigger bound it (else one is made from the settings);
     the archive is read with ranged downloads, never whole."""
-    from shared.conversion.converter import DatasetError, convert_dataset
+    from shared.conversion.converter import convert_dataset
+    from shared.conversion.options import DatasetError
     from shared.pipeline.reports import publish_intake_failure
     from shared.pipeline.retry import retry_run
     from shared.pipeline.stages.budget import recheck_over_budget
@@ -194,7 +195,7 @@ def _accept_dataset(
                 examples=int(receipt.get("examples", 0)),
             )
     if not archive and settings.shard_min_images:
-        from shared.conversion.converter import DatasetError
+        from shared.conversion.options import DatasetError
         from shared.pipeline.fanout_plan import plan_fanout
 
         try:
@@ -360,7 +361,7 @@ def describe_intake(intake: dict[str, object]) -> str:
 def image_cache(pipeline: Pipeline, settings: Settings, dataset: str, options: ConvertOptions) -> ImageCache:
     """The dataset's converted-image cache, under ``_cache/<dataset>/`` in the training container."""
     from shared.conversion.cache import ImageCache
-    from shared.conversion.converter import CONVERTER_FORMAT, image_settings
+    from shared.conversion.options import CONVERTER_FORMAT, image_settings
     from shared.layout import cache_prefix
     from shared.storage import BlobCacheStore
 

@@ -42,14 +42,14 @@ def _intake_report(service, dataset: str) -> dict | None:
 def test_an_unexpected_error_in_conversion_ends_in_an_intake_report(stack, tmp_path: Path, monkeypatch) -> None:
     from azure.storage.blob import BlobServiceClient
 
-    from shared.conversion import converter
+    from shared.conversion import decisions
 
     def broken(records):
         raise RuntimeError("injected fault in the converter")
 
     service = BlobServiceClient.from_connection_string(stack.settings["AzureWebJobsStorage"])
     upload_drop(service, "faulty", synthetic_drop(tmp_path / "faulty", 12))
-    monkeypatch.setattr(converter, "_resolve_duplicates", broken)
+    monkeypatch.setattr(decisions, "resolve_duplicates", broken)
     failed = stack.host.tick("dataset_ready", "datasets/faulty/_READY")
     assert failed.outcome == "poisoned", (failed.outcome, failed.error)
     assert failed.attempts == stack.host.max_attempts  # retried: the cause might have been transient

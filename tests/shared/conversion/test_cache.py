@@ -12,8 +12,8 @@ import pytest
 
 from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset
 from shared.conversion.cache import FolderCacheStore, ImageCache, folder_cache
-from shared.conversion.converter import CONVERTER_FORMAT, image_settings
 from shared.conversion.images import ImageSettings
+from shared.conversion.options import CONVERTER_FORMAT, image_settings
 from tests.shared.conversion import image_cases as cases
 
 ARTIFACTS = ("train.jsonl", "validation.jsonl", "test.jsonl", "rejected.json", "manifest.json")

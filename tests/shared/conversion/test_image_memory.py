@@ -14,8 +14,8 @@ from PIL import Image
 
 from bench.hostile_images import palette_png, rgba16_png
 from shared.conversion import ConvertOptions, convert_dataset, images
-from shared.conversion.converter import MAX_BYTES_IN_FLIGHT
 from shared.conversion.images import ImageSettings, image_memory_budget, normalise_image
+from shared.conversion.processing import MAX_BYTES_IN_FLIGHT
 from shared.conversion.sources import SourceEntry
 from tests.shared.conversion import image_cases as cases
 

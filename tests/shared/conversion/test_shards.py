@@ -10,7 +10,9 @@ import pytest
 
 from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset
 from shared.conversion.cache import folder_cache
-from shared.conversion.converter import CONVERTER_FORMAT, DatasetError, _dump, image_settings, prepare_records
+from shared.conversion.manifest import canonical_json
+from shared.conversion.options import CONVERTER_FORMAT, DatasetError, image_settings
+from shared.conversion.records import prepare_records
 from shared.conversion.shards import ShardFileError, assemble, assign_shards, convert_shard, part_name
 from shared.layout import SPLITS
 from tests.shared.conversion import image_cases as cases
@@ -54,8 +56,8 @@ def sharded(src: Path, parts: Path, options: ConvertOptions, shards: int, cache=
             (parts / part_name(shard, split)).read_bytes()[offset : offset + length]
             for shard, offset, length in assembly.ranges[split]
         )
-    out["rejected.json"] = _dump(assembly.rejected)
-    out["manifest.json"] = _dump(assembly.manifest)
+    out["rejected.json"] = canonical_json(assembly.rejected)
+    out["manifest.json"] = canonical_json(assembly.manifest)
     return out, assembly
 
 

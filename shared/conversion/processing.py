@@ -1,0 +1,240 @@
+"""Pass 1: read, hash and normalise every file (in worker processes when there are several),
+reusing cached images; each record gets its digest and the offset of its JPEG in a spill file, or a rejection."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
+
+from shared.conversion.cache import ImageCache
+from shared.conversion.images import ImageResult, ImageSettings, normalise_image
+from shared.conversion.options import ConvertOptions
+from shared.conversion.reading import read_ahead
+from shared.conversion.records import Record, too_large
+from shared.conversion.sources import DatasetSource, read_regular_file
+
+if TYPE_CHECKING:
+    import multiprocessing.context
+
+log = logging.getLogger(__name__)
+
+
+_IN_FLIGHT_PER_WORKER = 3  # batches queued per worker
+_BATCH_FILES = 8  # files per batch sent to a worker ...
+_BATCH_BYTES = 4 * 1024 * 1024  # ... or fewer, once their source bytes reach this
+# Source bytes the main process may have read and shipped to workers but not yet seen converted (a zip
+# entry may be 100 MB: without this, 3 batches per worker of such entries would all be held at once).
+MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+
+
+_Task = tuple[int, "str | None", "bytes | None"]  # record index, local path or the file's bytes
+
+
+def _process(task: _Task, settings: ImageSettings, max_bytes: int) -> tuple[int, str, ImageResult]:
+    """Read (if given a local path), hash and normalise one file."""
+    index, local_path, data = task
+    if data is None:
+        try:
+            data = read_regular_file(local_path, max_bytes)  # type: ignore[arg-type]
+        except OSError as exc:
+            return index, "", ImageResult(code="unreadable", reason=f"cannot read the file: {exc.strerror or exc}")
+        if len(data) > max_bytes:
+            return index, "", too_large(len(data), max_bytes)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        return index, digest, normalise_image(data, settings)
+    except Exception as exc:  # a decoder bug on one odd file must not stop the rest
+        return index, digest, ImageResult(code="corrupt", reason=f"cannot decode the image: {type(exc).__name__}: {exc}")
+
+
+def _process_batch(batch: list[_Task], settings: ImageSettings, max_bytes: int) -> list[tuple[int, str, ImageResult]]:
+    """Worker entry point: a few files per call, so small images do not drown in messaging overhead."""
+    return [_process(task, settings, max_bytes) for task in batch]
+
+
+def _worker_count(requested: int, tasks: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(requested or cores, tasks or 1))
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    import multiprocessing
+
+    # forkserver: workers start fast and never inherit the caller's threads (progress bars, SDK pools).
+    # It re-imports __main__ by path in the workers, which fails for `python -` (stdin): fork then.
+    methods = multiprocessing.get_all_start_methods()
+    method = "forkserver" if "forkserver" in methods else "spawn"
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file and not os.path.isfile(main_file) and "fork" in methods:
+        method = "fork"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["shared.conversion.images", "PIL.Image", "PIL.JpegImagePlugin"])
+    return context
+
+
+@dataclass
+class _Fetched:
+    """What a reader thread got for one record: an error, a cached JPEG, or the bytes to convert."""
+
+    digest: str = ""
+    data: bytes | None = None
+    jpeg: bytes | None = None
+    error: ImageResult | None = None
+
+
+@dataclass
+class PassOne:
+    workers: int
+    converted: int = 0
+    reused: int = 0
+
+
+def run_pass_one(
+    source: DatasetSource,
+    records: list[Record],
+    settings: ImageSettings,
+    options: ConvertOptions,
+    spill: IO[bytes],
+    progress: Callable[[int, int], None] | None,
+    cache: ImageCache | None = None,
+    only: list[Record] | None = None,
+) -> PassOne:
+    """Process every record (or the records in ``only``). Worker processes read local files themselves; otherwise reader threads
+    (``source.read_concurrency`` of them) read, hash and look each file up in ``cache`` ahead of the
+    decoders, and only cache misses are decoded."""
+    local_path = getattr(source, "local_path", None)
+    workers_read = local_path is not None and cache is None
+    read_concurrency = max(1, int(getattr(source, "read_concurrency", 1) or 1))
+    todo = [r for r in (records if only is None else only) if r.code is None]
+    total = len(todo)
+    done = 0
+    outcome = PassOne(workers=1)
+    if progress:
+        progress(0, total)
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
+    def fetch(record: Record) -> _Fetched:  # on a reader thread
+        if cache is not None and record.etag is not None:
+            # unchanged since a cached version (same path, size and ETag): its digest is known, skip the read
+            known = cache.known_digest(record.path, record.size, record.etag)
+            if known is not None:
+                jpeg = cache.get(cache.key(known))
+                if jpeg is not None:
+                    return _Fetched(digest=known, jpeg=jpeg)
+        try:
+            data = source.read(record.path)
+        except Exception as exc:  # one unreadable file must not stop the rest
+            return _Fetched(error=ImageResult(code="unreadable", reason=f"cannot read the file: {type(exc).__name__}: {exc}"))
+        if len(data) > options.max_file_bytes:
+            return _Fetched(error=too_large(len(data), options.max_file_bytes))
+        digest = hashlib.sha256(data).hexdigest()
+        if cache is not None:
+            jpeg = cache.get(cache.key(digest))
+            if jpeg is not None:
+                return _Fetched(digest=digest, jpeg=jpeg)
+        return _Fetched(digest=digest, data=data)
+
+    def tasks() -> Iterator[_Task]:
+        if workers_read:
+            for record in todo:
+                yield record.index, str(local_path(record.path)), None  # type: ignore[misc]
+            return
+        for record, fetched in read_ahead(todo, fetch, concurrency=read_concurrency, size=lambda r: r.size):
+            if fetched.error is not None:
+                record.code, record.reason = fetched.error.code, fetched.error.reason
+                advance()
+            elif fetched.jpeg is not None:
+                record.sha256 = fetched.digest
+                record.offset, record.length = spill.tell(), len(fetched.jpeg)
+                spill.write(fetched.jpeg)
+                outcome.reused += 1
+                advance()
+            else:
+                yield record.index, None, fetched.data
+
+    def batches() -> Iterator[list[_Task]]:
+        batch: list[_Task] = []
+        batch_bytes = 0
+        for task in tasks():
+            batch.append(task)
+            batch_bytes += records[task[0]].size
+            if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
+                yield batch
+                batch, batch_bytes = [], 0
+        if batch:
+            yield batch
+
+    def handle(index: int, digest: str, result: ImageResult) -> None:
+        record = records[index]
+        record.sha256 = digest
+        if result.ok:
+            record.offset = spill.tell()
+            record.length = len(result.jpeg)  # type: ignore[arg-type]
+            spill.write(result.jpeg)  # type: ignore[arg-type]
+            outcome.converted += 1
+            if cache is not None:
+                cache.put(cache.key(digest), result.jpeg)  # type: ignore[arg-type]
+        else:
+            record.code, record.reason = result.code, result.reason
+        advance()
+
+    workers = _worker_count(options.workers, total)
+    pool = None
+    if workers > 1:
+        try:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context())
+        except (OSError, ImportError, NotImplementedError) as exc:  # no working semaphores (e.g. no /dev/shm)
+            log.warning("converting in one process: cannot start worker processes (%s)", exc)
+    max_bytes = options.max_file_bytes
+    if pool is None:
+        for task in tasks():
+            handle(*_process(task, settings, max_bytes))
+        return outcome
+
+    limit = workers * _IN_FLIGHT_PER_WORKER  # bounds the memory held by images in flight
+    # source bytes sent with each batch (0 when workers read the files)
+    shipped: dict[Future[list[tuple[int, str, ImageResult]]], int] = {}
+    try:
+        with pool:
+            pending: set[Future[list[tuple[int, str, ImageResult]]]] = set()
+            for batch in batches():
+                batch_bytes = sum(len(data) for _, _, data in batch if data is not None)
+                # Wait while too many batches, or too many bytes read from the source (zip entries, blobs),
+                # are in flight; one batch alone may always go.
+                while pending and (
+                    len(pending) >= limit or sum(shipped[f] for f in pending) + batch_bytes > MAX_BYTES_IN_FLIGHT
+                ):
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        shipped.pop(future, None)
+                        for result in future.result():
+                            handle(*result)
+                future = pool.submit(_process_batch, batch, settings, max_bytes)
+                shipped[future] = batch_bytes
+                pending.add(future)
+                del batch
+            for future in pending:
+                for result in future.result():
+                    handle(*result)
+    except BrokenProcessPool as exc:
+        # A worker could not start or died: finish the files that have no result in this process.
+        log.warning("worker processes failed (%s); converting the remaining files in this process", exc)
+        todo = [r for r in todo if not r.sha256 and r.code is None]
+        for task in tasks():
+            handle(*_process(task, settings, max_bytes))
+        return outcome
+    outcome.workers = workers
+    return outcome
