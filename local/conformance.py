@@ -33,7 +33,7 @@ SPECS_DIR = find_specs_dir()
 # content types, headers and bodies against the schema, rejection of invalid input, unsupported methods.
 # Not `ignored_auth`: its unauthenticated requests get Azure's real 401 body, whose
 # `{"error": {"code": "401", ...}}` is outside the spec's ErrorCode enum (the spec and the service
-# disagree; the emulator follows the service). tests/local/emulator/test_emulator_files.py checks the 401s.
+# disagree; the emulator follows the service). tests/local/emulator/test_files.py checks the 401s.
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",

@@ -7,6 +7,8 @@ import base64
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import unicodedata
 import zipfile
 from pathlib import Path
@@ -421,8 +423,6 @@ def test_custom_sink_and_source_get_the_artifacts_in_order_manifest_last(tmp_pat
 
 def test_workers_start_even_when_main_is_read_from_stdin(tmp_path):
     # Worker start methods that re-import __main__ by path break for `python -`; the converter copes.
-    import subprocess
-    import sys
 
     root = cases.write(tmp_path / "src", cases.good_set(per_label=10))
     script = (

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cli import convert as convert_cli
+from cli.main import main
 from tests.shared.conversion import image_cases as cases
 
 REPO = Path(__file__).resolve().parents[2]
@@ -222,3 +223,19 @@ def test_the_same_folder_gets_the_same_version_locally_and_in_the_pipeline(
         f"digits/{local_version}/manifest.json"
     )
     assert json.loads(published.readall())["split"]["seed"] == env.settings.seed == 42
+
+
+def test_validate_on_a_folder_and_convert_on_a_missing_folder(tmp_path, capsys):
+    assert main(["validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path} is a folder: pass the .jsonl files in it" in err
+    assert main(["convert", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
+    assert f"no such folder or .zip: {tmp_path / 'nope'}" in capsys.readouterr().err
+
+
+def test_validate_says_whole_file_without_the_word_lines(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["validate", str(empty)]) == 1
+    out = capsys.readouterr().out
+    assert "too_few_examples: 1" in out and "; whole file)" in out and "lines whole file" not in out

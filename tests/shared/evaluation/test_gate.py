@@ -1,4 +1,5 @@
-"""The exact McNemar test against scipy, and the promotion decision on constructed paired answers."""
+"""The exact McNemar test against scipy, and the promotion decision on constructed paired answers (its
+rejection sentence names the model the candidate was judged against, never "the baseline")."""
 
 import random
 
@@ -9,6 +10,7 @@ from shared.evaluation.gate import decide_promotion, mcnemar_exact_p
 from shared.evaluation.metrics import ScoredExample
 
 LABELS = ["cat", "dog", "bird"]
+TWO_LABELS = ["cat", "dog"]
 
 
 @pytest.mark.parametrize("b", range(0, 31, 3))
@@ -126,3 +128,26 @@ def test_disagreeing_truths_are_an_error():
     baseline = [ScoredExample("1", "dog", "dog")]
     with pytest.raises(ValueError, match="truth 'cat' for the candidate but 'dog' for the base"):
         _decide(candidate, baseline)
+
+
+# The gate's rejection sentence names the model the candidate was judged against, never "the baseline".
+def _pairs(only_candidate: int, only_baseline: int, both: int = 20):
+    candidate, baseline = [], []
+    for i in range(both + only_candidate + only_baseline):
+        truth, wrong = TWO_LABELS[i % 2], TWO_LABELS[(i + 1) % 2]
+        c_ok = i < both + only_candidate
+        b_ok = i < both or i >= both + only_candidate
+        candidate.append(ScoredExample(f"x{i}", truth, truth if c_ok else wrong))
+        baseline.append(ScoredExample(f"x{i}", truth, truth if b_ok else wrong))
+    return candidate, baseline
+
+
+@pytest.mark.parametrize("role, name", [("incumbent", "only the incumbent"), ("base", "only the base model")])
+def test_not_significant_rejection_names_the_incumbent_or_the_base_model(role, name):
+    candidate, baseline = _pairs(only_candidate=5, only_baseline=2)
+    decision = decide_promotion(
+        candidate, baseline, baseline_role=role, labels=TWO_LABELS, margin=0.01, p_value_threshold=0.05
+    )
+    assert not decision.promoted and decision.reason.startswith("Rejected: p = ")
+    assert f"(5 examples only the candidate got right, 2 {name})" in decision.reason
+    assert "baseline" not in decision.reason
