@@ -5,7 +5,9 @@
 2. Export scikit-learn's bundled handwritten digits as an image folder: v1 = 60% of each label, v2 = all
    (v2 contains v1's files under the same names, so the hash split keeps them in the same split).
 3. Push v1 (parallel upload, marker last) and drive the host: the blob triggers convert and start the
-   fine-tuning; the advance timer (fired with ``tick``) polls, deploys, evaluates, decides and promotes.
+   fine-tuning (v2 crosses the demo's fan-out threshold: its intake is planned by ``dataset_ready`` and
+   converted by ``convert_shard`` queue calls); the advance timer (fired with ``tick``) polls, deploys,
+   evaluates, decides and promotes.
 4. Push v2: the retrain is judged against the incumbent (v1's model) on v2's test split.
 5. Re-evaluate production once (the daily timer), download every report to ``--out`` and print a summary.
 """
@@ -24,6 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASET = "digits"
 TICK_PAUSE_SECONDS = 0.3
 RUN_TIMEOUT_SECONDS = 200.0
+DEMO_SHARD_MIN_IMAGES = 1500
+DEMO_SHARD_IMAGES = 900
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -111,6 +115,10 @@ def run_demo(args: argparse.Namespace) -> int:
         "VISIONTUNE_RETRY_BASE_SECONDS": "1",
         "VISIONTUNE_ROLLBACK_WINDOW_HOURS": "0",
         "VISIONTUNE_EPOCHS": "2",
+        # v2 (1,797 images) crosses the fan-out threshold and is converted by 2 convert_shard queue calls;
+        # v1 (1,083) stays one call. The product's default threshold (20,000) is far above the digits.
+        "VISIONTUNE_SHARD_MIN_IMAGES": str(DEMO_SHARD_MIN_IMAGES),
+        "VISIONTUNE_SHARD_IMAGES": str(DEMO_SHARD_IMAGES),
     }
     summary: list[dict[str, Any]] = []
     try:
@@ -173,6 +181,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "outcome",
         "converted",
         "reused",
+        "shards",
         "candidate",
         "judged against",
         "baseline",
@@ -187,6 +196,7 @@ def run_demo(args: argparse.Namespace) -> int:
             row["outcome"],
             str(row["converted"]),
             str(row["reused"]),
+            str(row["shards"] or "-"),
             row["candidate"],
             row["against"],
             row["baseline"],
@@ -196,8 +206,9 @@ def run_demo(args: argparse.Namespace) -> int:
     console.print(table)
     for row in summary:
         console.print(f"[bold]{row['run']}[/bold]: {row['reason']}")
+        fanout = f"fanned out in {row['shards']} shards (convert_shard), " if row["shards"] else "one call, "
         console.print(
-            f"  intake: {row['converted']} images converted, {row['reused']} reused from the cache "
+            f"  intake: {fanout}{row['converted']} images converted, {row['reused']} reused from the cache "
             f"in {row['intake_seconds']} s"
         )
         console.print(f"  classic baseline: {row['classic']}")
@@ -337,6 +348,7 @@ def _row(label: str, images: int, run: Any, seconds: float) -> dict[str, Any]:
         "converted": run.intake.get("images_converted", "-"),
         "reused": run.intake.get("images_reused", "-"),
         "intake_seconds": run.intake.get("seconds"),
+        "shards": run.intake.get("shards", 0),
         "candidate": pct(run.scores.get("candidate")),
         "against": "incumbent" if baseline_role == "incumbent" else "base model",
         "baseline": pct(baseline),

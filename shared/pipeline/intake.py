@@ -351,10 +351,13 @@ def _base_model_problem(pipeline: Pipeline, model: str) -> str | None:
 
 
 def describe_intake(intake: dict[str, object]) -> str:
-    """``"12 images converted, 480 reused from the cache, 3 files rejected; intake took 4.2 s"``."""
+    """``"12 images converted, 480 reused from the cache, 3 files rejected; intake took 4.2 s"``, and
+    ``" in 3 shards"`` after it for a fanned-out drop."""
+    shards = f" in {intake['shards']} shards" if intake.get("shards") else ""
     return (
         f"{intake.get('images_converted', 0)} images converted, {intake.get('images_reused', 0)} reused from "
         f"the cache, {intake.get('files_rejected', 0)} files rejected; intake took {intake.get('seconds', 0)} s"
+        f"{shards}"
     )
 
 
