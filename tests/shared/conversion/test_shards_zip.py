@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from shared.conversion import ConvertOptions, FolderSink, ZipSource, convert_dataset
-from shared.conversion.converter import _dump, prepare_records
+from shared.conversion.manifest import canonical_json
 from shared.conversion.ranged_zip import RangedZipSource
+from shared.conversion.records import prepare_records
 from shared.conversion.shards import assemble, assign_shards, convert_shard, part_name
 from shared.layout import SPLITS
 from tests.shared.conversion import image_cases as cases
@@ -70,8 +71,8 @@ def test_zip_shards_assemble_to_the_bytes_of_one_conversion_reading_only_their_e
         )
         for split in SPLITS
     }
-    got["rejected.json"] = _dump(assembly.rejected)
-    got["manifest.json"] = _dump(assembly.manifest)
+    got["rejected.json"] = canonical_json(assembly.rejected)
+    got["manifest.json"] = canonical_json(assembly.manifest)
     assert got == expected
     rejected = {r["path"]: r["code"] for r in assembly.rejected}
     assert rejected["cat/dup.jpg"] == "duplicate" and rejected["dog/notes.jpg"] == "not_an_image"
