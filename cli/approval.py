@@ -8,6 +8,9 @@ import getpass
 import json
 from pathlib import Path
 
+from cli.common import CommandError, command_settings, storage_errors
+from shared.pipeline.approval import ApprovalError, decide
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``approve`` and ``reject``."""
@@ -26,9 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_decision(args: argparse.Namespace) -> int:
-    from cli.common import CommandError, command_settings, storage_errors
-    from shared.pipeline.approval import ApprovalError, decide
-
     @storage_errors
     def run(args: argparse.Namespace) -> int:
         settings = command_settings(args.settings)

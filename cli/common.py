@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+
+from shared.layout import DATASETS_CONTAINER
+from shared.pipeline.store import RunStore
+from shared.settings import SettingsError, load_settings
+from shared.storage import blob_service_client, container_client
 
 DEFAULT_SETTINGS = Path("local.settings.json")
 
@@ -49,8 +56,6 @@ def command_settings(path: Path | None) -> Any:
     """The settings for a storage command; ``CommandError`` (saying what to do) when there are none usable."""
     import pydantic
 
-    from shared.settings import SettingsError, load_settings
-
     explicit = path is not None
     path = path if explicit else default_settings_path()
     if explicit and not path.is_file():
@@ -84,11 +89,6 @@ def command_settings(path: Path | None) -> Any:
 def check_storage_reachable(settings: Any, path: Path, timeout: float = 3.0) -> None:
     """Fail in seconds, not after the SDK's minute of retries, when nothing listens at the blob endpoint
     (typically: the local stack that wrote the settings has been stopped)."""
-    import socket
-    from urllib.parse import urlparse
-
-    from shared.storage import blob_service_client
-
     url = urlparse(blob_service_client(settings).url)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
@@ -136,10 +136,6 @@ def storage_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[ar
 
 def dataset_names(settings: Any) -> tuple[list[str], list[str]]:
     """``(datasets with runs, datasets pushed to the drop zone)``, each sorted."""
-    from shared.layout import DATASETS_CONTAINER
-    from shared.pipeline.store import RunStore
-    from shared.storage import container_client
-
     with_runs = sorted(RunStore.from_settings(settings).datasets())
     pushed = set()
     for item in container_client(settings, DATASETS_CONTAINER).walk_blobs(delimiter="/"):

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
+
+from shared.conversion import DatasetError, FolderSink, convert_dataset, open_source
+from shared.conversion.cache import folder_cache
+from shared.conversion.options import CONVERTER_FORMAT, image_settings
+from shared.conversion.splits import parse_split_ratios
+from shared.pipeline.intake import convert_options as pipeline_convert_options
+from shared.pipeline.models import RunOverrides
+from shared.settings import load_settings
+from shared.validation import ERROR_TYPES, validate_file
 
 DEFAULTS_NOTE = (
     "Defaults: the pipeline's settings (VISIONTUNE_SEED, VISIONTUNE_MAX_SIDE, ... from the environment, else "
@@ -96,13 +106,6 @@ def _error(message: str) -> int:
 def convert_options(args: argparse.Namespace):  # -> ConvertOptions
     """The pipeline's conversion options (``shared.pipeline.intake.convert_options`` on the settings from the
     environment), with the options given on the command line as the marker overrides of the same name."""
-    import dataclasses
-
-    from shared.conversion.splits import parse_split_ratios
-    from shared.pipeline.intake import convert_options as pipeline_convert_options
-    from shared.pipeline.models import RunOverrides
-    from shared.settings import load_settings
-
     given = {
         "max_side": args.max_side,
         "jpeg_quality": args.quality,
@@ -127,8 +130,6 @@ def convert_options(args: argparse.Namespace):  # -> ConvertOptions
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from shared.conversion import DatasetError, FolderSink, convert_dataset, open_source
-
     try:
         options = convert_options(args)
         source = open_source(args.src)
@@ -139,8 +140,6 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.cache is not None:
         if args.cache_keep < 1:
             return _error(f"--cache-keep must be >= 1, got {args.cache_keep}")
-        from shared.conversion.cache import folder_cache
-        from shared.conversion.options import CONVERTER_FORMAT, image_settings
 
         # grace 0: one person's disk cache has no concurrent conversion to protect
         cache = folder_cache(args.cache, image_settings(options), CONVERTER_FORMAT, grace_seconds=0.0)
@@ -259,8 +258,6 @@ def _print_summary(result, out: Path) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from shared.validation import ERROR_TYPES, validate_file
-
     failed = False
     reports = {}
     for path in args.files:

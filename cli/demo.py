@@ -22,6 +22,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cli.events import event_line
+from cli.push import push_dataset
+from cli.report import download_reports
+from local.emulator.server import EmulatorConfig
+from local.sample_data import export_digits
+from shared.events import read_events
+from shared.pipeline.context import Pipeline
+from shared.pipeline.scheduled import _documents
+from shared.pipeline.store import RunStore
+from shared.prediction import Predictor
+from shared.reporting.schema import RunReport
+from shared.reporting.summary import classic_missing, ms_precise, p_value, pct, points
+from shared.settings import Settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASET = "digits"
 TICK_PAUSE_SECONDS = 0.3
@@ -52,8 +66,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _settings_for(stack: Any) -> Any:
-    from shared.settings import Settings
-
     return Settings.model_validate(stack.settings)
 
 
@@ -62,8 +74,6 @@ def follow_run(
 ) -> Any:
     """Drive the host (blob triggers + the advance timer) until the newest run has ended and its report
     is written; prints each state change. Returns the run."""
-    from shared.pipeline.store import RunStore
-
     store = RunStore.from_settings(settings)
     deadline = time.monotonic() + timeout
     seen: set[tuple[str, str]] = set()
@@ -95,10 +105,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from cli.push import push_dataset
-    from cli.report import download_reports
-    from local.emulator.server import EmulatorConfig
-    from local.sample_data import export_digits
     from local.stack import LocalStack
 
     console = Console()
@@ -232,7 +238,6 @@ def run_demo(args: argparse.Namespace) -> int:
         mark = "right" if p["label"] == p["truth"] else "WRONG"
         console.print(f"  {p['source']}: labelled {p['truth']}, answered {p['label']} ({mark}; confidence {confidence}; "
                       f"{p['latency_ms']:.0f} ms)")
-    from cli.events import event_line
 
     console.print(f"the run's events (`visiontune events {DATASET}`):")
     for event in events:
@@ -244,8 +249,6 @@ def run_demo(args: argparse.Namespace) -> int:
 def classify_held_out(settings: Any, folder: Path, count: int = 5) -> list[dict[str, Any]]:
     """Classify ``count`` held-out test images of the production version (one per label where possible)
     with the production deployment, as ``visiontune predict`` does."""
-    from shared.prediction import Predictor
-
     predictor = Predictor(settings, DATASET)
     target = predictor.target()
     manifest = predictor.pipeline.manifest(DATASET, target.version) or {}
@@ -259,8 +262,6 @@ def classify_held_out(settings: Any, folder: Path, count: int = 5) -> list[dict[
 
 def run_events(settings: Any) -> list[dict[str, Any]]:
     """The dataset's events from the journal (what `visiontune events digits` prints)."""
-    from shared.events import read_events
-
     return list(read_events(settings, dataset=DATASET, days=2))
 
 
@@ -278,8 +279,6 @@ def spec_check(emulator_url: str) -> dict[str, Any]:
 def production_line(production: dict[str, Any]) -> str:
     """What serves production and the accuracy it was promoted with, naming the test set it was measured on
     (the index shows later measurements on newer test sets, which differ)."""
-    from shared.reporting.summary import pct
-
     return (
         f"production: {production['model']} as {production['deployment']} (version {production['version']}): "
         f"{pct(production['accuracy'])} when promoted, on version {production['version']}'s test set"
@@ -289,9 +288,6 @@ def production_line(production: dict[str, Any]) -> str:
 def classic_line(report_json: Path) -> str:
     """The run report's classic baseline in one sentence: accuracy, latency, cost and the verdict, or why it is
     missing."""
-    from shared.reporting.schema import RunReport
-    from shared.reporting.summary import classic_missing, ms_precise, pct
-
     report = RunReport.model_validate_json(report_json.read_text(encoding="utf-8"))
     baseline = report.classic_baseline
     if baseline is None:
@@ -304,8 +300,6 @@ def classic_line(report_json: Path) -> str:
 
 def scheduled_line(dataset_reports: Path) -> str | None:
     """One sentence on the newest scheduled evaluation in the downloaded reports, or None if there is none."""
-    from shared.reporting.summary import pct, points
-
     evaluations = sorted((dataset_reports / "evaluations").glob("*.json"))
     if not evaluations:
         return None
@@ -326,17 +320,12 @@ def scheduled_line(dataset_reports: Path) -> str | None:
 
 
 def _scheduled_done(settings: Any) -> bool:
-    from shared.pipeline.context import Pipeline
-    from shared.pipeline.scheduled import _documents
-
     documents = _documents(Pipeline(settings), DATASET)
     return bool(documents) and all(doc.get("done") for doc, _ in documents)
 
 
 def _row(label: str, images: int, run: Any, seconds: float) -> dict[str, Any]:
     """One summary row, formatted exactly as the reports format the same numbers."""
-    from shared.reporting.summary import p_value, pct
-
     decision = run.decision
     baseline_role = decision.baseline_role if decision and decision.baseline_role else "base"
     baseline = run.scores.get(baseline_role)

@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cli.common import command_settings, storage_errors
+from shared.events import read_events
+
 FOLLOW_POLL_SECONDS = 2.0
 
 
@@ -38,9 +41,6 @@ def event_line(event: dict[str, Any]) -> str:
 
 
 def run_events(args: argparse.Namespace) -> int:
-    from cli.common import command_settings, storage_errors
-    from shared.events import read_events
-
     @storage_errors
     def run(args: argparse.Namespace) -> int:
         settings = command_settings(args.settings)

@@ -8,9 +8,14 @@ import logging
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from cli import common
+from cli.common import default_settings_path
+from local.azurite import AzuriteError
+from local.emulator.server import EmulatorConfig, EmulatorServer, local_settings_values
 
 DEFAULT_HOST_PORT = 7071  # Core Tools' port
 DEFAULT_DATA_DIR = Path(".local-stack")
@@ -120,13 +125,11 @@ def _wait_for_interrupt() -> None:
 def _emulator_config(step_seconds: float | None):  # -> EmulatorConfig | None
     if step_seconds is None:
         return None
-    from local.emulator.server import EmulatorConfig
 
     return EmulatorConfig(step_seconds=step_seconds)
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from local.azurite import AzuriteError
     from local.host import IndexingError
     from local.stack import LocalStack, LocalStackError
 
@@ -172,8 +175,6 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_emulator(args: argparse.Namespace) -> int:
-    from local.emulator.server import EmulatorServer, local_settings_values
-
     _configure_logging()
     server = EmulatorServer(args.data.resolve(), port=args.port, config=_emulator_config(args.step_seconds))
     try:
@@ -194,8 +195,6 @@ def run_emulator(args: argparse.Namespace) -> int:
 def local_host_url(settings_path: Path | None) -> str:
     """The URL of the host ``visiontune local up`` started: the ``Host.LocalHttpPort`` it wrote into
     local.settings.json (Core Tools' field), else Core Tools' default port."""
-    from cli.common import default_settings_path
-
     path = settings_path or default_settings_path()
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -208,8 +207,6 @@ def local_host_url(settings_path: Path | None) -> str:
 def run_tick(args: argparse.Namespace) -> int:
     if args.in_process:
         return _tick_in_process(args)
-    import urllib.error
-    import urllib.request
 
     if args.host_url is None:
         args.host_url = local_host_url(args.settings)

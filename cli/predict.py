@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.common import CommandError, command_settings, storage_errors
+from shared.prediction import MAX_IMAGE_BYTES, Prediction, PredictionError, Predictor
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".mpo"})
 
 
@@ -61,9 +64,6 @@ def _row(prediction: Any) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from cli.common import CommandError, command_settings, storage_errors
-    from shared.prediction import MAX_IMAGE_BYTES, Prediction, PredictionError, Predictor
-
     @storage_errors
     def run(args: argparse.Namespace) -> int:
         images, missing = collect_images(args.paths)

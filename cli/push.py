@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from cli.common import add_storage_arguments, command_settings, fail, storage_errors
+from shared.layout import DATASETS_CONTAINER, READY_MARKER, validate_dataset_name
+from shared.pipeline.models import RENAMED_OVERRIDES, OverridesError, RunOverrides
+from shared.storage import container_client
 
 UPLOAD_WORKERS = 8
 
@@ -66,8 +69,6 @@ class PushResult:
 def parse_overrides(pairs: list[str]) -> tuple[dict[str, Any], list[str]]:
     """``["n_epochs=3", "prompt=What digit?"]`` -> (validated overrides, JSON values where they parse;
     warnings). An old key name (``epochs``) is written under its new name (``n_epochs``), with a warning."""
-    from shared.pipeline.models import RENAMED_OVERRIDES, RunOverrides
-
     values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -105,9 +106,6 @@ def push_dataset(
     ``overrides`` as its JSON body) is written last. ``progress(bytes_done, bytes_total)`` is called as
     files go up. Files whose MD5 matches the blob already there are skipped."""
     from azure.storage.blob import ContentSettings
-
-    from shared.layout import DATASETS_CONTAINER, READY_MARKER, validate_dataset_name
-    from shared.storage import container_client
 
     validate_dataset_name(dataset)
     container = container_client(settings, DATASETS_CONTAINER)
@@ -212,8 +210,6 @@ def run_push(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
-
-    from shared.pipeline.models import OverridesError
 
     if not args.source.exists():
         return fail(f"no such folder or .zip: {args.source}")

@@ -17,6 +17,9 @@ from cli.common import (
     storage_errors,
     table_console,
 )
+from shared.layout import REPORTS_CONTAINER, dataset_prefix, report_prefix
+from shared.pipeline.store import RunStore
+from shared.storage import container_client, read_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,9 +50,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def download_reports(settings: Any, dataset: str, version: str | None, out: Path) -> list[Path]:
     """Download ``reports/<dataset>/<version>/report.*`` (and the dataset's index.*) into ``out``."""
-    from shared.layout import REPORTS_CONTAINER, dataset_prefix, report_prefix
-    from shared.storage import container_client
-
     container = container_client(settings, REPORTS_CONTAINER)
     prefixes = [report_prefix(dataset, version)] if version else [dataset_prefix(dataset)]
     written = []
@@ -72,8 +72,6 @@ def download_reports(settings: Any, dataset: str, version: str | None, out: Path
 def resolve_version(settings: Any, dataset: str, version: str | None) -> str:
     """The run version ``version`` names (exactly or as a unique prefix), or the newest run's when it is
     None. ``CommandError`` saying what exists when there is no such run."""
-    from shared.pipeline.store import RunStore
-
     versions = [run.version for run in RunStore.from_settings(settings).list(dataset)]
     if not versions:
         raise CommandError(no_runs_message(dataset, *dataset_names(settings))[1])
@@ -94,9 +92,6 @@ def resolve_version(settings: Any, dataset: str, version: str | None) -> str:
 @storage_errors
 def run_report(args: argparse.Namespace) -> int:
     from rich.markdown import Markdown
-
-    from shared.layout import REPORTS_CONTAINER, report_prefix
-    from shared.storage import container_client, read_json
 
     settings = command_settings(args.settings)
     version = resolve_version(settings, args.dataset, args.version)

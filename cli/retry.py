@@ -7,6 +7,8 @@ import argparse
 import json
 
 from cli.common import add_storage_arguments, command_settings, fail, storage_errors
+from shared.pipeline.context import Pipeline
+from shared.pipeline.retry import RETRYABLE_STATES, retry_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,9 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_retry(args: argparse.Namespace) -> int:
-    from shared.pipeline.context import Pipeline
-    from shared.pipeline.retry import RETRYABLE_STATES, retry_run
-
     settings = command_settings(args.settings)
     pipeline = Pipeline(settings)
     before = pipeline.store.get(args.dataset, args.version)

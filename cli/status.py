@@ -16,6 +16,7 @@ from cli.common import (
     storage_errors,
     table_console,
 )
+from shared.pipeline.status import collect_status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,8 +97,6 @@ def status_table(status: dict[str, Any]) -> list[Any]:
 
 @storage_errors
 def run_status(args: argparse.Namespace) -> int:
-    from shared.pipeline.status import collect_status
-
     settings = command_settings(args.settings)
     status = collect_status(settings, args.dataset)
     with_runs, pushed = dataset_names(settings)
