@@ -16,14 +16,20 @@ import argparse
 import base64
 import io
 import json
+import multiprocessing
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
+
+from bench.hostile_images import palette_png, rgba16_png
+from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("small", "phone", "png")
@@ -95,8 +101,6 @@ def _variant(data: bytes, n: int) -> bytes:
         cut = 4 + first_len
         segment = b"\xff\xfe" + (len(tag) + 2).to_bytes(2, "big") + tag
         return data[:cut] + segment + data[cut:]
-    import struct
-    import zlib
 
     body = b"Comment\0" + tag
     chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body) & 0xFFFFFFFF)
@@ -146,7 +150,6 @@ def split_floor(paths: list[Path], processes: int) -> None:
     if processes == 1:
         floor_decode(paths)
         return
-    import multiprocessing
 
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         pool.map(floor_decode, [paths[i::processes] for i in range(processes)])
@@ -166,8 +169,6 @@ def notebook_method(paths: list[Path]) -> int:
 
 
 def visiontune(src: Path, out: Path, workers: int):
-    from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset
-
     return convert_dataset(FolderSource(src), FolderSink(out), ConvertOptions(workers=workers))
 
 
@@ -256,8 +257,6 @@ HOSTILE_TREE_MB = 700  # a folder of such inputs with 2 workers, the whole proce
 
 
 def _hostile_inputs(seed: int) -> dict[str, bytes]:
-    from bench.hostile_images import palette_png, rgba16_png
-
     return {
         "palette-9400x9400.png": palette_png(9400, seed=seed),
         "rgba16-6000x6000.png": rgba16_png(6000, 6000, seed=seed),

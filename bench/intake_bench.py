@@ -27,6 +27,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.convert_bench import build_kind, run_sampling_rss
+from local.azurite import AzuriteProcess
+from shared.conversion import FolderSink, FolderSource
+from shared.conversion.cache import ImageCache
+from shared.conversion.converter import convert_dataset
+from shared.conversion.options import CONVERTER_FORMAT, ConvertOptions, image_settings
+from shared.layout import cache_prefix
+from shared.pipeline.context import Pipeline
+from shared.pipeline.fanout_plan import plan_fanout
+from shared.pipeline.intake import convert_options
+from shared.pipeline.models import RunOverrides
+from shared.settings import Settings
+from shared.storage import BlobArtifactSink, BlobCacheStore, BlobDatasetSource, ensure_containers
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = "training"
@@ -80,12 +92,6 @@ def upload_folder(service, folder: Path, prefix: str) -> int:
 
 def convert_from_blobs(service, dataset: str, workers: int, *, cache: bool, concurrency: int = 16):
     """``convert_dataset`` as intake runs it: blobs in, staged blobs out, the dataset's cache if ``cache``."""
-    from shared.conversion.cache import ImageCache
-    from shared.conversion.converter import convert_dataset
-    from shared.conversion.options import CONVERTER_FORMAT, ConvertOptions, image_settings
-    from shared.layout import cache_prefix
-    from shared.storage import BlobArtifactSink, BlobCacheStore, BlobDatasetSource
-
     options = ConvertOptions(workers=workers)
     training = service.get_container_client(TRAINING)
     source = BlobDatasetSource(service.get_container_client(DATASETS), f"{dataset}/", read_concurrency=concurrency)
@@ -99,8 +105,6 @@ def convert_from_blobs(service, dataset: str, workers: int, *, cache: bool, conc
 
 
 def convert_from_disk(folder: Path, out: Path, workers: int):
-    from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset
-
     started = time.perf_counter()
     result = convert_dataset(FolderSource(folder), FolderSink(out), ConvertOptions(workers=workers))
     return time.perf_counter() - started, result
@@ -136,9 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes for every conversion (2)")
     parser.add_argument("--work", type=Path, default=None, help="keep the corpus and Azurite's data here")
     args = parser.parse_args(argv)
-
-    from local.azurite import AzuriteProcess
-    from shared.storage import ensure_containers
 
     work = args.work or Path(tempfile.mkdtemp(prefix="visiontune-bench-intake-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -278,12 +279,6 @@ def fan_out(connection: str, latency_ms: float, uploader, dataset: str, workers:
     """Plan ``dataset`` in ``shards`` shards and run them on ``workers`` processes (shard k on worker
     k % workers, as instances taking messages in turn); seconds from the first shard to the published
     manifest (the planning is the dataset_ready call's, not timed)."""
-    from shared.pipeline.context import Pipeline
-    from shared.pipeline.fanout_plan import plan_fanout
-    from shared.pipeline.intake import convert_options
-    from shared.pipeline.models import RunOverrides
-    from shared.settings import Settings
-
     for container, prefix in ((TRAINING, f"{dataset}/"), (TRAINING, f"_shards/{dataset}/"), ("runs", f"{dataset}/")):
         client = uploader.get_container_client(container)
         for blob in list(client.list_blobs(name_starts_with=prefix)):

@@ -23,10 +23,13 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from local.emulator.server import EmulatorConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,8 +109,6 @@ def synthetic_drop(folder: Path, images: int) -> Path:
 
 def upload_drop(service: Any, dataset: str, folder: Path) -> None:
     """Upload ``folder`` to ``datasets/<dataset>/`` (8 in parallel), then the ``_READY`` marker."""
-    from concurrent.futures import ThreadPoolExecutor
-
     container = service.get_container_client("datasets")
     paths = sorted(folder.rglob("*.png"))
 
@@ -152,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", action="store_true", help="print each record (up to 5) with its dimensions")
     args = parser.parse_args(argv)
 
-    from local.emulator.server import EmulatorConfig
     from local.stack import LocalStack
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -19,11 +19,21 @@ from __future__ import annotations
 
 import argparse
 import io
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from cli.demo import DATASET, follow_run
+from cli.push import push_dataset
+from local.emulator.server import EmulatorConfig
+from local.sample_data import export_digits
+from shared.pipeline.context import Pipeline
+from shared.prediction import ask_model, prepare_image, request_messages, resolve_target
+from shared.settings import Settings
 
 EXIF_ORIENTATION_TAG = 0x0112
 
@@ -73,8 +83,6 @@ class Variant:
 
 
 def _right(data: bytes, target: Any) -> bytes:
-    from shared.prediction import prepare_image
-
     return prepare_image(data, target)[0]
 
 
@@ -101,10 +109,6 @@ def measure(
     *, concurrency: int = 4,
 ) -> dict[str, dict[str, float]]:
     """``{variant: {"accuracy", "unknown", "n"}}`` for ``images`` = ``(truth, source bytes)`` pairs."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from shared.prediction import ask_model, request_messages
-
     camera = [(truth, camera_style(data)) for truth, data in images]
     results: dict[str, dict[str, float]] = {}
     for variant in variants:
@@ -145,16 +149,7 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import tempfile
-
-    from cli.demo import DATASET, follow_run
-    from cli.push import push_dataset
-    from local.emulator.server import EmulatorConfig
-    from local.sample_data import export_digits
     from local.stack import LocalStack
-    from shared.pipeline.context import Pipeline
-    from shared.prediction import resolve_target
-    from shared.settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64, help="digit image side in pixels (the demo's: 64)")
