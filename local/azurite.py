@@ -11,6 +11,7 @@ Azurite's well-known development account and key are used; they are public and o
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import re
 import shutil
@@ -41,8 +42,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     """Linux: have the kernel send SIGTERM to Azurite when the thread that started it ends, so a killed
     test run or CLI does not leave an orphaned Azurite behind (it runs in its own session)."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass

@@ -6,6 +6,7 @@ the package. ``export_digits`` writes them as an ImageFolder tree of PNGs for th
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -26,8 +27,6 @@ def export_digits(
     dataset order, ``limit_per_label`` of them and/or ``fraction`` (0-1] of them (rounded up), so a
     smaller export ("v1") is always contained in a larger one ("v2"). ``labels`` restricts the digits.
     """
-    import math
-
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_digits

@@ -17,8 +17,10 @@ import logging
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from local.azurite import AzuriteProcess
+from local.emulator.server import EmulatorServer, local_settings_values
 from local.host import LocalFunctionsHost
 from shared.layout import ALL_CONTAINERS
 
@@ -111,8 +113,6 @@ class LocalStack:
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import BlobServiceClient
 
-        from local.emulator.server import EmulatorServer, local_settings_values
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.azurite = AzuriteProcess(self.data_dir / "azurite").start()
         with BlobServiceClient.from_connection_string(self.azurite.connection_string) as blobs:
@@ -159,8 +159,6 @@ class LocalStack:
                     f"the functions host could not listen on port {self.host_port}: {error}"
                 ) from error
             if self.local_settings_path is not None and self.host.http_url:
-                from urllib.parse import urlsplit
-
                 port = urlsplit(self.host.http_url).port
                 write_local_settings(self.local_settings_path, self.settings, host_port=port)
 

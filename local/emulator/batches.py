@@ -10,6 +10,7 @@ from local.emulator import datafiles, learners
 from local.emulator.chat import BATCH_SKUS, DEPLOYMENT_NOT_FOUND
 from local.emulator.core import EmulatorCore, hex_id, jsonl
 from local.emulator.errors import ApiError, bad_request, not_found
+from local.emulator.specs import load_catalog
 
 BATCH_TERMINAL = ("completed", "failed", "expired", "cancelled")
 BATCH_WINDOW_SECONDS = 24 * 3600
@@ -252,8 +253,6 @@ def _line_body_problem(requests: list[datafiles.BatchRequest], specs_dir: Any) -
     """The first line whose body is not a chat completions request as OpenAI's spec declares it
     (``CreateChatCompletionRequest``; Learn's batch how-to: each line's body is the chat completions
     request), as a batch error naming the line and the field; None when every line is declared."""
-    from local.emulator.specs import load_catalog
-
     catalog = load_catalog(specs_dir)
     if catalog is None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import uuid
@@ -195,8 +196,6 @@ def _logprobs(answer: str, distribution: dict[str, float], top: int) -> dict[str
     """``choices[].logprobs`` (chatCompletionChoiceLogProbs) for an answer. Emulator simplification: the
     whole answer is one token, with the model's probability of that answer; ``top_logprobs`` lists the
     most likely answers. An answer outside the distribution (off-label) gets the off-label share."""
-    import math
-
     def entry(token: str, probability: float) -> dict[str, Any]:
         return {
             "token": token,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from local.emulator.constants import API_KEY, DATA_PLANE_API_VERSION, SUBSCRIPTION_ID
+from local.emulator.tokens import issue_token
 
 
 class LocalTokenCredential:
@@ -20,8 +21,6 @@ class LocalTokenCredential:
 
     def get_token(self, *scopes: str, **kwargs: Any):  # -> azure.core.credentials.AccessToken
         from azure.core.credentials import AccessToken
-
-        from local.emulator.tokens import issue_token
 
         token, expires = issue_token(API_KEY, scopes[0] if scopes else "")
         return AccessToken(token, expires)

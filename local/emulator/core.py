@@ -25,6 +25,7 @@ from local.emulator.config import EmulatorConfig
 from local.emulator.constants import ACCOUNT, RESOURCE_GROUP, SUBSCRIPTION_ID
 from local.emulator.errors import bad_request, not_found
 from local.emulator.faults import Faults
+from local.emulator.store import Store
 
 log = logging.getLogger("visiontune.emulator")
 
@@ -59,7 +60,6 @@ class EmulatorCore:
         self.models_dir = self.data_dir / "models"
         for folder in (self.blob_dir, self.features_dir, self.models_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        from local.emulator.store import Store
 
         self.store = Store(self.data_dir / "emulator.sqlite3")
         self.faults = Faults()

@@ -28,6 +28,7 @@ from local.emulator.constants import (
     RESOURCE_GROUP,
     SUBSCRIPTION_ID,
 )
+from local.emulator.service import Emulator
 
 __all__ = ["EmulatorConfig", "EmulatorServer", "local_settings_values"]
 
@@ -77,7 +78,6 @@ class EmulatorServer:
         import uvicorn
 
         from local.emulator.app import create_app
-        from local.emulator.service import Emulator
 
         try:
             self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
