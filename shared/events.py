@@ -28,11 +28,14 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.aoai.clients import _credential
 from shared.layout import REPORTS_CONTAINER
 from shared.settings import Settings
+from shared.storage import container_client
+from shared.telemetry import run_scope
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.pipeline.models import Run
@@ -120,8 +123,6 @@ class EventPublisher:
 
     # --- storage ----------------------------------------------------------------------------------
     def _reports(self) -> Any:
-        from shared.storage import container_client
-
         return container_client(self.settings, REPORTS_CONTAINER)
 
     def _append(self, event: dict[str, Any]) -> None:
@@ -144,8 +145,6 @@ class EventPublisher:
         with self._lock:
             if self._client is None:
                 from azure.eventgrid import EventGridPublisherClient
-
-                from shared.aoai.clients import _credential
 
                 self._client = EventGridPublisherClient(
                     self.settings.events_topic_endpoint,  # type: ignore[arg-type]
@@ -226,7 +225,6 @@ def publish_run_transitions(publisher: EventPublisher | None, run: Run, since: i
     """Publish the events of ``run.transitions[since:]`` that changed the state. Never raises."""
     if publisher is None:
         return
-    from shared.telemetry import run_scope
 
     try:
         hourly_cost = hosting_cost_per_hour(run, publisher.settings)
@@ -250,11 +248,7 @@ def read_events(
 ) -> Iterator[dict[str, Any]]:
     """Journal events of the last ``days`` UTC days (or from ``since``), oldest first; only ``dataset``'s
     when given."""
-    from datetime import timedelta
-
     from azure.core.exceptions import ResourceNotFoundError
-
-    from shared.storage import container_client
 
     reports = container_client(settings, REPORTS_CONTAINER)
     now = datetime.now(UTC)

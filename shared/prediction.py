@@ -16,17 +16,22 @@ import base64
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shared.aoai.errors import describe_openai_error
+from shared.aoai.scoring import ChatAnswer, ask_chat
+from shared.conversion.examples import example_messages
+from shared.conversion.images import DEFAULT_MAX_PIXELS, ImageSettings, normalise_image
 from shared.errors import VisiontuneError
+from shared.evaluation.answers import match_answer
+from shared.layout import validate_dataset_name
+from shared.pipeline.context import Pipeline
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.aoai.clients import AzureOpenAIClient
-    from shared.aoai.scoring import ChatAnswer
-    from shared.conversion.images import ImageSettings
-    from shared.pipeline.context import Pipeline
 
 UNKNOWN_LABEL = "unknown"
 # The largest image accepted by the classify endpoint and `visiontune predict`. Our choice, well under
@@ -76,8 +81,6 @@ class ModelTarget:
     max_pixels: int
 
     def image_settings(self) -> ImageSettings:
-        from shared.conversion.images import ImageSettings
-
         return ImageSettings(max_side=self.max_side, quality=self.quality, max_pixels=self.max_pixels)
 
 
@@ -106,8 +109,6 @@ def resolve_target(pipeline: Pipeline, dataset: str, version: str | None = None)
     """The production model of ``dataset`` (``version`` None) or ``version``'s own deployment, with the
     preprocessing recorded in that version's manifest. ``version`` may be a unique prefix.
     Raises ``PredictionError`` (404/409) when there is no such model to ask."""
-    from shared.layout import validate_dataset_name
-
     try:
         validate_dataset_name(dataset)
     except ValueError as exc:
@@ -137,7 +138,6 @@ def resolve_target(pipeline: Pipeline, dataset: str, version: str | None = None)
             code="manifest_missing",
         )
     image = manifest.get("image") or {}
-    from shared.conversion.images import DEFAULT_MAX_PIXELS
 
     return ModelTarget(
         dataset=dataset,
@@ -186,8 +186,6 @@ def _version_deployment(
 def prepare_image(data: bytes, target: ModelTarget) -> tuple[bytes, dict[str, Any]]:
     """``data`` normalised as training normalised it: (JPEG bytes, a description of source and result).
     Raises ``PredictionError`` (400/413/415) for input that is not a usable image."""
-    from shared.conversion.images import normalise_image
-
     if len(data) > MAX_IMAGE_BYTES:
         raise PredictionError(
             f"the image is {len(data) / 1e6:.1f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB",
@@ -209,8 +207,6 @@ def prepare_image(data: bytes, target: ModelTarget) -> tuple[bytes, dict[str, An
 def request_messages(prompt: str | None, jpeg: bytes) -> list[dict[str, Any]]:
     """The chat messages of a training example without its answer (no system message when ``prompt`` is
     None: only for measuring what leaving it out costs)."""
-    from shared.conversion.examples import example_messages
-
     url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
     messages = example_messages(prompt or "", "", url)[:2]
     return messages if prompt is not None else messages[1:]
@@ -222,10 +218,6 @@ def ask_model(
     """Ask ``target``'s deployment (with logprobs); (label or ``unknown``, the ``ChatAnswer``).
     Raises ``PredictionError`` 502/503 when the model service fails after the SDK's retries."""
     import openai
-
-    from shared.aoai.errors import describe_openai_error
-    from shared.aoai.scoring import ask_chat
-    from shared.evaluation.answers import match_answer
 
     try:
         reply = ask_chat(client, target.deployment, messages, max_tokens=ANSWER_MAX_TOKENS, logprobs=True)
@@ -249,8 +241,6 @@ class Predictor:
     ``refresh_seconds`` (production may change), and keeps the OpenAI client across calls."""
 
     def __init__(self, settings: Settings, dataset: str, version: str | None = None, *, refresh_seconds: float = 30.0) -> None:
-        from shared.pipeline.context import Pipeline
-
         self.settings = settings
         self.dataset = dataset
         self.version = version
@@ -289,8 +279,6 @@ class Predictor:
     def predict_many(self, items: Sequence[tuple[str, bytes]], *, concurrency: int = 4) -> list[Prediction]:
         """Classify ``(source, bytes)`` pairs, in order. A bad image becomes a Prediction with ``error``;
         the rest still go through. A missing model (no production, no deployment) raises for all."""
-        from concurrent.futures import ThreadPoolExecutor
-
         self.target()  # fail once, early, when there is nothing to ask
 
         def one(item: tuple[str, bytes]) -> Prediction:

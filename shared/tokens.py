@@ -8,6 +8,7 @@ network or cache directory is ever touched.
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import hashlib
@@ -49,8 +50,6 @@ def _bundled_file(name: str) -> Path:
 
 
 def _load_ranks(name: str, expected_hash: str | None) -> dict[bytes, int]:
-    import base64
-
     contents = gzip.decompress(_bundled_file(name).read_bytes())
     if expected_hash and hashlib.sha256(contents).hexdigest() != expected_hash:
         raise TokenizerError(f"bundled {name} does not match tiktoken's expected hash {expected_hash}")

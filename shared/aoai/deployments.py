@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+from shared.aoai.clients import management_client
 from shared.aoai.errors import AoaiError, azure_error_code, describe_azure_error
 from shared.settings import Settings
 
@@ -162,8 +163,6 @@ class Deployments:
     def __init__(self, settings: Settings, client: CognitiveServicesManagementClient | None = None) -> None:
         settings.require("subscription_id", "resource_group", "openai_account")
         if client is None:
-            from shared.aoai.clients import management_client
-
             client = management_client(settings)
         self._client = client
         self._resource_group = str(settings.resource_group)

@@ -6,13 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.conversion.examples import example_messages
+from shared.tokens import count_message_tokens
 
 
 def tokens_per_label(prompt: str, labels: list[str], model: str) -> dict[str, tuple[int, int]]:
     """``label -> (text tokens, image tokens)`` of one example. Every example of a label has the same
     messages apart from the image, which costs a flat 85 tokens at low detail."""
-    from shared.tokens import count_message_tokens
-
     counts = {}
     for label in labels:
         tokens = count_message_tokens(example_messages(prompt, label, "data:image/jpeg;base64,"), model)

@@ -23,10 +23,12 @@ import base64
 import binascii
 import io
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.aoai.scoring import read_test_items
 from shared.errors import VisiontuneError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,8 +91,6 @@ def iter_split(lines: Iterable[bytes | str]) -> Iterator[tuple[str, str, str]]:
     """``(custom_id, label, image data URL)`` of each example of a split file (chat fine-tuning JSONL), read
     line by line. ``custom_id`` is ``t-NNNNNN`` by position among the non-blank lines: the same ids the
     evaluation gives the test split (``shared.aoai.scoring.read_test_items``)."""
-    from shared.aoai.scoring import read_test_items
-
     number = 0
     for line_number, raw in enumerate(lines, start=1):
         text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
@@ -169,8 +169,6 @@ class ClassicModel:
 def fit_classic(features: np.ndarray, labels: Sequence[str], *, seed: int = 0) -> ClassicModel:
     """Fit the classifier on ``features`` (one row per image) and their ``labels``. Needs at least two
     distinct labels (``ValueError`` otherwise)."""
-    import warnings
-
     import numpy as np
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
