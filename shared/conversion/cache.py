@@ -14,7 +14,8 @@ Layout (the same in a folder on disk and under ``_cache/<dataset>/`` in the trai
   later conversion trusts an unchanged (path, size, ETag) and does not read that file again. Azure gives a
   blob a new ETag on every write (Microsoft Learn, "Manage concurrency in Blob Storage": the ETag is
   updated whenever the blob is written), so an equal ETag means equal bytes; a metadata-only change also
-  moves it, which costs one read, never a wrong image.
+  moves it, which costs one read, never a wrong image;
+- ``lines/<version>.json``: where each line of the version's JSONL files is (``shared.conversion.reuse``).
 
 ``collect(kept)`` drops the refs of versions that are not kept, deletes packs none of whose entries a kept
 version uses, rewrites packs that are mostly dead, and merges the smallest packs when there are more than
@@ -46,7 +47,7 @@ CACHE_FORMAT = 1
 DEFAULT_GRACE_SECONDS = 3600.0
 COMPACT_BELOW = 0.5  # a pack whose live share of bytes falls below this is rewritten
 MAX_PACKS = 16  # above this many packs, the smallest old ones are merged into one
-PACKS, INDEX, REFS = "packs/", "index/", "refs/"
+PACKS, INDEX, REFS, LINES = "packs/", "index/", "refs/", "lines/"
 
 
 class PackWriter(Protocol):
@@ -230,6 +231,10 @@ class ImageCache:
             return None
         return known[2]
 
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is in a pack this cache knows (``get`` may still fail: the pack may be gone)."""
+        return key in self._entries
+
     def get(self, key: str) -> bytes | None:
         """The cached JPEG for ``key`` or None (not cached, or its pack could not be read)."""
         entry = self._entries.get(key)
@@ -308,6 +313,7 @@ class ImageCache:
         for name, modified in self.store.list(REFS):
             version = name[len(REFS) : -len(".json")]
             if version not in kept and old(modified):
+                self.store.delete(f"{LINES}{version}.json")  # its line record (shared.conversion.reuse)
                 self.store.delete(name)
                 stats["refs_deleted"] += 1
                 continue

@@ -11,23 +11,44 @@ whatever the number of workers or the order of the source's listing.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from shared.conversion.cache import ImageCache
 from shared.conversion.decisions import decide
 from shared.conversion.estimate import tokens_per_label
 from shared.conversion.examples import build_prompt, example_line
+from shared.conversion.images import ImageSettings
 from shared.conversion.manifest import canonical_json, describe, split_summary
 from shared.conversion.options import ConvertOptions, image_settings
-from shared.conversion.processing import run_pass_one
-from shared.conversion.records import prepare_records
-from shared.conversion.sinks import ArtifactSink
+from shared.conversion.processing import run_pass_one, spill_cached
+from shared.conversion.records import Record, prepare_records
+from shared.conversion.reuse import (
+    Fresh,
+    PreviousLines,
+    PublishedLine,
+    Reused,
+    find_previous_lines,
+    line_id,
+    plan_split,
+    prompt_digest,
+    record_lines,
+    reused_lines,
+)
+from shared.conversion.sinks import ArtifactSink, AssemblingSink
 from shared.conversion.sources import DatasetSource
 from shared.layout import MANIFEST_NAME, REJECTED_NAME, SPLITS
+
+log = logging.getLogger(__name__)
+
+# Reusing lines: a plan of more steps than this is written line by line instead (Azure allows 50,000 blocks
+# per blob, and a step is one block or more); new lines go to the sink in blocks of about this size.
+MAX_ASSEMBLED_STEPS = 20_000
+FRESH_BLOCK_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -91,24 +112,24 @@ def _convert(
     prepared = prepare_records(source, options)
     records = prepared.records
     settings = image_settings(options)
+    previous = _previous_lines(cache, sink)
     with tempfile.TemporaryFile(prefix="visiontune-images-") as spill:
-        pass_one = run_pass_one(source, records, settings, options, spill, progress, cache)
+        pass_one = run_pass_one(source, records, settings, options, spill, progress, cache, defer_cached=previous is not None)
         processed_at = time.perf_counter()
         by_split, labels = decide(prepared, options)
         prompt = build_prompt(labels, options.prompt)
+        writer = _SplitWriter(source, records, settings, options, spill, cache, sink, prompt)
 
         label_tokens = tokens_per_label(prompt, labels, options.model)
         splits_manifest: dict[str, Any] = {}
+        lines: dict[str, list[tuple[str, int]]] = {}
+        reused_lines = 0
         for split in SPLITS:
             members = by_split[split]
-            written = 0
-            with sink.open(f"{split}.jsonl") as out:
-                for record in members:
-                    spill.seek(record.offset)
-                    line = example_line(prompt, record.label, spill.read(record.length))
-                    out.write(line)
-                    written += len(line)
-            splits_manifest[split] = split_summary(members, labels, label_tokens, written)
+            lengths, reused = writer.write(split, members, previous)
+            reused_lines += reused
+            splits_manifest[split] = split_summary(members, labels, label_tokens, sum(lengths))
+            lines[split] = list(zip(writer.line_ids(members), lengths, strict=True))
 
     version, manifest, rejected = describe(prepared, options, labels, prompt, splits_manifest)
     with sink.open(REJECTED_NAME) as out:
@@ -119,6 +140,7 @@ def _convert(
             (cache.key(r.sha256) for r in records if r.code is None),
             {r.path: (r.size, r.etag, r.sha256) for r in records if r.code is None and r.etag is not None},
         )
+        record_lines(cache.store, version, lines)
     if live_stats is not None:
         live_stats.update(
             images_converted=pass_one.converted, images_reused=pass_one.reused, files_rejected=len(rejected)
@@ -138,6 +160,7 @@ def _convert(
             "files_processed": processed,
             "images_converted": pass_one.converted,
             "images_reused": pass_one.reused,
+            "lines_reused": reused_lines,
             "files_rejected": len(rejected),
             "seconds": round(finished - started, 3),
             "seconds_processing": round(processed_at - started, 3),
@@ -145,3 +168,104 @@ def _convert(
         },
     )
 
+
+
+def _previous_lines(cache: ImageCache | None, sink: ArtifactSink) -> PreviousLines | None:
+    """The published version whose lines this conversion may copy, when the sink can copy them."""
+    if cache is None or not isinstance(sink, AssemblingSink):
+        return None
+    versions = [version for version, _modified in cache.referenced_versions()]
+    return find_previous_lines(cache.store, versions, sink.published)
+
+
+class _SplitWriter:
+    """Writes one split's JSONL: from the previous version's lines where they can be reused (assembled
+    by the sink), otherwise line by line from the spilled JPEGs."""
+
+    def __init__(
+        self,
+        source: DatasetSource,
+        records: list[Record],
+        settings: ImageSettings,
+        options: ConvertOptions,
+        spill: IO[bytes],
+        cache: ImageCache | None,
+        sink: ArtifactSink,
+        prompt: str,
+    ) -> None:
+        self.source, self.records, self.settings, self.options = source, records, settings, options
+        self.spill, self.cache, self.sink, self.prompt = spill, cache, sink, prompt
+        self._prompt_sha = prompt_digest(prompt)
+
+    def line_ids(self, members: list[Record]) -> list[str]:
+        if self.cache is None:
+            return ["" for _ in members]
+        return [line_id(self._prompt_sha, r.label, self.cache.key(r.sha256)) for r in members]
+
+    def write(self, split: str, members: list[Record], previous: PreviousLines | None) -> tuple[list[int], int]:
+        """Write ``<split>.jsonl``; returns each member's line length and how many lines were reused."""
+        name = f"{split}.jsonl"
+        if previous is not None and isinstance(self.sink, AssemblingSink):
+            ids = self.line_ids(members)
+            table = previous.splits[split]
+            plan = plan_split(ids, table)
+            reused = reused_lines(plan)
+            if reused and len(plan) <= MAX_ASSEMBLED_STEPS:
+                try:
+                    return self._assemble(self.sink, name, members, plan, previous.sources[split], ids, table), reused
+                except Exception as error:  # noqa: BLE001 - e.g. the previous file deleted meanwhile: write it all
+                    log.warning("%s: cannot reuse the lines of version %s (%s); writing every line", name,
+                                previous.version, error)  # fmt: skip
+        self._spill(members)
+        lengths: list[int] = []
+        with self.sink.open(name) as out:
+            for record in members:
+                line = self._line(record)
+                out.write(line)
+                lengths.append(len(line))
+        return lengths, 0
+
+    def _line(self, record: Record) -> bytes:
+        self.spill.seek(record.offset)
+        return example_line(self.prompt, record.label, self.spill.read(record.length))
+
+    def _spill(self, members: list[Record]) -> None:
+        if self.cache is not None and any(r.in_cache for r in members):
+            spill_cached(self.source, self.records, members, self.settings, self.options, self.spill, self.cache)
+
+    def _assemble(
+        self,
+        sink: AssemblingSink,
+        name: str,
+        members: list[Record],
+        plan: list[Reused | Fresh],
+        previous_source: str,
+        ids: list[str],
+        table: dict[str, PublishedLine],
+    ) -> list[int]:
+        fresh = [members[i] for step in plan if isinstance(step, Fresh) for i in range(step.start, step.stop)]
+        self._spill(fresh)
+        lengths: list[int] = []
+
+        def segments() -> Iterator[bytes | tuple[str, int, int]]:
+            position = 0
+            for step in plan:
+                if isinstance(step, Reused):
+                    yield previous_source, step.offset, step.length
+                    lengths.extend(table[ids[position + k]].length for k in range(step.count))
+                    position += step.count
+                    continue
+                block = bytearray()
+                for record in members[step.start : step.stop]:
+                    line = self._line(record)
+                    lengths.append(len(line))
+                    block += line
+                    if len(block) >= FRESH_BLOCK_BYTES:
+                        yield bytes(block)
+                        block.clear()
+                if block:
+                    yield bytes(block)
+                position = step.stop
+
+        sink.assemble(name, segments())
+        return lengths

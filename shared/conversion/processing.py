@@ -19,6 +19,7 @@ from shared.conversion.options import ConvertOptions
 from shared.conversion.reading import read_ahead
 from shared.conversion.records import Record, too_large
 from shared.conversion.sources import DatasetSource, read_regular_file
+from shared.errors import VisiontuneError
 
 if TYPE_CHECKING:
     import multiprocessing.context
@@ -88,6 +89,7 @@ class _Fetched:
     data: bytes | None = None
     jpeg: bytes | None = None
     error: ImageResult | None = None
+    in_cache: bool = False  # a cache hit whose JPEG is read later, if at all (``defer_cached``)
 
 
 @dataclass
@@ -106,10 +108,12 @@ def run_pass_one(
     progress: Callable[[int, int], None] | None,
     cache: ImageCache | None = None,
     only: list[Record] | None = None,
+    defer_cached: bool = False,
 ) -> PassOne:
     """Process every record (or the records in ``only``). Worker processes read local files themselves; otherwise reader threads
     (``source.read_concurrency`` of them) read, hash and look each file up in ``cache`` ahead of the
-    decoders, and only cache misses are decoded."""
+    decoders, and only cache misses are decoded. ``defer_cached``: a cache hit only marks its record
+    ``in_cache`` (its JPEG is not read); ``spill_cached`` reads the ones that turn out to be needed."""
     local_path = getattr(source, "local_path", None)
     workers_read = local_path is not None and cache is None
     read_concurrency = max(1, int(getattr(source, "read_concurrency", 1) or 1))
@@ -126,14 +130,21 @@ def run_pass_one(
         if progress:
             progress(done, total)
 
+    def cached(key: str) -> _Fetched | None:
+        if defer_cached:
+            return _Fetched(in_cache=True) if cache.has(key) else None  # type: ignore[union-attr]
+        jpeg = cache.get(key)  # type: ignore[union-attr]
+        return None if jpeg is None else _Fetched(jpeg=jpeg)
+
     def fetch(record: Record) -> _Fetched:  # on a reader thread
         if cache is not None and record.etag is not None:
             # unchanged since a cached version (same path, size and ETag): its digest is known, skip the read
             known = cache.known_digest(record.path, record.size, record.etag)
             if known is not None:
-                jpeg = cache.get(cache.key(known))
-                if jpeg is not None:
-                    return _Fetched(digest=known, jpeg=jpeg)
+                hit = cached(cache.key(known))
+                if hit is not None:
+                    hit.digest = known
+                    return hit
         try:
             data = source.read(record.path)
         except Exception as exc:  # one unreadable file must not stop the rest
@@ -142,9 +153,10 @@ def run_pass_one(
             return _Fetched(error=too_large(len(data), options.max_file_bytes))
         digest = hashlib.sha256(data).hexdigest()
         if cache is not None:
-            jpeg = cache.get(cache.key(digest))
-            if jpeg is not None:
-                return _Fetched(digest=digest, jpeg=jpeg)
+            hit = cached(cache.key(digest))
+            if hit is not None:
+                hit.digest = digest
+                return hit
         return _Fetched(digest=digest, data=data)
 
     def tasks() -> Iterator[_Task]:
@@ -155,6 +167,10 @@ def run_pass_one(
         for record, fetched in read_ahead(todo, fetch, concurrency=read_concurrency, size=lambda r: r.size):
             if fetched.error is not None:
                 record.code, record.reason = fetched.error.code, fetched.error.reason
+                advance()
+            elif fetched.in_cache:
+                record.sha256, record.in_cache = fetched.digest, True
+                outcome.reused += 1
                 advance()
             elif fetched.jpeg is not None:
                 record.sha256 = fetched.digest
@@ -238,3 +254,46 @@ def run_pass_one(
         return outcome
     outcome.workers = workers
     return outcome
+
+
+def spill_cached(
+    source: DatasetSource,
+    records: list[Record],
+    wanted: list[Record],
+    settings: ImageSettings,
+    options: ConvertOptions,
+    spill: IO[bytes],
+    cache: ImageCache,
+) -> None:
+    """Read the cached JPEGs of the ``wanted`` records (of ``records``, every record of the conversion) marked
+    ``in_cache`` into ``spill`` (a few reads at a time).
+    An entry that cannot be read any more (its pack collected, a failed read) is converted again from the
+    source; ``CacheLostError`` if that fails too (the file changed since: converting the drop again
+    decides it afresh)."""
+    wanted = [r for r in wanted if r.in_cache]
+    lost: list[Record] = []
+    spill.seek(0, os.SEEK_END)  # lines may have been read back from it since pass 1
+    concurrency = max(1, int(getattr(source, "read_concurrency", 1) or 1))
+    for record, jpeg in read_ahead(wanted, lambda r: cache.get(cache.key(r.sha256)), concurrency=concurrency):
+        record.in_cache = False
+        if jpeg is None:
+            lost.append(record)
+            continue
+        record.offset, record.length = spill.tell(), len(jpeg)
+        spill.write(jpeg)
+    if not lost:
+        return
+    digests = {r.index: r.sha256 for r in lost}
+    run_pass_one(source, records, settings, options, spill, None, None, only=lost)
+    failed = [r for r in lost if r.code is not None or r.sha256 != digests[r.index]]
+    if failed:
+        raise CacheLostError(
+            f"{len(failed)} image(s) left the image cache during the conversion and could not be converted "
+            f"again as they were ({failed[0].path}: {failed[0].reason or 'its bytes changed'}); drop the dataset again"
+        )
+
+
+class CacheLostError(VisiontuneError, RuntimeError):
+    """Cached images needed by a conversion could not be read nor converted again identically."""
+
+    transient = True

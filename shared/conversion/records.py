@@ -26,6 +26,7 @@ class Record:
     length: int = 0
     split: str | None = None
     etag: str | None = None
+    in_cache: bool = False  # its JPEG is in the image cache and not yet in the spill file (``offset`` unset)
 
 
 def too_large(size: int, max_bytes: int) -> ImageResult:

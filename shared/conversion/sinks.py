@@ -6,9 +6,9 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from shared.layout import MANIFEST_NAME
 
@@ -19,6 +19,22 @@ class ArtifactSink(Protocol):
     def open(self, name: str) -> contextlib.AbstractContextManager[BinaryIO]: ...
 
     def commit(self, version: str) -> None: ...
+
+
+@runtime_checkable
+class AssemblingSink(Protocol):
+    """A sink that can build an artifact from ranges of files it published for earlier versions, without
+    the bytes passing through this process (``shared.conversion.reuse``)."""
+
+    def published(self, version: str, name: str) -> tuple[str, int] | None:
+        """``(source, size)`` of artifact ``name`` of a published ``version`` (``source`` names it for
+        ``assemble``), or None when it is not there."""
+        ...
+
+    def assemble(self, name: str, segments: Iterable[bytes | tuple[str, int, int]]) -> int:
+        """Write artifact ``name`` as the concatenation of ``segments``: bytes, or ``(source, offset,
+        length)`` ranges of published artifacts. Returns its size."""
+        ...
 
 
 class FolderSink:
