@@ -137,7 +137,7 @@ def test_killed_between_every_pair_of_steps_ends_the_same_with_no_duplicates(
     # attempts): its attempts are on record. It is best effort with MAX_ATTEMPTS tries, so under this many
     # deaths it ends either trained again (the result of a step that died before writing it is lost, not
     # half-used) or skipped with the reason in the report; never unsettled, never failing the run.
-    # tests/shared/pipeline/test_classic_step.py holds each of the two paths deterministically.
+    # tests/shared/pipeline/test_classic.py holds each of the two paths deterministically.
     report = env.report("digits", intake.version)
     assert run.classic.attempts >= 3, run.classic
     if run.classic.status == "scored":
