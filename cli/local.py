@@ -130,7 +130,7 @@ def _emulator_config(step_seconds: float | None):  # -> EmulatorConfig | None
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from local.host import IndexingError
+    from local.host.indexing import IndexingError
     from local.stack import LocalStack, LocalStackError
 
     _configure_logging(args.verbose)
@@ -235,7 +235,8 @@ def run_tick(args: argparse.Namespace) -> int:
 
 
 def _tick_in_process(args: argparse.Namespace) -> int:
-    from local.host import IndexingError, LocalFunctionsHost
+    from local.host.host import LocalFunctionsHost
+    from local.host.indexing import IndexingError
 
     _configure_logging()
     app_root = (args.app_root or common.default_app_root()).resolve()

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from local.azurite import AzuriteProcess
 from local.emulator.server import EmulatorServer, local_settings_values
-from local.host import LocalFunctionsHost
+from local.host.host import LocalFunctionsHost
 from shared.layout import ALL_CONTAINERS
 
 log = logging.getLogger("visiontune.local.stack")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from local.host import IndexingError, LocalFunctionsHost
+from local.host.host import LocalFunctionsHost
+from local.host.indexing import IndexingError
 from shared.layout import DATASET_ARCHIVE_PATH, DATASET_READY_PATH, SHARD_QUEUE, TRAINING_MANIFEST_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from azure.storage.queue import QueueClient
 
-from local.host import LocalFunctionsHost
+from local.host.host import LocalFunctionsHost
 from local.host.queues import QueueOptions
 
 QUEUE_APP = Path(__file__).parent / "queue_app"
