@@ -31,6 +31,7 @@ from local.host.blobs import BlobCandidate, ReceiptStore, StorageAccount, quoted
 from local.host.connections import DEFAULT_CONNECTION, Connections
 from local.host.indexing import BLOB_TRIGGER, FunctionInfo, IndexingError
 from local.host.invocations import FAILED, POISONED, SKIPPED, SUCCEEDED, Invocation, InvocationRunner
+from shared.layout import match_blob_path
 
 log = logging.getLogger("visiontune.local.host")
 
@@ -101,8 +102,6 @@ class BlobTriggers:
     def tick(self, info: FunctionInfo, blob_path: str) -> Invocation:
         """Run ``info`` on ``blob_path`` (``<container>/<blob>``) now, even if that version was already
         processed (as Azure's admin endpoint does); ``ValueError`` if the path does not match."""
-        from shared.layout import match_blob_path
-
         container, _, name = blob_path.partition("/")
         parameters = match_blob_path(info.path or "", blob_path)
         if parameters is None:

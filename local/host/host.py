@@ -39,6 +39,7 @@ from pathlib import Path
 from local.host.bindings import HandlerCaller
 from local.host.blob_triggers import BlobTriggers
 from local.host.connections import Connections
+from local.host.http_server import start_http_server
 from local.host.http_triggers import HttpTriggers
 from local.host.indexing import (
     HTTP_TRIGGER,
@@ -152,8 +153,6 @@ class LocalFunctionsHost:
         if self._threads:
             return
         if self.http_port is not None:
-            from local.host.http_server import start_http_server
-
             self._http_server = start_http_server(self, self.http_port)
         if self._blobs.functions:
             self._threads.append(

@@ -10,10 +10,13 @@ import importlib.util
 import json
 import re
 import sys
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from local.host.ncrontab import parse_schedule
 
 BLOB_TRIGGER = "blobTrigger"
 TIMER_TRIGGER = "timerTrigger"
@@ -152,8 +155,6 @@ def app_functions(app: Any) -> list[Any]:
 def _binds_sdk_type(handler: Callable[..., Any], trigger: dict[str, Any]) -> bool:
     """The worker's rule for a deferred binding: an input whose annotation is an ``SdkType`` of a binding
     extension registered for that binding type (``azurefunctions.extensions.base``)."""
-    import typing
-
     try:
         from azurefunctions.extensions.base import meta
     except ImportError:  # no binding extension installed: nothing can be deferred
@@ -200,8 +201,6 @@ def index_functions(app: Any, settings: Mapping[str, str]) -> list[FunctionInfo]
                 raise IndexingError(f"{where}: blob path {path!r} must be '<container>/<pattern>'")
             info = {"path": path, "connection": trigger.get("connection"), "source": trigger.get("source")}
         elif trigger["type"] == TIMER_TRIGGER:
-            from local.host.ncrontab import parse_schedule
-
             schedule = resolve_setting_references(trigger["schedule"], settings, what=f"{where} (schedule)")
             parse_schedule(schedule)  # fail at indexing, like the host, not at the first tick
             info = {"schedule": schedule, "run_on_startup": bool(trigger.get("runOnStartup", False))}
