@@ -16,6 +16,7 @@ from cli import common
 from cli.common import default_settings_path
 from local.azurite import AzuriteError
 from local.emulator.server import EmulatorConfig, EmulatorServer, local_settings_values
+from local.host.indexing import IndexingError
 
 DEFAULT_HOST_PORT = 7071  # Core Tools' port
 DEFAULT_DATA_DIR = Path(".local-stack")
@@ -130,7 +131,6 @@ def _emulator_config(step_seconds: float | None):  # -> EmulatorConfig | None
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from local.host.indexing import IndexingError
     from local.stack import LocalStack, LocalStackError
 
     _configure_logging(args.verbose)
@@ -236,7 +236,6 @@ def run_tick(args: argparse.Namespace) -> int:
 
 def _tick_in_process(args: argparse.Namespace) -> int:
     from local.host.host import LocalFunctionsHost
-    from local.host.indexing import IndexingError
 
     _configure_logging()
     app_root = (args.app_root or common.default_app_root()).resolve()
