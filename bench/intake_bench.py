@@ -38,7 +38,10 @@ from shared.pipeline.fanout_plan import plan_fanout
 from shared.pipeline.intake import convert_options
 from shared.pipeline.models import RunOverrides
 from shared.settings import Settings
-from shared.storage import BlobArtifactSink, BlobCacheStore, BlobDatasetSource, ensure_containers
+from shared.storage.cache_store import BlobCacheStore
+from shared.storage.clients import ensure_containers
+from shared.storage.readers import BlobDatasetSource
+from shared.storage.writers import BlobArtifactSink
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = "training"
@@ -264,10 +267,10 @@ def _run(args, work: Path, connection: str, service, uploader, started: float) -
 
 _SHARD_CHILD = """
 import json, sys
-import shared.storage as storage
+import shared.storage.clients as storage_clients
 from bench.intake_bench import latency_client
 client = latency_client(sys.argv[1], float(sys.argv[2]))
-storage._service_client = lambda *args, **kwargs: client  # every storage request of the shard waits first
+storage_clients._service_client = lambda *args, **kwargs: client  # every storage request of the shard waits first
 from shared.pipeline.fanout import run_shard
 from shared.settings import Settings
 settings = Settings.model_validate(json.loads(sys.argv[3]))

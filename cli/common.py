@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from shared.layout import DATASETS_CONTAINER
 from shared.pipeline.store import RunStore
 from shared.settings import SettingsError, load_settings
-from shared.storage import blob_service_client, container_client
+from shared.storage.clients import blob_service_client, container_client
 
 DEFAULT_SETTINGS = Path("local.settings.json")
 

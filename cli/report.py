@@ -19,7 +19,8 @@ from cli.common import (
 )
 from shared.layout import REPORTS_CONTAINER, dataset_prefix, report_prefix
 from shared.pipeline.store import RunStore
-from shared.storage import container_client, read_json
+from shared.storage.clients import container_client
+from shared.storage.readers import read_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from shared.aoai.clients import _credential
 from shared.layout import REPORTS_CONTAINER
 from shared.settings import Settings
-from shared.storage import container_client
+from shared.storage.clients import container_client
 from shared.telemetry import run_scope
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -156,7 +156,7 @@ def train_and_score(pipeline: Pipeline, run: Run, *, seconds: float) -> dict[str
         iter_split,
     )
     from shared.evaluation.metrics import ScoredExample
-    from shared.storage import open_blob_reader
+    from shared.storage.readers import open_blob_reader
 
     prefix = training_prefix(run.dataset, run.version)
     n_train = int(run.splits.get("train", {}).get("examples", 0))

@@ -49,7 +49,7 @@ class Pipeline:
 
     # --- storage ------------------------------------------------------------------------------------
     def container(self, name: str) -> ContainerClient:
-        from shared.storage import container_client
+        from shared.storage.clients import container_client
 
         return container_client(self.settings, name)
 
@@ -86,7 +86,7 @@ class Pipeline:
 
     # --- documents ----------------------------------------------------------------------------------
     def manifest(self, dataset: str, version: str) -> dict[str, Any] | None:
-        from shared.storage import read_json
+        from shared.storage.readers import read_json
 
         return read_json(self.training, training_prefix(dataset, version) + MANIFEST_NAME)
 

@@ -52,7 +52,7 @@ class EvaluationSetupError(VisiontuneError, ValueError):
 def load_test_items(pipeline: Pipeline, dataset: str, version: str) -> list[TestItem]:
     """The test split of a converted version, streamed line by line from the training container."""
     from shared.aoai.scoring import read_test_items
-    from shared.storage import open_blob_reader
+    from shared.storage.readers import open_blob_reader
 
     blob = pipeline.training.get_blob_client(training_prefix(dataset, version) + "test.jsonl")
     with open_blob_reader(blob) as reader:

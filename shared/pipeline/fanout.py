@@ -113,7 +113,8 @@ def _convert_shard(pipeline: Pipeline, settings: Settings, plan: dict[str, Any],
     from shared.conversion.records import Prepared
     from shared.conversion.shards import convert_shard
     from shared.pipeline.intake import image_cache
-    from shared.storage import BlobDatasetSource, BlockBlobWriter
+    from shared.storage.readers import BlobDatasetSource
+    from shared.storage.writers import BlockBlobWriter
 
     dataset, prefix = plan["dataset"], shard_job_prefix(plan["dataset"], plan["job"])
     options = _options(plan)
@@ -181,7 +182,7 @@ def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], wher
     from shared.pipeline.intake import create_converted_run, drop_description, finish_intake, image_cache
     from shared.pipeline.models import RunOverrides
     from shared.pipeline.reports import publish_intake_failure
-    from shared.storage import BlobArtifactSink
+    from shared.storage.writers import BlobArtifactSink
 
     dataset, job = plan["dataset"], plan["job"]
     prefix = shard_job_prefix(dataset, job)

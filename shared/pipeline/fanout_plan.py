@@ -36,7 +36,7 @@ def plan_fanout(
 
     from shared.conversion.records import prepare_records
     from shared.conversion.shards import assign_shards
-    from shared.storage import BlobDatasetSource
+    from shared.storage.readers import BlobDatasetSource
 
     validated = options.validated()
     source = BlobDatasetSource(pipeline.datasets, f"{dataset}/", read_concurrency=settings.convert_read_concurrency)

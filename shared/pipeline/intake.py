@@ -145,7 +145,8 @@ def _accept_dataset(
     from shared.pipeline.retry import retry_run
     from shared.pipeline.stages.budget import recheck_over_budget
     from shared.pipeline.supersede import supersede_older_runs
-    from shared.storage import BlobArtifactSink, BlobDatasetSource, open_blob_reader
+    from shared.storage.readers import BlobDatasetSource, open_blob_reader
+    from shared.storage.writers import BlobArtifactSink
 
     started = time.monotonic()
     try:
@@ -366,7 +367,7 @@ def image_cache(pipeline: Pipeline, settings: Settings, dataset: str, options: C
     from shared.conversion.cache import ImageCache
     from shared.conversion.options import CONVERTER_FORMAT, image_settings
     from shared.layout import cache_prefix
-    from shared.storage import BlobCacheStore
+    from shared.storage.cache_store import BlobCacheStore
 
     return ImageCache(
         BlobCacheStore(pipeline.training, cache_prefix(dataset)),

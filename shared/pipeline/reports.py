@@ -64,7 +64,7 @@ def run_evaluations(pipeline: Pipeline, run: Run, labels: list[str]) -> dict[str
 
 def _dataset_summary(pipeline: Pipeline, run: Run, manifest: dict[str, Any] | None) -> Any:
     from shared.reporting.schema import DatasetSummary, RejectedFile, SplitSummary
-    from shared.storage import read_json
+    from shared.storage.readers import read_json
 
     if not manifest:
         return None
@@ -95,7 +95,7 @@ def _suspects(pipeline: Pipeline, run: Run, labels: list[str], manifest: dict[st
     from shared.evaluation.suspects import find_suspects, line_index, thumbnails
     from shared.pipeline.evaluate import load_examples
     from shared.reporting.schema import SuspectLabel
-    from shared.storage import open_blob_reader
+    from shared.storage.readers import open_blob_reader
 
     candidate_role = run.evaluation.get("candidate")
     other = next((r for r in ("incumbent", "base") if r in run.evaluation and run.evaluation[r].done), None)
@@ -307,7 +307,7 @@ def publish_intake_failure(pipeline: Pipeline, dataset: str, stage: str, message
 
 def intake_failure(pipeline: Pipeline, dataset: str) -> dict[str, Any] | None:
     """The last intake failure of a dataset (stage, message, at), if any."""
-    from shared.storage import read_json
+    from shared.storage.readers import read_json
 
     data = read_json(pipeline.reports, report_prefix(dataset, INTAKE_VERSION) + "report.json")
     return (data or {}).get("failure")

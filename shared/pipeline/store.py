@@ -63,7 +63,7 @@ class RunStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> RunStore:
         from shared.events import EventPublisher
-        from shared.storage import container_client
+        from shared.storage.clients import container_client
 
         return cls(container_client(settings, RUNS_CONTAINER), EventPublisher(settings))
 
@@ -272,7 +272,7 @@ class RunStore:
         return side_prefix(run_blob(dataset, version)) + name
 
     def read_side(self, dataset: str, version: str, name: str) -> Any | None:
-        from shared.storage import read_json
+        from shared.storage.readers import read_json
 
         return read_json(self._container, self.side_blob_name(dataset, version, name))
 

@@ -23,7 +23,7 @@ from shared.settings import Settings
 
 @pytest.fixture
 def settings(azurite_connection_string: str, blob_service) -> Settings:
-    from shared.storage import ensure_containers
+    from shared.storage.clients import ensure_containers
 
     ensure_containers(blob_service)
     for blob in blob_service.get_container_client(REPORTS_CONTAINER).list_blobs(name_starts_with="_events/"):

@@ -12,7 +12,7 @@ from shared.aoai.finetune import create_job, make_suffix
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import Run, RunState, utcnow
 from shared.settings import Settings
-from shared.storage import open_blob_reader
+from shared.storage.readers import open_blob_reader
 
 FILE_POLL_SECONDS = 1.0
 

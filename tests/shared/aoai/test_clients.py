@@ -13,7 +13,7 @@ from shared.aoai import clients
 from shared.aoai.clients import clear_client_cache, management_client, openai_client
 from shared.pipeline.failures import describe
 from shared.settings import Settings
-from tests.shared.test_storage_timeouts import silent_server  # noqa: F401 - the fixture
+from tests.shared.storage.test_clients import silent_server  # noqa: F401 - the fixture
 
 
 @pytest.fixture

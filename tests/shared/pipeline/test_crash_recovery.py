@@ -25,7 +25,7 @@ class Killed(BaseException):
 
 SIDE_EFFECTS = [
     ("shared.pipeline.store", "RunStore", "create"),
-    ("shared.storage", "BlobArtifactSink", "commit"),
+    ("shared.storage.writers", "BlobArtifactSink", "commit"),
     ("shared.aoai.files", None, "upload_file"),
     ("shared.pipeline.stages.upload", None, "create_job"),  # bound there at import (from ... import)
     ("shared.aoai.deployments", "Deployments", "begin_create"),

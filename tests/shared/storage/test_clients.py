@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -85,3 +85,26 @@ def test_visiontune_status_against_a_silent_storage_says_so(silent_server, tmp_p
     )
     assert done.returncode == 2, done.stderr
     assert "accepted the connection but did not answer in time" in done.stderr
+
+
+def test_every_settings_client_comes_from_the_one_patch_point(monkeypatch):
+    """Benchmarks and tests replace ``_service_client`` to inject a transport: the service and container
+    clients built from the settings must all come from it."""
+    from shared.settings import Settings
+    from shared.storage import clients
+
+    made = []
+
+    class FakeService:
+        def get_container_client(self, name):
+            return ("container", name)
+
+    def fake_service_client(*args, **kwargs):
+        made.append(args)
+        return FakeService()
+
+    monkeypatch.setattr(clients, "_service_client", fake_service_client)
+    settings = Settings.model_validate({"AzureWebJobsStorage": _connection_string(10000)})
+    assert isinstance(clients.blob_service_client(settings), FakeService)
+    assert clients.container_client(settings, "datasets") == ("container", "datasets")
+    assert [args[0] for args in made] == [_connection_string(10000)] * 2

@@ -1,0 +1,132 @@
+"""Clients of the blob service: the pooled, cached service client built from the settings, container
+clients, the containers of ``shared.layout``, and read SAS URLs for Put Block From URL.
+
+Every client made from the settings goes through ``_service_client`` (benchmarks and tests patch it there).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from shared.layout import ALL_CONTAINERS
+from shared.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.storage.blob import BlobServiceClient, ContainerClient
+
+CONNECTION_POOL_SIZE = 64  # >= the converter's concurrent blob reads, so no connection is thrown away
+
+
+def pooled_transport(pool_size: int = CONNECTION_POOL_SIZE, **kwargs: Any) -> RequestsTransport:
+    """An azure-core ``RequestsTransport`` whose HTTP connection pool holds ``pool_size`` connections
+    (requests keeps 10 by default; more concurrent requests than that open and drop a connection each)."""
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    # the storage SDK's own defaults, which it applies only to the transport it builds itself
+    kwargs.setdefault("connection_timeout", 20)
+    kwargs.setdefault("read_timeout", 60)
+    kwargs.setdefault("connection_data_block_size", 256 * 1024)
+    return RequestsTransport(session=session, session_owner=True, **kwargs)
+
+
+@functools.lru_cache(maxsize=8)
+def _service_client(
+    connection_string: str | None,
+    blob_service_uri: str | None,
+    client_id: str | None,
+    timeouts: tuple[float, float, int] = (20.0, 60.0, 3),
+) -> BlobServiceClient:
+    """``timeouts``: (connect seconds, read seconds, retries). Without them a server that accepts the
+    connection and never answers holds a call for the SDK's 10 retries of a 60 s read, with backoff."""
+    from azure.storage.blob import BlobServiceClient
+
+    connect, read, retries = timeouts
+    transport = pooled_transport(connection_timeout=connect, read_timeout=read)
+    if connection_string:
+        return BlobServiceClient.from_connection_string(connection_string, transport=transport, retry_total=retries)
+    if not blob_service_uri:
+        raise ValueError("a storage connection string or blob service URI is needed")
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential(managed_identity_client_id=client_id)
+    return BlobServiceClient(
+        account_url=blob_service_uri, credential=credential, transport=transport, retry_total=retries
+    )
+
+
+def blob_service_client(settings: Settings) -> BlobServiceClient:
+    """The blob service of ``settings``: the connection string locally (Azurite), else the identity-based
+    form (``AzureWebJobsStorage__blobServiceUri`` + ``DefaultAzureCredential`` with ``AZURE_CLIENT_ID``).
+    Cached per connection, so warm function instances reuse one client (and its connection pool)."""
+    settings.require_storage()
+    return _service_client(
+        settings.storage_connection_string,
+        None if settings.storage_connection_string else settings.storage_blob_service_uri,
+        settings.azure_client_id,
+        (
+            settings.storage_connect_timeout_seconds,
+            settings.storage_read_timeout_seconds,
+            settings.storage_retry_total,
+        ),
+    )
+
+
+def container_client(settings: Settings, container: str) -> ContainerClient:
+    """A client for one of the containers in ``shared.layout``."""
+    return blob_service_client(settings).get_container_client(container)
+
+
+def ensure_containers(service: BlobServiceClient, names: Iterable[str] = ALL_CONTAINERS) -> None:
+    """Create the containers that are missing (existing ones are left alone)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    for name in names:
+        try:
+            service.create_container(name)
+        except ResourceExistsError:
+            pass
+
+
+SOURCE_SAS_SECONDS = 3600
+
+
+def readable_url(container: ContainerClient, blob: str) -> str:
+    """A URL of ``blob`` that Put Block From URL may read: with a SAS the storage service checks.
+
+    On Azure (shared keys disabled, managed identity) it is a user delegation SAS, signed with a key the
+    identity gets from ``Get User Delegation Key`` (Learn: "Create a user delegation SAS for a blob with
+    Python"; needs a role with ``generateUserDelegationKey``, e.g. Storage Blob Data Owner/Contributor).
+    Locally (Azurite, an account-key connection string) it is a service SAS signed with that key."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+
+    client = container.get_blob_client(blob)
+    account = client.account_name
+    if account is None:
+        raise ValueError(f"no storage account name in {client.url}")
+    start = datetime.now(UTC) - timedelta(minutes=5)  # clock skew
+    expiry = datetime.now(UTC) + timedelta(seconds=SOURCE_SAS_SECONDS)
+    account_key = getattr(container.credential, "account_key", None)
+    if account_key:
+        sas = generate_blob_sas(
+            account, container.container_name, blob, account_key=account_key,
+            permission=BlobSasPermissions(read=True), start=start, expiry=expiry,
+        )  # fmt: skip
+    else:
+        service = BlobServiceClient(container.url.rsplit("/", 1)[0], credential=container.credential)
+        key = service.get_user_delegation_key(start, expiry)
+        sas = generate_blob_sas(
+            account, container.container_name, blob, user_delegation_key=key,
+            permission=BlobSasPermissions(read=True), start=start, expiry=expiry,
+        )  # fmt: skip
+    return f"{client.url}?{sas}"
+

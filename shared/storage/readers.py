@@ -1,0 +1,132 @@
+"""Reading blobs: a seekable, ETag-pinned range-reading file over one blob, a dataset source over the
+blobs under a prefix, and small JSON documents."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import VisiontuneError
+from shared.layout import READY_MARKER
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from azure.storage.blob import BlobClient, ContainerClient
+
+    from shared.conversion.sources import SourceEntry
+
+DEFAULT_READ_BUFFER = 4 * 1024 * 1024
+
+
+class BlobChangedError(VisiontuneError, IOError):
+    """The blob changed while it was being read (its ETag moved): the reader stops rather than mix versions."""
+
+
+
+class BlobRangeReader(io.RawIOBase):
+    """A read-only, seekable raw file over one blob: every read is a ranged download.
+
+    Pinned to the blob's ETag at open time: if the blob is replaced while being read, reads raise
+    ``BlobChangedError`` instead of silently mixing two versions. Wrap it in ``io.BufferedReader`` (see
+    ``open_blob_reader``) so small reads (zip headers) do not each become a request.
+    """
+
+    def __init__(self, blob: BlobClient) -> None:
+        super().__init__()
+        properties = blob.get_blob_properties()
+        self._blob = blob
+        self._size = int(properties.size)
+        self._etag = properties.etag
+        self._position = 0
+        self.name = blob.blob_name
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._position + offset
+        elif whence == io.SEEK_END:
+            position = self._size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._position = position
+        return position
+
+    def readinto(self, buffer: Any) -> int:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        view = memoryview(buffer).cast("B")
+        length = min(len(view), self._size - self._position)
+        if length <= 0:
+            return 0
+        try:
+            data = self._blob.download_blob(
+                offset=self._position,
+                length=length,
+                etag=self._etag,
+                match_condition=MatchConditions.IfNotModified,
+                max_concurrency=1,
+            ).readall()
+        except ResourceModifiedError as error:
+            raise BlobChangedError(f"{self.name} changed while it was being read; read it again") from error
+        view[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def open_blob_reader(blob: BlobClient, buffer_size: int = DEFAULT_READ_BUFFER) -> io.BufferedReader:
+    """A buffered, seekable binary file over ``blob`` (ranged downloads of ``buffer_size``)."""
+    return io.BufferedReader(BlobRangeReader(blob), buffer_size=buffer_size)
+
+
+class BlobDatasetSource:
+    """A ``DatasetSource`` over the blobs under ``prefix`` (e.g. ``"<dataset>/"`` in ``datasets``).
+
+    Entry paths are relative to ``prefix``. The ``_READY`` marker at the top of the prefix is skipped;
+    everything else is reported to the converter, which decides what to use and what to reject.
+    """
+
+    def __init__(self, container: ContainerClient, prefix: str, *, read_concurrency: int = 16) -> None:
+        self._container = container
+        self._prefix = prefix if prefix.endswith("/") else prefix + "/"
+        # Reads wait on per-request latency, not bandwidth: the converter keeps this many in flight.
+        self.read_concurrency = read_concurrency
+
+    def entries(self) -> Iterator[SourceEntry]:
+        from shared.conversion.sources import SourceEntry
+
+        for blob in self._container.list_blobs(name_starts_with=self._prefix):
+            relative = blob.name[len(self._prefix) :]
+            if not relative or relative == READY_MARKER:
+                continue
+            yield SourceEntry(path=relative, size=int(blob.size), etag=blob.etag)
+
+    def read(self, path: str) -> bytes:
+        return self._container.get_blob_client(self._prefix + path).download_blob(max_concurrency=1).readall()
+
+
+def read_json(container: ContainerClient, name: str) -> Any | None:
+    """The JSON document in blob ``name``, or None when the blob does not exist."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return json.loads(container.get_blob_client(name).download_blob().readall())
+    except ResourceNotFoundError:
+        return None
