@@ -34,7 +34,6 @@ NOT_YET_MOVED = (
     "shared/conversion/processing.py",
     "shared/pipeline/",
     "shared/reporting/",
-    "shared/storage.py",
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.layout import ALL_CONTAINERS
@@ -105,8 +106,6 @@ def readable_url(container: ContainerClient, blob: str) -> str:
     identity gets from ``Get User Delegation Key`` (Learn: "Create a user delegation SAS for a blob with
     Python"; needs a role with ``generateUserDelegationKey``, e.g. Storage Blob Data Owner/Contributor).
     Locally (Azurite, an account-key connection string) it is a service SAS signed with that key."""
-    from datetime import UTC, datetime, timedelta
-
     from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
     client = container.get_blob_client(blob)

@@ -8,13 +8,12 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from shared.conversion.sources import SourceEntry
 from shared.errors import VisiontuneError
 from shared.layout import READY_MARKER
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from azure.storage.blob import BlobClient, ContainerClient
-
-    from shared.conversion.sources import SourceEntry
 
 DEFAULT_READ_BUFFER = 4 * 1024 * 1024
 
@@ -110,8 +109,6 @@ class BlobDatasetSource:
         self.read_concurrency = read_concurrency
 
     def entries(self) -> Iterator[SourceEntry]:
-        from shared.conversion.sources import SourceEntry
-
         for blob in self._container.list_blobs(name_starts_with=self._prefix):
             relative = blob.name[len(self._prefix) :]
             if not relative or relative == READY_MARKER:
