@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import sys
 
 import pytest
 
@@ -27,7 +28,7 @@ SIDE_EFFECTS = [
     ("shared.pipeline.store", "RunStore", "create"),
     ("shared.storage.writers", "BlobArtifactSink", "commit"),
     ("shared.aoai.files", None, "upload_file"),
-    ("shared.pipeline.stages.upload", None, "create_job"),  # bound there at import (from ... import)
+    ("shared.aoai.finetune", None, "create_job"),
     ("shared.aoai.deployments", "Deployments", "begin_create"),
     ("shared.aoai.files", None, "upload_file"),
     ("shared.aoai.scoring", None, "submit_batch"),
@@ -65,7 +66,13 @@ def killer(monkeypatch):
         if class_name:
             owner = getattr(owner, class_name)
         name = f"{class_name + '.' if class_name else ''}{attribute}"
-        monkeypatch.setattr(owner, attribute, wrap(name, getattr(owner, attribute)))
+        real = getattr(owner, attribute)
+        wrapper = wrap(name, real)
+        monkeypatch.setattr(owner, attribute, wrapper)
+        if not class_name:  # also where a module bound the function at its import (from ... import name)
+            for module in list(sys.modules.values()):
+                if getattr(module, "__name__", "").startswith("shared.") and vars(module).get(attribute) is real:
+                    monkeypatch.setattr(module, attribute, wrapper)
 
     from shared.pipeline.store import RunStore
 
