@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.aoai.errors import describe_openai_error
-from shared.aoai.scoring import ChatAnswer, ask_chat
+from shared.aoai.realtime_scoring import ChatAnswer, ask_chat
 from shared.conversion.examples import example_messages
 from shared.conversion.images import DEFAULT_MAX_PIXELS, ImageSettings, normalise_image
 from shared.errors import VisiontuneError

@@ -143,7 +143,7 @@ def _realtime_deployment(pipeline: Pipeline, role: RoleProgress) -> str | None:
 def _realtime_step(
     pipeline: Pipeline, role: RoleProgress, *, prefix: str, items: Sequence[TestItem], deadline: float
 ) -> bool:
-    from shared.aoai.scoring import score_realtime
+    from shared.aoai.realtime_scoring import score_realtime
 
     done = load_examples(pipeline, prefix, role.role)
     done_ids = {e.custom_id for e in done}
@@ -191,8 +191,8 @@ def _plan_batch_parts(pipeline: Pipeline, role: RoleProgress, items: Sequence[Te
     ``VISIONTUNE_BATCH_FILE_MAX_BYTES`` / ``_MAX_REQUESTS``; Azure: 200 MB and 100,000 requests, Learn
     "Azure OpenAI quotas and limits", batch limits). A single request too large for any file sends the
     role to real-time scoring, with a note."""
+    from shared.aoai.batch_scoring import batch_request_lines
     from shared.aoai.limits import BatchLineTooLargeError, split_batch_lines
-    from shared.aoai.scoring import batch_request_lines
     from shared.pipeline.models import BatchPart
 
     if role.batch_input_file is not None:  # a run planned before batch files were split: one part
@@ -226,8 +226,8 @@ def _batch_step(
 ) -> bool:
     """One move of a role scored with the Batch API: plan the files, upload one, submit one, or poll;
     once every file's batch has ended, join all answers by ``custom_id``."""
+    from shared.aoai.batch_scoring import batch_request_lines, batch_snapshot, submit_batch
     from shared.aoai.files import file_state, upload_file
-    from shared.aoai.scoring import batch_request_lines, batch_snapshot, submit_batch
 
     client = pipeline.openai
     if not role.batch_parts:

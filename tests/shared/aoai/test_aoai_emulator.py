@@ -17,6 +17,7 @@ from local.emulator import EmulatorServer, local_settings_values
 from local.emulator.admin import EmulatorAdmin
 from local.emulator.constants import BASE_DEPLOYMENT, BASE_MODEL, BATCH_DEPLOYMENT
 from shared.aoai import files as aoai_files
+from shared.aoai.batch_scoring import batch_input_lines, batch_snapshot, cancel_batch, submit_batch
 from shared.aoai.clients import management_client, openai_client
 from shared.aoai.deployments import (
     DeploymentConflictError,
@@ -27,16 +28,8 @@ from shared.aoai.deployments import (
 )
 from shared.aoai.files import FileUploadError, delete_file, file_state, upload_file
 from shared.aoai.finetune import cancel_job, create_job, find_job_for_training_file, job_snapshot, make_suffix
-from shared.aoai.scoring import (
-    ScoringError,
-    TestItem,
-    batch_input_lines,
-    batch_snapshot,
-    cancel_batch,
-    read_test_items,
-    score_realtime,
-    submit_batch,
-)
+from shared.aoai.realtime_scoring import score_realtime
+from shared.aoai.scoring import ScoringError, TestItem, read_test_items
 from shared.settings import Settings
 from tests.fixtures.emulator import digit_split, digits_examples, fast_config, to_jsonl, wait_until
 
