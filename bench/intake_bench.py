@@ -39,7 +39,7 @@ from shared.pipeline.intake import convert_options
 from shared.pipeline.models import RunOverrides
 from shared.settings import Settings
 from shared.storage.cache_store import BlobCacheStore
-from shared.storage.clients import ensure_containers
+from shared.storage.clients import ensure_containers, pooled_transport
 from shared.storage.readers import BlobDatasetSource
 from shared.storage.writers import BlobArtifactSink
 
@@ -54,22 +54,19 @@ def load() -> str:
 
 
 def latency_client(connection_string: str, latency_ms: float):
-    """A ``BlobServiceClient`` whose every request waits ``latency_ms`` first (injected in its transport)."""
-    import requests
-    from azure.core.pipeline.transport import RequestsTransport
+    """A ``BlobServiceClient`` on the product's transport (``pooled_transport``: its connection pool and
+    read size) whose every request waits ``latency_ms`` first."""
     from azure.storage.blob import BlobServiceClient
 
-    class LatencyTransport(RequestsTransport):
-        def send(self, request, **kwargs):  # type: ignore[override]
-            time.sleep(latency_ms / 1000.0)
-            return super().send(request, **kwargs)
+    transport = pooled_transport(pool_size=64)
+    send = transport.send
 
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=64, pool_maxsize=64)
-    session.mount("http://", adapter)
-    return BlobServiceClient.from_connection_string(
-        connection_string, transport=LatencyTransport(session=session, session_owner=True)
-    )
+    def send_late(request, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(latency_ms / 1000.0)
+        return send(request, **kwargs)
+
+    transport.send = send_late  # type: ignore[method-assign]
+    return BlobServiceClient.from_connection_string(connection_string, transport=transport)
 
 
 def upload_folder(service, folder: Path, prefix: str) -> int:
@@ -211,7 +208,8 @@ def _run(args, work: Path, connection: str, service, uploader, started: float) -
     print("\n2. image cache in the training container:")
     print(f"   full drop, cold cache : {full_s:6.1f} s  {full.stats['images_converted']:,} converted   ({full_load})")
     print(f"   +5% drop, warm cache  : {grown_s:6.1f} s  {grown_result.stats['images_converted']:,} converted, "
-          f"{grown_result.stats['images_reused']:,} reused   ({grown_load})")
+          f"{grown_result.stats['images_reused']:,} reused, {grown_result.stats['lines_reused']:,} JSONL lines copied "
+          f"server-side   ({grown_load})")
     for name, result in (("full", full), ("+5%", grown_result)):
         stats = result.stats
         print(f"   {name:<4} reading + converting {stats['seconds_processing']:6.1f} s, writing + publishing the "

@@ -175,7 +175,7 @@ def _previous_lines(cache: ImageCache | None, sink: ArtifactSink) -> PreviousLin
     if cache is None or not isinstance(sink, AssemblingSink):
         return None
     versions = [version for version, _modified in cache.referenced_versions()]
-    return find_previous_lines(cache.store, versions, sink.published)
+    return find_previous_lines(cache.store, versions, sink.published_artifact)
 
 
 class _SplitWriter:

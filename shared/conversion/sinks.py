@@ -26,7 +26,7 @@ class AssemblingSink(Protocol):
     """A sink that can build an artifact from ranges of files it published for earlier versions, without
     the bytes passing through this process (``shared.conversion.reuse``)."""
 
-    def published(self, version: str, name: str) -> tuple[str, int] | None:
+    def published_artifact(self, version: str, name: str) -> tuple[str, int] | None:
         """``(source, size)`` of artifact ``name`` of a published ``version`` (``source`` names it for
         ``assemble``), or None when it is not there."""
         ...

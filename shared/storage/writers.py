@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -85,6 +86,7 @@ class BlockBlobWriter(io.RawIOBase):
 MAX_BLOCK_FROM_URL = 100 * 1024 * 1024
 # Learn, "Scalability and performance targets for Blob storage": at most 50,000 blocks per block blob.
 MAX_BLOCKS_PER_BLOB = 50_000
+ASSEMBLE_CONCURRENCY = 16  # blocks staged at once by BlobArtifactSink.assemble
 
 
 class BlobArtifactSink:
@@ -134,10 +136,30 @@ class BlobArtifactSink:
         if name not in self._names:
             self._names.append(name)
 
-    def assemble(self, name: str, ranges: Iterable[tuple[str, int, int]]) -> int:
-        """Stage artifact ``name`` from ``(blob, offset, length)`` ranges of other blobs of this container,
-        server-side (Put Block From URL, then Put Block List: no byte passes through this process).
-        Returns its size. Ranges longer than ``MAX_BLOCK_FROM_URL`` are cut into several blocks."""
+    def published_artifact(self, version: str, name: str) -> tuple[str, int] | None:
+        """``(blob, size)`` of artifact ``name`` of this dataset's published ``version``, or None when it is
+        not there (or is the target of a copy that has not succeeded)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        blob = f"{self._dataset}/{version}/{name}"
+        try:
+            properties = self._container.get_blob_client(blob).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        copy = getattr(properties, "copy", None)
+        if copy is not None and copy.status not in (None, "success"):
+            return None
+        return blob, int(properties.size)
+
+    def assemble(
+        self, name: str, segments: Iterable[bytes | tuple[str, int, int]], *, concurrency: int = ASSEMBLE_CONCURRENCY
+    ) -> int:
+        """Stage artifact ``name`` as the concatenation of ``segments``: ``(blob, offset, length)`` ranges of
+        other blobs of this container, copied server-side (Put Block From URL: those bytes never pass through
+        this process), and bytes (Put Block). Returns its size. Blocks are staged ``concurrency`` at a time
+        (a few MB of bytes held at most) and committed in order by Put Block List, whose list alone decides
+        the blob's content (Learn, "Put Block List"), so the staging order does not matter. Ranges longer
+        than ``MAX_BLOCK_FROM_URL`` are cut into several blocks."""
         from azure.storage.blob import BlobBlock
 
         if "/" in name or not name:
@@ -147,19 +169,48 @@ class BlobArtifactSink:
         block_ids: list[str] = []
         size = 0
         sources: dict[str, str] = {}
-        for blob, offset, length in ranges:
-            if blob not in sources:
-                sources[blob] = readable_url(self._container, blob)
-            done = 0
-            while done < length:
-                step = min(MAX_BLOCK_FROM_URL, length - done)
-                block_id = base64.b64encode(f"{prefix}-{len(block_ids):08d}".encode()).decode()
-                target.stage_block_from_url(block_id, sources[blob], source_offset=offset + done, source_length=step)
-                block_ids.append(block_id)
-                done += step
-            size += length
-        if len(block_ids) > MAX_BLOCKS_PER_BLOB:
-            raise ValueError(f"{name}: {len(block_ids)} blocks, above the {MAX_BLOCKS_PER_BLOB} Azure allows per blob")
+        pending: set[Future[Any]] = set()
+
+        def next_id() -> str:
+            if len(block_ids) >= MAX_BLOCKS_PER_BLOB:
+                raise ValueError(f"{name}: more than the {MAX_BLOCKS_PER_BLOB} blocks Azure allows per blob")
+            block_ids.append(base64.b64encode(f"{prefix}-{len(block_ids):08d}".encode()).decode())
+            return block_ids[-1]
+
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="visiontune-assemble") as pool:
+
+            def submit(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+                nonlocal pending
+                while len(pending) >= 2 * concurrency:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()  # the first failure stops the assembly
+                pending.add(pool.submit(call, *args, **kwargs))
+
+            try:
+                for segment in segments:
+                    if isinstance(segment, bytes):
+                        if segment:
+                            submit(target.stage_block, next_id(), segment, length=len(segment))
+                            size += len(segment)
+                        continue
+                    blob, offset, length = segment
+                    if blob not in sources:
+                        sources[blob] = readable_url(self._container, blob)
+                    done_bytes = 0
+                    while done_bytes < length:
+                        step = min(MAX_BLOCK_FROM_URL, length - done_bytes)
+                        submit(
+                            target.stage_block_from_url, next_id(), sources[blob],
+                            source_offset=offset + done_bytes, source_length=step,
+                        )  # fmt: skip
+                        done_bytes += step
+                    size += length
+                for future in pending:
+                    future.result()
+            finally:
+                for future in pending:
+                    future.cancel()
         target.commit_block_list([BlobBlock(block_id=b) for b in block_ids])
         if name not in self._names:
             self._names.append(name)

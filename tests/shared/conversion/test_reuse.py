@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 
 from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset
-from shared.conversion.cache import folder_cache
+from shared.conversion.cache import ImageCache, folder_cache
 from shared.conversion.options import CONVERTER_FORMAT, image_settings
 from shared.conversion.reuse import Fresh, PublishedLine, Reused, plan_split
 from shared.conversion.sinks import AssemblingSink
+from shared.layout import cache_prefix
+from shared.storage.cache_store import BlobCacheStore
+from shared.storage.readers import BlobDatasetSource
+from shared.storage.writers import BlobArtifactSink
 from tests.shared.conversion import image_cases as cases
 
 ARTIFACTS = ("train.jsonl", "validation.jsonl", "test.jsonl", "rejected.json", "manifest.json")
@@ -40,7 +44,7 @@ class PublishingSink:
     def commit(self, version: str) -> None:
         self.store.setdefault(version, dict(self.staged))
 
-    def published(self, version: str, name: str) -> tuple[str, int] | None:
+    def published_artifact(self, version: str, name: str) -> tuple[str, int] | None:
         data = self.store.get(version, {}).get(name)
         return None if data is None else (f"{version}/{name}", len(data))
 
@@ -176,3 +180,67 @@ def test_a_collected_pack_is_converted_again_when_its_image_is_needed(tmp_path):
     result = convert_dataset(FolderSource(cases.write(tmp_path / "v2", moved)), sink, options, cache=cache)
     assert store[result.version] == fresh(moved, tmp_path / "fresh")
     assert result.stats["lines_reused"] >= 50
+
+
+# --------------------------------------------------------------------------------------------------
+# on Azurite: the blob sink copies the reused ranges server-side (Put Block From URL)
+
+
+class CountingBlobSource:
+    """A ``BlobDatasetSource`` that records which blobs were read."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.reads = inner, []
+        self.read_concurrency = inner.read_concurrency
+
+    def entries(self):
+        return self.inner.entries()
+
+    def read(self, path: str) -> bytes:
+        self.reads.append(path)
+        return self.inner.read(path)
+
+
+def blob_convert(blob_service, datasets: str, training: str, dataset: str):
+    options = ConvertOptions(workers=1)
+    container = blob_service.get_container_client(training)
+    source = CountingBlobSource(BlobDatasetSource(blob_service.get_container_client(datasets), f"{dataset}/"))
+    cache = ImageCache(BlobCacheStore(container, cache_prefix(dataset)), image_settings(options), CONVERTER_FORMAT)
+    result = convert_dataset(source, BlobArtifactSink(container, dataset), options, cache=cache)
+    published = {
+        name: container.get_blob_client(f"{dataset}/{result.version}/{name}").download_blob().readall()
+        for name in ARTIFACTS
+    }
+    return result, published, source, cache
+
+
+def upload(blob_service, container: str, dataset: str, files: dict[str, bytes]) -> None:
+    client = blob_service.get_container_client(container)
+    for path, data in files.items():
+        client.upload_blob(f"{dataset}/{path}", data, overwrite=True)
+
+
+def test_on_blob_storage_a_grown_drop_copies_the_previous_lines_and_reads_only_new_files(
+    blob_service, unique_name, tmp_path
+):
+    datasets, training = unique_name("datasets"), unique_name("training")
+    blob_service.create_container(datasets)
+    blob_service.create_container(training)
+    files = drop(40)
+    upload(blob_service, datasets, "pets", files)
+    first, _, _, _ = blob_convert(blob_service, datasets, training, "pets")
+
+    new = {f"dog/new{i}.jpg": cases.photo_jpeg(seed=700 + i) for i in range(4)}
+    upload(blob_service, datasets, "pets", new)
+    second, published, source, cache = blob_convert(blob_service, datasets, training, "pets")
+    assert published == fresh({**files, **new}, tmp_path / "fresh")
+    assert sorted(source.reads) == sorted(f"{p}" for p in new)  # unchanged blobs: neither read nor hashed
+    assert second.stats["lines_reused"] == first.manifest["examples"] and cache.hits == 0
+
+    # the previous version's file gone (retention deleted it): every line is written, same bytes
+    container = blob_service.get_container_client(training)
+    container.delete_blob(f"pets/{second.version}/train.jsonl")
+    upload(blob_service, datasets, "pets", {"cat/later.jpg": cases.photo_jpeg(seed=799)})
+    third, published, _, _ = blob_convert(blob_service, datasets, training, "pets")
+    assert published == fresh({**files, **new, "cat/later.jpg": cases.photo_jpeg(seed=799)}, tmp_path / "fresh3")
+    assert third.stats["lines_reused"] > 0  # from the first version, whose files are all still there
