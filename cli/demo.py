@@ -32,8 +32,9 @@ from shared.pipeline.context import Pipeline
 from shared.pipeline.scheduled import _documents
 from shared.pipeline.store import RunStore
 from shared.prediction import Predictor
+from shared.reporting.formatting import ms_precise, p_value, pct, points
 from shared.reporting.schema import RunReport
-from shared.reporting.summary import classic_missing, ms_precise, p_value, pct, points
+from shared.reporting.summary import classic_missing
 from shared.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -242,7 +242,7 @@ def classic_verdict(
 ) -> ClassicVerdict:
     """The verdict line: how many points the fine-tune buys over the classic model and what hosting it
     costs a month (``hosting_usd_per_hour`` x 730 h)."""
-    from shared.reporting import summary as s
+    from shared.reporting import formatting as s
     from shared.reporting.schema import ClassicVerdict
 
     delta = fine_tune_accuracy - classic_accuracy

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import jinja2
     from markupsafe import Markup
 
+from shared.reporting import formatting as fmt
 from shared.reporting import summary as s
 from shared.reporting.schema import DatasetIndex, EvaluationReport, ModelEvaluation, RunReport
 
@@ -43,7 +44,8 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        pct=s.pct, points=s.points, ms=s.ms, usd=s.usd, usd_fine=s.usd_fine, count=s.count, when=s.when, p_value=s.p_value,
+        pct=fmt.pct, points=fmt.points, ms=fmt.ms, usd=fmt.usd, usd_fine=fmt.usd_fine, count=fmt.count, when=fmt.when,
+        p_value=fmt.p_value,
     )
     env.globals.update(role_title=s.ROLE_TITLES, outcome_title=s.OUTCOME_TITLES)
     return env
@@ -161,7 +163,7 @@ def _training_context(report: RunReport) -> dict[str, Any] | None:
         "chart": _chart("training curves", charts.training_curves, t.results) if t.results else None,
         "skipped": s.skipped_images(report),
         "final": s.training_final_sentence(t.results),
-        "duration": s.duration(t.started_at, t.finished_at),
+        "duration": fmt.duration(t.started_at, t.finished_at),
     }
 
 

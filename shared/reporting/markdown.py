@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from shared.reporting import formatting as fmt
 from shared.reporting import summary as s
 from shared.reporting.schema import DatasetIndex, EvaluationReport, ModelEvaluation, RunReport
 
@@ -111,13 +112,13 @@ def _per_class(models: list[ModelEvaluation], baseline: ModelEvaluation | None) 
     lines = ["## Per-class F1", ""]
     if len(rows) > len(shown):
         lines += [f"The {len(shown)} weakest of {len(rows)} classes (by the candidate's F1); the HTML report lists all.", ""]
-    table = [[r.label, r.support, *[s.pct(v, 0) for v in r.f1], s.points(r.delta) if r.delta is not None else "—"]
+    table = [[r.label, r.support, *[fmt.pct(v, 0) for v in r.f1], fmt.points(r.delta) if r.delta is not None else "—"]
              for r in shown]
     lines += _table(["Class", "Support", *[s.ROLE_TITLES[m.role] for m in models], "Δ F1 vs baseline"], table)
     improved, worsened = s.biggest_changes(rows)
     if improved or worsened:
         lines += ["Biggest changes against the baseline: "
-                  + ", ".join(f"{_text(r.label)} {s.points(r.delta)}" for r in improved[:5] + worsened[:5]) + ".", ""]
+                  + ", ".join(f"{_text(r.label)} {fmt.points(r.delta)}" for r in improved[:5] + worsened[:5]) + ".", ""]
     return lines
 
 
@@ -125,7 +126,7 @@ def _confusions(model: ModelEvaluation) -> list[str]:
     top = s.top_confusions(model.metrics.confusion, 15)
     if not top:
         return ["## Top confusions", "", "No confusions: every answer was right.", ""]
-    rows = [[c.truth, c.answer, c.count, s.pct(c.share, 0)] for c in top]
+    rows = [[c.truth, c.answer, c.count, fmt.pct(c.share, 0)] for c in top]
     return ["## Top confusions (candidate)" if model.role == "candidate" else f"## Top confusions ({model.role})", "",
             *_table(["Truth", "Answered", "Count", "Share of truth"], rows)]
 
@@ -137,8 +138,8 @@ def _training(report: RunReport) -> list[str]:
     lines = ["## Training", ""]
     facts = [
         ("Job", t.job_id), ("Base model", t.base_model), ("Fine-tuned model", t.fine_tuned_model),
-        ("Status", t.status), ("Trained tokens", s.count(t.trained_tokens) if t.trained_tokens else None),
-        ("Duration", s.duration(t.started_at, t.finished_at) if t.started_at and t.finished_at else None),
+        ("Status", t.status), ("Trained tokens", fmt.count(t.trained_tokens) if t.trained_tokens else None),
+        ("Duration", fmt.duration(t.started_at, t.finished_at) if t.started_at and t.finished_at else None),
         ("Hyperparameters", ", ".join(f"{k}={v}" for k, v in t.hyperparameters.items()) or None),
     ]
     lines += [f"- {k}: {_code(v)}" if k in ("Job", "Fine-tuned model") else f"- {k}: {_text(v)}" for k, v in facts if v]
@@ -146,7 +147,7 @@ def _training(report: RunReport) -> list[str]:
     skipped = s.skipped_images(report)
     if skipped:
         lines += _table(["Split", "Submitted", "Used by the service", "Skipped"],
-                        [[sp, s.count(sub), s.count(u), s.count(k)] for sp, sub, u, k in skipped])
+                        [[sp, fmt.count(sub), fmt.count(u), fmt.count(k)] for sp, sub, u, k in skipped])
     if t.skipped_note:
         lines += [f"> {_text(t.skipped_note)}", ""]
     final = s.training_final_sentence(t.results)
@@ -160,7 +161,7 @@ def _dataset(report: RunReport) -> list[str]:
     if d is None:
         return []
     lines = ["## Dataset", "", f"{len(d.labels)} labels."
-             + "".join(f" {split}: {s.count(sp.examples)}." for split, sp in d.splits.items()), ""]
+             + "".join(f" {split}: {fmt.count(sp.examples)}." for split, sp in d.splits.items()), ""]
     splits = list(d.splits)
     if len(d.labels) <= _MAX_LABEL_ROWS:
         lines += _table(["Label", *splits], [[label, *[d.splits[sp].per_label.get(label, 0) for sp in splits]]
@@ -188,22 +189,22 @@ def _dataset(report: RunReport) -> list[str]:
 def _cost(report: RunReport) -> list[str]:
     c = report.cost
     rows = [
-        ["Training (estimate)", s.usd(c.estimated_training_usd),
-         f"{s.count(c.estimated_training_tokens)} tokens" if c.estimated_training_tokens else ""],
-        ["Training (billed)", s.usd(c.training_usd),
-         f"{s.count(report.training.trained_tokens)} tokens" if report.training and report.training.trained_tokens else ""],
-        ["Evaluation", s.usd(c.evaluation_usd), ""],
-        *([["Classic baseline", s.usd_fine(c.classic_usd), "training and scoring on the function instance"]]
+        ["Training (estimate)", fmt.usd(c.estimated_training_usd),
+         f"{fmt.count(c.estimated_training_tokens)} tokens" if c.estimated_training_tokens else ""],
+        ["Training (billed)", fmt.usd(c.training_usd),
+         f"{fmt.count(report.training.trained_tokens)} tokens" if report.training and report.training.trained_tokens else ""],
+        ["Evaluation", fmt.usd(c.evaluation_usd), ""],
+        *([["Classic baseline", fmt.usd_fine(c.classic_usd), "training and scoring on the function instance"]]
           if c.classic_usd is not None else []),
-        ["Hosting so far", s.usd(s.hosting_usd(report)),
-         f"{c.hosting_hours:.1f} h × {s.usd(c.hosting_usd_per_hour)}/h"
+        ["Hosting so far", fmt.usd(s.hosting_usd(report)),
+         f"{c.hosting_hours:.1f} h × {fmt.usd(c.hosting_usd_per_hour)}/h"
          if c.hosting_hours is not None and c.hosting_usd_per_hour is not None else ""],
-        ["Total", s.usd(c.total_usd), ""],
+        ["Total", fmt.usd(c.total_usd), ""],
     ]
     lines = ["## Cost", "", *_table(["Item", "USD", "Detail"], rows, "lrl")]
     for what, estimate, limit, ratio, over in s.budget_lines(report):
         lines.append(f"- Budget, {what.lower()}: estimate {estimate} against a limit of {limit}"
-                     + (" — **over budget**" if over else f" ({s.pct(ratio, 0)} of it)" if ratio is not None else ""))
+                     + (" — **over budget**" if over else f" ({fmt.pct(ratio, 0)} of it)" if ratio is not None else ""))
     return lines + ([""] if s.budget_lines(report) else [])
 
 
@@ -250,22 +251,22 @@ def render_run_markdown(report: RunReport) -> str:
     classic_verdict = report.classic_baseline.verdict if report.classic_baseline else None
     if classic_verdict is not None:
         lines += [classic_verdict.sentence, ""]
-    lines += [f"Generated {s.when(report.generated_at)}; state {_code(report.state)}.", ""]
+    lines += [f"Generated {fmt.when(report.generated_at)}; state {_code(report.state)}.", ""]
     if report.failure is not None:
-        lines += ["## Failure", "", f"- Stage: {_code(report.failure.stage)}", f"- At: {s.when(report.failure.at)}", "",
+        lines += ["## Failure", "", f"- Stage: {_code(report.failure.stage)}", f"- At: {fmt.when(report.failure.at)}", "",
                   *_fenced(report.failure.message), ""]
     if report.decision is not None:
         d = report.decision
         lines += ["## Decision", ""]
         lines += _table(["Gate", "Value"], [
             ["Compared with", d.baseline_role or "—"],
-            ["Paired test examples", s.count(d.paired_examples)],
-            ["Accuracy change", s.points(d.accuracy_delta)],
-            ["Required margin", s.points(d.margin).replace("+", "")],
-            ["McNemar exact p", s.p_value(d.p_value)],
+            ["Paired test examples", fmt.count(d.paired_examples)],
+            ["Accuracy change", fmt.points(d.accuracy_delta)],
+            ["Required margin", fmt.points(d.margin).replace("+", "")],
+            ["McNemar exact p", fmt.p_value(d.p_value)],
             ["p-value threshold", f"{d.p_value_threshold:g}"],
-            ["Only the candidate right", s.count(d.candidate_only_correct)],
-            ["Only the baseline right", s.count(d.baseline_only_correct)],
+            ["Only the candidate right", fmt.count(d.candidate_only_correct)],
+            ["Only the baseline right", fmt.count(d.baseline_only_correct)],
         ])
     if report.production_model:
         lines += [f"Production after this run: {_code(report.production_model)}"
@@ -286,7 +287,7 @@ def render_run_markdown(report: RunReport) -> str:
     lines += suspects_markdown(report)
     if report.timeline:
         lines += ["## Timeline", "", *_table(["When", "State", "Detail"],
-                                              [[s.when(t.at), t.state, t.detail] for t in report.timeline], "lll")]
+                                              [[fmt.when(t.at), t.state, t.detail] for t in report.timeline], "lll")]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -294,12 +295,12 @@ def render_evaluation_markdown(report: EvaluationReport) -> str:
     """A scheduled evaluation as Markdown: production (and base) on the latest test set, regression flag."""
     status = "**Regression**" if report.regression else "No regression"
     lines = [f"# visiontune · {_text(report.dataset)} · scheduled evaluation", "",
-             f"Generated {s.when(report.generated_at)} on the test set of version {_code(report.test_set_version)}.", ""]
+             f"Generated {fmt.when(report.generated_at)} on the test set of version {_code(report.test_set_version)}.", ""]
     accuracy = report.production.metrics.accuracy if report.production else None
-    text = f"{status}: production accuracy {s.pct(accuracy)}"
+    text = f"{status}: production accuracy {fmt.pct(accuracy)}"
     if report.previous_accuracy is not None and accuracy is not None:
-        text += (f", previously {s.pct(report.previous_accuracy)} ({s.points(accuracy - report.previous_accuracy)}; "
-                 f"threshold {s.points(report.regression_threshold).replace('+', '')})")
+        text += (f", previously {fmt.pct(report.previous_accuracy)} ({fmt.points(accuracy - report.previous_accuracy)}; "
+                 f"threshold {fmt.points(report.regression_threshold).replace('+', '')})")
     lines += [text + ".", ""]
     if report.note:
         lines += [_text(report.note), ""]
@@ -316,7 +317,7 @@ def render_evaluation_markdown(report: EvaluationReport) -> str:
 
 def render_index_markdown(index: DatasetIndex) -> str:
     """The dataset's index as Markdown: production, every version, production accuracy over time."""
-    lines = [f"# visiontune · {_text(index.dataset)}", "", f"Generated {s.when(index.generated_at)}.", ""]
+    lines = [f"# visiontune · {_text(index.dataset)}", "", f"Generated {fmt.when(index.generated_at)}.", ""]
     if index.production_model:
         lines += [f"Production: {_code(index.production_model)} from version {_code(index.production_version)}"
                   + (f" (deployment {_code(index.production_deployment)})" if index.production_deployment else "") + ".", ""]
@@ -325,11 +326,11 @@ def render_index_markdown(index: DatasetIndex) -> str:
     if index.runs:
         lines += ["## Versions", "", *_table(
             ["Version", "Outcome", "State", "Accuracy", "Baseline", "Created", "Report"],
-            [[r.version, r.outcome, r.state, s.pct(r.accuracy), s.pct(r.baseline_accuracy), s.when(r.created_at),
+            [[r.version, r.outcome, r.state, fmt.pct(r.accuracy), fmt.pct(r.baseline_accuracy), fmt.when(r.created_at),
               r.report_path or ""] for r in index.runs], "lllrrll")]
     if index.history:
         lines += ["## Production accuracy over time", "", *_table(
             ["When", "Version", "Accuracy", "Source", "Regression"],
-            [[s.when(h.at), h.version, s.pct(h.accuracy), h.source, "yes" if h.regression else ""]
+            [[fmt.when(h.at), h.version, fmt.pct(h.accuracy), h.source, "yes" if h.regression else ""]
              for h in index.history], "llrll")]
     return "\n".join(lines).rstrip() + "\n"

@@ -10,7 +10,7 @@ from cli.demo import _row, production_line, scheduled_line
 from shared.evaluation.gate import decide_promotion
 from shared.evaluation.metrics import ScoredExample
 from shared.pipeline.models import Run, RunState
-from shared.reporting.summary import p_value, pct
+from shared.reporting.formatting import p_value, pct
 
 
 def test_demo_summary_lines_name_the_test_set_of_each_accuracy(tmp_path):

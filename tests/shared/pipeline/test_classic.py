@@ -187,7 +187,7 @@ def test_verdict_when_they_tie():
 
 
 def test_sub_cent_costs_keep_two_significant_digits():
-    from shared.reporting.summary import usd_fine
+    from shared.reporting.formatting import usd_fine
 
     assert [usd_fine(v) for v in (0.00050194, 4.763e-05, 0.0123, 0.0, None, 12.5)] == [
         "$0.00050", "$0.000048", "$0.01", "$0.00", "—", "$12.50"]
