@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 
 from cli.main import main
+from tests.fixtures.local_stack import PIPELINE_SETTINGS, host_less_stack
 from tests.fixtures.pipeline import DIGITS_PER_LABEL, FAST_CLOCK
 
-REPO = Path(__file__).resolve().parents[2]
 # A day is 86,400 s: 0.0003 days is about 26 s, long enough to approve the other two first.
 TIMEOUT_DAYS = 0.0003
 
@@ -29,25 +29,16 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 
 def test_approve_reject_and_timeout(tmp_path: Path, capsys) -> None:
-    from local.emulator.server import EmulatorConfig
     from local.host.http_server import start_http_server
     from local.sample_data import export_digits
-    from local.stack import LocalStack
     from shared.pipeline.store import RunStore
     from shared.settings import Settings
 
     digits = export_digits(tmp_path / "digits", size=32, limit_per_label=DIGITS_PER_LABEL)
-    extra = {
-        "VISIONTUNE_RETRY_BASE_SECONDS": "0",
-        "VISIONTUNE_CONVERT_WORKERS": "1",
-        "VISIONTUNE_EVAL_TICK_SECONDS": "20",
-        "VISIONTUNE_PROMOTION_P_VALUE": "0.5",
-        "VISIONTUNE_PROMOTION": "manual",
-    }
     settings_file = tmp_path / "local.settings.json"
-    with LocalStack(
-        tmp_path / "stack", app_root=REPO, emulator_config=EmulatorConfig(**FAST_CLOCK), start_host=False,
-        local_settings_path=settings_file, extra_settings=extra,
+    with host_less_stack(
+        tmp_path / "stack", emulator=FAST_CLOCK, settings={**PIPELINE_SETTINGS, "VISIONTUNE_PROMOTION": "manual"},
+        settings_file=settings_file,
     ) as stack:
         settings = Settings.model_validate(stack.settings)
         store = RunStore.from_settings(settings)

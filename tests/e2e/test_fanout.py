@@ -13,7 +13,6 @@ import pytest
 
 from tests.shared.conversion import image_cases as cases
 
-REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = ("train.jsonl", "validation.jsonl", "test.jsonl", "rejected.json", "manifest.json")
 DATASET = "pets"
 
@@ -25,30 +24,16 @@ def drop_files() -> dict[str, bytes]:
     return files
 
 
-@pytest.fixture
-def make_stack(tmp_path: Path):
-    from local.stack import LocalStack
-
-    stacks = []
-
-    def make(shard_images: int):
-        stack = LocalStack(
-            tmp_path / f"stack-{len(stacks)}",
-            app_root=REPO,
-            start_host=False,
-            local_settings_path=tmp_path / f"local-{len(stacks)}.settings.json",
-            extra_settings={
-                "VISIONTUNE_CONVERT_WORKERS": "1",
-                "VISIONTUNE_SHARD_MIN_IMAGES": "20",
-                "VISIONTUNE_SHARD_IMAGES": str(shard_images),
-            },
-        ).__enter__()
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.__exit__(None, None, None)
+def fanout_stack(make_stack, shard_images: int):
+    """A stack that fans a drop of 20 images or more out into shards of ``shard_images``."""
+    return make_stack(
+        settings_file=True,
+        settings={
+            "VISIONTUNE_CONVERT_WORKERS": "1",
+            "VISIONTUNE_SHARD_MIN_IMAGES": "20",
+            "VISIONTUNE_SHARD_IMAGES": str(shard_images),
+        },
+    )
 
 
 def expected_artifacts(stack, src: Path, tmp_path: Path) -> dict[str, bytes]:
@@ -102,7 +87,7 @@ def test_a_fanned_out_drop_publishes_the_bytes_of_one_conversion(make_stack, tmp
 
     files = drop_files()
     src = cases.write(tmp_path / "src", files)
-    stack = make_stack(shard_images)
+    stack = fanout_stack(make_stack, shard_images)
     drop(stack, files)
     fired = stack.host.run_until_idle(timeout=180)
     assert calls(fired, "dataset_ready") == ["succeeded"]
@@ -130,7 +115,7 @@ def test_replayed_killed_and_poisoned_shards(make_stack, tmp_path, monkeypatch):
 
     files = drop_files()
     src = cases.write(tmp_path / "src", files)
-    stack = make_stack(15)  # 3 shards
+    stack = fanout_stack(make_stack, 15)  # 3 shards
     expected = expected_artifacts(stack, src, tmp_path)
     original_line = fanout._line
     victim = "fox/003.jpg"

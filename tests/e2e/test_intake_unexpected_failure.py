@@ -11,22 +11,10 @@ import pytest
 
 from bench.log_volume import synthetic_drop, upload_drop
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    from local.emulator.server import EmulatorConfig
-    from local.stack import LocalStack
-
-    with LocalStack(
-        tmp_path_factory.mktemp("intake-fault"),
-        app_root=REPO,
-        emulator_config=EmulatorConfig(step_seconds=0.1, file_processing_seconds=0.1),
-        start_host=False,
-        extra_settings={"VISIONTUNE_CONVERT_WORKERS": "1"},
-    ) as running:
-        yield running
+def stack(intake_stack):
+    return intake_stack
 
 
 def _intake_report(service, dataset: str) -> dict | None:

@@ -7,36 +7,17 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
 from cli.main import main
+from tests.fixtures.local_stack import PIPELINE_SETTINGS
 from tests.fixtures.pipeline import FAST_CLOCK
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def stack(tmp_path: Path):
-    from local.emulator.server import EmulatorConfig
-    from local.stack import LocalStack
-
-    extra = {
-        "VISIONTUNE_RETRY_BASE_SECONDS": "0",
-        "VISIONTUNE_CONVERT_WORKERS": "1",
-        "VISIONTUNE_EVAL_TICK_SECONDS": "20",
-        "VISIONTUNE_PROMOTION_P_VALUE": "0.5",
-    }
-    with LocalStack(
-        tmp_path / "stack",
-        app_root=REPO,
-        emulator_config=EmulatorConfig(**FAST_CLOCK, record_requests=True),
-        start_host=False,
-        local_settings_path=tmp_path / "local.settings.json",
-        extra_settings=extra,
-    ) as running:
-        yield running
+def stack(make_stack):
+    return make_stack(emulator={**FAST_CLOCK, "record_requests": True}, settings=PIPELINE_SETTINGS, settings_file=True)
 
 
 def test_push_to_promoted_through_the_functions_host_with_every_trigger_replayed(
@@ -46,7 +27,7 @@ def test_push_to_promoted_through_the_functions_host_with_every_trigger_replayed
     from shared.pipeline.store import RunStore
     from shared.settings import Settings
 
-    settings_file = tmp_path / "local.settings.json"
+    settings_file = stack.local_settings_path
     settings = Settings.model_validate(stack.settings)
     assert main(["push", str(digits_dir), "--dataset", "digits", "--settings", str(settings_file)]) == 0
     capsys.readouterr()

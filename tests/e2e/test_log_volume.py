@@ -11,25 +11,14 @@ import pytest
 
 from bench.log_volume import synthetic_drop, upload_drop
 
-REPO = Path(__file__).resolve().parents[2]
 # One summary record per invocation; the slack is for a warning a slow machine may cause, never per file.
 MAX_RECORDS_PER_INVOCATION = 3
 RUN_DIMENSIONS = ("visiontune.dataset", "visiontune.version", "visiontune.run_state")
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    from local.emulator.server import EmulatorConfig
-    from local.stack import LocalStack
-
-    with LocalStack(
-        tmp_path_factory.mktemp("log-volume"),
-        app_root=REPO,
-        emulator_config=EmulatorConfig(step_seconds=0.1, file_processing_seconds=0.1),
-        start_host=False,
-        extra_settings={"VISIONTUNE_CONVERT_WORKERS": "1"},
-    ) as running:
-        yield running
+def stack(intake_stack):
+    return intake_stack
 
 
 def intake_and_training(stack, tmp_path: Path, dataset: str, images: int) -> list:

@@ -14,37 +14,23 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from tests.fixtures.local_stack import PIPELINE_SETTINGS, host_less_stack
 from tests.fixtures.pipeline import FAST_CLOCK
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def promoted(tmp_path_factory: pytest.TempPathFactory):
     """(stack, settings file, settings, run, digits folder, host URL) with digits promoted."""
-    from local.emulator.server import EmulatorConfig
     from local.host.http_server import start_http_server
     from local.sample_data import export_digits
-    from local.stack import LocalStack
     from shared.pipeline.store import RunStore
     from shared.settings import Settings
 
     tmp = tmp_path_factory.mktemp("predict")
     digits = _digits_with_mislabelled_test_images(export_digits(tmp / "all", size=32, limit_per_label=48), tmp / "digits")
-    extra = {
-        "VISIONTUNE_RETRY_BASE_SECONDS": "0",
-        "VISIONTUNE_CONVERT_WORKERS": "1",
-        "VISIONTUNE_EVAL_TICK_SECONDS": "20",
-        "VISIONTUNE_PROMOTION_P_VALUE": "0.5",
-    }
     settings_file = tmp / "local.settings.json"
-    with LocalStack(
-        tmp / "stack",
-        app_root=REPO,
-        emulator_config=EmulatorConfig(**FAST_CLOCK),
-        start_host=False,
-        local_settings_path=settings_file,
-        extra_settings=extra,
+    with host_less_stack(
+        tmp / "stack", emulator=FAST_CLOCK, settings=PIPELINE_SETTINGS, settings_file=settings_file
     ) as stack:
         settings = Settings.model_validate(stack.settings)
         assert main(["push", str(digits), "--dataset", "digits", "--settings", str(settings_file)]) == 0
