@@ -12,7 +12,7 @@ from cli.common import CommandError, command_settings, storage_errors
 from shared.pipeline.approval import ApprovalError, decide
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``approve`` and ``reject``."""
     for name, help_text in (
         ("approve", "promote a candidate that waits for approval"),

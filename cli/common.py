@@ -57,7 +57,7 @@ def command_settings(path: Path | None) -> Any:
     import pydantic
 
     explicit = path is not None
-    path = path if explicit else default_settings_path()
+    path = path if path is not None else default_settings_path()
     if explicit and not path.is_file():
         raise CommandError(
             f"no settings file at {path}: pass the local.settings.json that `visiontune local up` wrote "

@@ -7,9 +7,19 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from shared.conversion import DatasetError, FolderSink, convert_dataset, open_source
-from shared.conversion.cache import folder_cache
+from shared.conversion import (
+    ArtifactSink,
+    ConversionResult,
+    ConvertOptions,
+    DatasetError,
+    DatasetSource,
+    FolderSink,
+    convert_dataset,
+    open_source,
+)
+from shared.conversion.cache import ImageCache, folder_cache
 from shared.conversion.options import CONVERTER_FORMAT, image_settings
 from shared.conversion.splits import parse_split_ratios
 from shared.pipeline.intake import convert_options as pipeline_convert_options
@@ -23,7 +33,7 @@ DEFAULTS_NOTE = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``convert`` and ``validate`` subcommands."""
     convert = subparsers.add_parser(
         "convert",
@@ -103,7 +113,7 @@ def _error(message: str) -> int:
     return 2
 
 
-def convert_options(args: argparse.Namespace):  # -> ConvertOptions
+def convert_options(args: argparse.Namespace) -> ConvertOptions:
     """The pipeline's conversion options (``shared.pipeline.intake.convert_options`` on the settings from the
     environment), with the options given on the command line as the marker overrides of the same name."""
     given = {
@@ -147,7 +157,7 @@ def run_convert(args: argparse.Namespace) -> int:
         if args.quiet or args.json:
             result = convert_dataset(source, sink, options, cache=cache)
         else:
-            result = _convert_with_progress(convert_dataset, source, sink, options, cache)
+            result = _convert_with_progress(source, sink, options, cache)
         if cache is not None:
             recent = [version for version, _ in cache.referenced_versions()][-args.cache_keep :]
             result.stats["cache"] = cache.collect(set(recent) | {result.version})
@@ -166,7 +176,9 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _convert_with_progress(convert_dataset, source, sink, options, cache=None):
+def _convert_with_progress(
+    source: DatasetSource, sink: ArtifactSink, options: ConvertOptions, cache: ImageCache | None = None
+) -> ConversionResult:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -193,7 +205,7 @@ def _convert_with_progress(convert_dataset, source, sink, options, cache=None):
         return convert_dataset(source, sink, options, progress=progress, cache=cache)
 
 
-def _summary(result, out: Path) -> dict:
+def _summary(result: ConversionResult, out: Path) -> dict[str, Any]:
     manifest = result.manifest
     return {
         "version": result.version,
@@ -209,7 +221,7 @@ def _summary(result, out: Path) -> dict:
     }
 
 
-def _print_summary(result, out: Path) -> None:
+def _print_summary(result: ConversionResult, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 

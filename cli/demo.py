@@ -45,7 +45,7 @@ DEMO_SHARD_MIN_IMAGES = 1500
 DEMO_SHARD_IMAGES = 900
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``demo``."""
     demo = subparsers.add_parser(
         "demo",
@@ -135,6 +135,7 @@ def run_demo(args: argparse.Namespace) -> int:
             temp / "stack", app_root=REPO_ROOT, emulator_config=config, start_host=False, extra_settings=extra
         ) as stack:
             settings = _settings_for(stack)
+            assert stack.host is not None  # built by LocalStack.start()
             console.print(f"functions: {', '.join(f.name for f in stack.host.functions())}")
             v1 = export_digits(temp / "v1", size=64, fraction=args.v1_fraction)
             v2 = export_digits(temp / "v2", size=64)

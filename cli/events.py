@@ -14,7 +14,7 @@ from shared.events import read_events
 FOLLOW_POLL_SECONDS = 2.0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``events``."""
     parser = subparsers.add_parser(
         "events",

@@ -22,7 +22,7 @@ DEFAULT_HOST_PORT = 7071  # Core Tools' port
 DEFAULT_DATA_DIR = Path(".local-stack")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``local`` with its ``up``, ``emulator`` and ``tick`` subcommands."""
     local = subparsers.add_parser(
         "local",
@@ -123,7 +123,7 @@ def _wait_for_interrupt() -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _emulator_config(step_seconds: float | None):  # -> EmulatorConfig | None
+def _emulator_config(step_seconds: float | None) -> EmulatorConfig | None:
     if step_seconds is None:
         return None
 

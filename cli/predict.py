@@ -15,7 +15,7 @@ from shared.prediction import MAX_IMAGE_BYTES, Prediction, PredictionError, Pred
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".mpo"})
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``predict``."""
     parser = subparsers.add_parser(
         "predict",

@@ -21,7 +21,7 @@ from shared.storage.clients import container_client
 UPLOAD_WORKERS = 8
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``push``."""
     push = subparsers.add_parser(
         "push",
@@ -161,7 +161,8 @@ def push_dataset(
             prefix + relative,
             data,
             overwrite=True,
-            content_settings=ContentSettings(content_md5=hashlib.md5(data, usedforsecurity=False).digest()),
+            # the SDK declares content_md5 as a bytearray (and base64-encodes whatever it gets)
+            content_settings=ContentSettings(content_md5=bytearray(hashlib.md5(data, usedforsecurity=False).digest())),
         )
         return len(data)
 
@@ -189,7 +190,7 @@ class _ProgressReader:
         self._handle, self._total, self._progress, self._done = handle, total, progress, 0
 
     def read(self, size: int = -1) -> bytes:
-        data = self._handle.read(size)
+        data: bytes = self._handle.read(size)
         self._done += len(data)
         if self._progress:
             self._progress(self._done, self._total)

@@ -23,7 +23,7 @@ from shared.storage.clients import container_client
 from shared.storage.readers import read_json
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``report``."""
     report = subparsers.add_parser(
         "report",
@@ -61,11 +61,11 @@ def download_reports(settings: Any, dataset: str, version: str | None, out: Path
             target.write_bytes(container.download_blob(blob.name).readall())
             written.append(target)
     for name in ("index.json", "index.md", "index.html", "production.json"):
-        blob = container.get_blob_client(dataset_prefix(dataset) + name)
-        if version and blob.exists():
+        client = container.get_blob_client(dataset_prefix(dataset) + name)
+        if version and client.exists():
             target = out / dataset / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(blob.download_blob().readall())
+            target.write_bytes(client.download_blob().readall())
             written.append(target)
     return written
 

@@ -11,7 +11,7 @@ from shared.pipeline.context import Pipeline
 from shared.pipeline.retry import RETRYABLE_STATES, retry_run
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``retry``."""
     retry = subparsers.add_parser(
         "retry",

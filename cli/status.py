@@ -19,7 +19,7 @@ from cli.common import (
 from shared.pipeline.status import collect_status
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``status``."""
     status = subparsers.add_parser(
         "status",

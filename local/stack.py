@@ -51,11 +51,13 @@ def write_local_settings(path: Path, values: dict[str, str], *, host_port: int |
             document = {}
     if not isinstance(document, dict) or document.get("IsEncrypted"):
         document = {}
-    existing = document.get("Values") if isinstance(document.get("Values"), dict) else {}
+    values_found = document.get("Values")
+    existing: dict[str, Any] = values_found if isinstance(values_found, dict) else {}
     merged = {**existing, **values}
     document.update({"IsEncrypted": False, "Values": merged})
     if host_port is not None:
-        host = document.get("Host") if isinstance(document.get("Host"), dict) else {}
+        host_found = document.get("Host")
+        host: dict[str, Any] = host_found if isinstance(host_found, dict) else {}
         document["Host"] = {**host, "LocalHttpPort": int(host_port)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -99,7 +99,8 @@ class EmulatorAdmin:
             spec["delay_seconds"] = delay_seconds
         if message is not None:
             spec["message"] = message
-        return self._call("POST", "/_emulator/faults", spec)["added"][0]
+        added: dict[str, Any] = self._call("POST", "/_emulator/faults", spec)["added"][0]
+        return added
 
     def fail_next_job(self, message: str, *, code: str = "internal_error") -> dict[str, Any]:
         """The next fine-tuning job created fails (after it starts running) with this message."""
@@ -115,7 +116,8 @@ class EmulatorAdmin:
         return self.inject(kind="deployment_transient_failures", count=count, phase=phase)
 
     def faults(self) -> dict[str, Any]:
-        return self._call("GET", "/_emulator/faults")
+        faults: dict[str, Any] = self._call("GET", "/_emulator/faults")
+        return faults
 
     def reset_faults(self) -> None:
         self._call("DELETE", "/_emulator/faults")

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -122,7 +123,8 @@ def create_app(emulator: Emulator) -> FastAPI:
                     log.warning("no spec copies found (shared/specs beside the checkout): requests are not validated")
                 else:
                     app.state.catalog.preload()
-            return app.state.catalog
+            loaded: SpecCatalog | None = app.state.catalog
+            return loaded
 
     threading.Thread(target=catalog, name="emulator-specs", daemon=True).start()
 
@@ -212,10 +214,10 @@ def create_app(emulator: Emulator) -> FastAPI:
     v1 = APIRouter()
     for routes in data:
         app.include_router(routes, prefix="/openai", dependencies=[Depends(gate)])
-        for route in routes.routes:
-            v1.add_api_route(route.path, route.endpoint, methods=list(route.methods), name=route.name)
-    for route in chat.v1_router(emulator).routes:
-        v1.add_api_route(route.path, route.endpoint, methods=list(route.methods), name=route.name)
+        for route in _api_routes(routes):
+            v1.add_api_route(route.path, route.endpoint, methods=route.methods, name=route.name)
+    for route in _api_routes(chat.v1_router(emulator)):
+        v1.add_api_route(route.path, route.endpoint, methods=route.methods, name=route.name)
     app.include_router(v1, prefix="/openai/v1", dependencies=[Depends(gate)])
 
     arm = deployments.router(emulator)
@@ -227,3 +229,8 @@ def create_app(emulator: Emulator) -> FastAPI:
     app.state.route_names = known_routes
     app.include_router(admin.router(emulator, stats, known_routes, requests))
     return app
+
+
+def _api_routes(router: APIRouter) -> list[APIRoute]:
+    """The operations of ``router`` (every route its resource module adds is an ``APIRoute``)."""
+    return [route for route in router.routes if isinstance(route, APIRoute)]

@@ -60,7 +60,7 @@ class BatchesMixin(EmulatorCore):
             requests, model = datafiles.parse_batch_input(raw, endpoint=endpoint)
         except datafiles.FileValidationError as exc:
             line = re.match(r"Line (\d+)", str(exc))
-            error = {"code": "invalid_request", "message": str(exc)}
+            error: dict[str, Any] = {"code": "invalid_request", "message": str(exc)}
             if line:
                 error["line"] = int(line.group(1))
             return {"ok": False, "error": error}
@@ -75,18 +75,23 @@ class BatchesMixin(EmulatorCore):
             )
             return {"ok": False, "error": {"code": "too_many_requests_in_file", "message": message}}
         deployment = self.store.get("deployment", model)
-        problem = None
+        deployment_problem = None
         if deployment is None:
-            problem = f"The model deployment '{model}' does not exist."
+            deployment_problem = f"The model deployment '{model}' does not exist."
         elif deployment["sku"]["name"] not in BATCH_SKUS:
-            problem = (
+            deployment_problem = (
                 f"The model deployment '{model}' is of type {deployment['sku']['name']}; a batch needs a GlobalBatch "
                 "deployment of a base model."
             )
         elif deployment["model_ref"]["kind"] != "base":
-            problem = f"The model deployment '{model}' serves a fine-tuned model; fine-tuned models cannot run in batch."
-        if problem:
-            return {"ok": False, "error": {"code": "model_not_found", "message": problem, "param": "body.model"}}
+            deployment_problem = (
+                f"The model deployment '{model}' serves a fine-tuned model; fine-tuned models cannot run in batch."
+            )
+        if deployment_problem:
+            return {
+                "ok": False,
+                "error": {"code": "model_not_found", "message": deployment_problem, "param": "body.model"},
+            }
         return {"ok": True, "total": len(requests), "model": model}
 
     def _batch_status(self, batch: dict[str, Any], now: float) -> tuple[str, dict[str, float]]:

@@ -9,36 +9,42 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.emulator.constants import API_KEY, DATA_PLANE_API_VERSION, SUBSCRIPTION_ID
 from local.emulator.tokens import issue_token
+
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken
+    from azure.core.pipeline.policies import BearerTokenCredentialPolicy
+    from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
+    from openai import AzureOpenAI, OpenAI
 
 
 class LocalTokenCredential:
     """A ``TokenCredential`` that hands out tokens the emulator issued (signed with its key; see
     ``local.emulator.tokens``): the emulator refuses bearer tokens it did not issue, as Azure does."""
 
-    def get_token(self, *scopes: str, **kwargs: Any):  # -> azure.core.credentials.AccessToken
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         from azure.core.credentials import AccessToken
 
         token, expires = issue_token(API_KEY, scopes[0] if scopes else "")
         return AccessToken(token, expires)
 
 
-def loopback_bearer_policy(credential: Any, *scopes: str):  # -> BearerTokenCredentialPolicy
+def loopback_bearer_policy(credential: Any, *scopes: str) -> BearerTokenCredentialPolicy[Any, Any]:
     """A ``BearerTokenCredentialPolicy`` that also works over http (for the loopback emulator only)."""
     from azure.core.pipeline.policies import BearerTokenCredentialPolicy
 
-    class _LoopbackBearerTokenPolicy(BearerTokenCredentialPolicy):
-        def on_request(self, request):  # type: ignore[no-untyped-def]
+    class _LoopbackBearerTokenPolicy(BearerTokenCredentialPolicy[Any, Any]):
+        def on_request(self, request: Any) -> None:
             request.context.options["enforce_https"] = False
             super().on_request(request)
 
     return _LoopbackBearerTokenPolicy(credential, *scopes)
 
 
-def openai_client(url: str, *, max_retries: int = 2, timeout: float = 60.0, **kwargs: Any):  # -> AzureOpenAI
+def openai_client(url: str, *, max_retries: int = 2, timeout: float = 60.0, **kwargs: Any) -> AzureOpenAI:
     """``AzureOpenAI`` for the emulator at ``url`` (api-version 2024-10-21, the emulator's key)."""
     from openai import AzureOpenAI
 
@@ -52,7 +58,7 @@ def openai_client(url: str, *, max_retries: int = 2, timeout: float = 60.0, **kw
     )
 
 
-def v1_client(url: str, *, max_retries: int = 2, timeout: float = 60.0, **kwargs: Any):  # -> OpenAI
+def v1_client(url: str, *, max_retries: int = 2, timeout: float = 60.0, **kwargs: Any) -> OpenAI:
     """``OpenAI`` on the emulator's v1 API (``<url>/openai/v1/``, no api-version), with the emulator's key."""
     from openai import OpenAI
 
@@ -66,7 +72,9 @@ def v1_client(url: str, *, max_retries: int = 2, timeout: float = 60.0, **kwargs
     )
 
 
-def management_client(url: str, *, polling_interval: float = 0.2, **kwargs: Any):  # -> CognitiveServicesManagementClient
+def management_client(
+    url: str, *, polling_interval: float = 0.2, **kwargs: Any
+) -> CognitiveServicesManagementClient:
     """``CognitiveServicesManagementClient`` whose ARM endpoint is the emulator at ``url``."""
     from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
 

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.emulator.config import EmulatorConfig
 from local.emulator.constants import ACCOUNT, RESOURCE_GROUP, SUBSCRIPTION_ID
@@ -145,3 +145,23 @@ class EmulatorCore:
             items = items[ids.index(after) + 1 :] if after in ids else []
         return {"object": "list", "data": items[:limit], "has_more": len(items) > limit}
 
+    if TYPE_CHECKING:
+        # What one resource's module calls of another's: each is implemented by the mixin of its resource
+        # (the module is named) and ``service.Emulator`` combines them all. Declared for the type checker
+        # only, so that every mixin type-checks on its own.
+        def _process_file(self, file_id: str) -> None: ...  # files
+        def _new_output_file(self, filename: str, purpose: str, content: bytes, visible_at: float) -> str: ...  # files
+        def _ready_file(self, file_id: Any, param: str, purpose: str) -> dict[str, Any]: ...  # files
+        def _train(self, job_id: str) -> None: ...  # training
+        def _checkpoints(self, job: dict[str, Any]) -> list[dict[str, Any]]: ...  # training
+        def _succeeded_job_for_model(self, model: str) -> tuple[dict[str, Any], int] | None: ...  # fine_tuning
+        def _job(self, job_id: str) -> dict[str, Any]: ...  # fine_tuning
+        def _job_times(self, job: dict[str, Any]) -> dict[str, float]: ...  # fine_tuning
+        def _job_state(self, job: dict[str, Any], now: float) -> dict[str, Any]: ...  # fine_tuning
+        def list_jobs(self, after: str | None, limit: int) -> dict[str, Any]: ...  # fine_tuning
+        def _batch_status(self, batch: dict[str, Any], now: float) -> tuple[str, dict[str, float]]: ...  # batches
+        def _materialize_batch(self, batch_id: str) -> None: ...  # batches
+        def _ensure_default_deployments(self) -> None: ...  # deployments
+        def _deployment_state(self, deployment: dict[str, Any]) -> dict[str, Any]: ...  # deployments
+        def _resolve_model(self, name: str) -> dict[str, Any] | None: ...  # chat
+        def _answer(self, deployment: dict[str, Any], body: Any, nonce: int | None) -> dict[str, Any]: ...  # chat

@@ -41,11 +41,12 @@ def message_images(content: Any) -> list[dict[str, Any]]:
     """The ``image_url`` objects of a message's content parts."""
     if not isinstance(content, list):
         return []
-    return [
-        part.get("image_url") if isinstance(part.get("image_url"), dict) else {"url": part.get("image_url")}
-        for part in content
-        if isinstance(part, dict) and part.get("type") == "image_url"
-    ]
+    images: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            image_url = part.get("image_url")
+            images.append(image_url if isinstance(image_url, dict) else {"url": image_url})
+    return images
 
 
 def count_message_tokens(messages: list[dict[str, Any]]) -> tuple[int, int]:

@@ -52,7 +52,7 @@ class ImageError(ValueError):
     """An image that the service would refuse, with the reason."""
 
 
-def decode_image_url(url: str) -> bytes:
+def decode_image_url(url: object) -> bytes:
     """The bytes of a ``data:image/...;base64,...`` URL. Other URLs cannot be fetched offline."""
     if not isinstance(url, str) or not url:
         raise ImageError("image_url.url must be a non-empty string")
@@ -104,8 +104,8 @@ def image_features(image: Image.Image) -> np.ndarray:
     from PIL import Image
 
     rgb = _rgb(image)
-    gray = np.asarray(rgb.convert("L").resize((FEATURE_SIDE, FEATURE_SIDE), Image.BILINEAR), dtype=np.float32)
-    small = np.asarray(rgb.resize((64, 64), Image.BILINEAR))
+    gray = np.asarray(rgb.convert("L").resize((FEATURE_SIDE, FEATURE_SIDE), Image.Resampling.BILINEAR), dtype=np.float32)
+    small = np.asarray(rgb.resize((64, 64), Image.Resampling.BILINEAR))
     histograms = [
         np.histogram(small[..., channel], bins=HISTOGRAM_BINS, range=(0, 256))[0] for channel in range(3)
     ]
@@ -118,7 +118,7 @@ def thumbnail_features(image: Image.Image) -> np.ndarray:
     import numpy as np
     from PIL import Image
 
-    gray = _rgb(image).convert("L").resize((THUMB_SIDE, THUMB_SIDE), Image.BILINEAR)
+    gray = _rgb(image).convert("L").resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
     return np.asarray(gray, dtype=np.float32).ravel() / 255.0
 
 
@@ -159,7 +159,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def train_classifier(
@@ -194,7 +195,7 @@ def train_classifier(
     has_validation = validation_features is not None and bool(validation_labels)
     if has_validation:
         val_scaled = (np.asarray(validation_features, dtype=np.float64) - mean) / scale
-        val_targets = np.array([index.get(label, -1) for label in validation_labels])
+        val_targets = np.array([index.get(label, -1) for label in validation_labels or ()])
     rng = np.random.default_rng(seed)
     n_features, n_classes = scaled.shape[1], len(classes)
     weights = rng.normal(0.0, 0.01, size=(n_features, n_classes))
@@ -287,7 +288,8 @@ def _sample_with_temperature(
 def predict_fine_tuned(model: dict[str, Any], features: np.ndarray, *, temperature: float, nonce: int) -> str:
     """The label a fine-tuned model answers for one image."""
     scores = ((features.reshape(1, -1) - model["mean"]) / model["scale"] @ model["weights"] + model["bias"])[0]
-    return model["classes"][_sample_with_temperature(scores, temperature, nonce)]
+    label: str = model["classes"][_sample_with_temperature(scores, temperature, nonce)]
+    return label
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from local.emulator.config import EmulatorConfig
 from local.emulator.constants import (
@@ -29,6 +30,9 @@ from local.emulator.constants import (
     SUBSCRIPTION_ID,
 )
 from local.emulator.service import Emulator
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["EmulatorConfig", "EmulatorServer", "local_settings_values"]
 
@@ -66,41 +70,45 @@ class EmulatorServer:
         self.host = host
         self.requested_port = port
         self.config = config or EmulatorConfig()
-        self.emulator = None
-        self._server = None
+        self.emulator: Emulator | None = None
+        self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._socket: socket.socket | None = None
         self._port: int | None = None
 
-    def _build(self):  # -> uvicorn.Server
+    def _build(self) -> tuple[uvicorn.Server, socket.socket]:
+        """The server for the app and the socket it is to listen on (bound here: the port is known now)."""
         import uvicorn
 
         from local.emulator.app import create_app
 
         try:
-            self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._socket = listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # Accepted connections inherit this; without it Nagle + delayed ACK add ~40 ms per request.
-            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._socket.bind((self.host, self.requested_port))
-            self._port = self._socket.getsockname()[1]
+            listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            listening.bind((self.host, self.requested_port))
+            self._port = listening.getsockname()[1]
         except OSError as exc:
             raise OSError(f"the emulator cannot listen on {self.host}:{self.requested_port}: {exc.strerror}") from exc
-        self.emulator = Emulator(self.data_dir, self.config)
-        app = create_app(self.emulator)
+        self.emulator = emulator = Emulator(self.data_dir, self.config)
+        app = create_app(emulator)
         config = uvicorn.Config(app, log_level=self.config.log_level, access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
+        self._server = server = uvicorn.Server(config)
         self._ticker = threading.Thread(target=self._tick_forever, name="emulator-ticker", daemon=True)
         self._ticker.start()
-        return self._server
+        return server, listening
 
     def _tick_forever(self) -> None:
         interval = max(0.05, min(1.0, self.config.step_seconds / 4))
         while not self._stopping.wait(interval):
+            emulator = self.emulator
+            if emulator is None:  # shut down while this tick waited
+                return
             try:
-                self.emulator.tick()
+                emulator.tick()
             except Exception:  # noqa: BLE001 - keep ticking; the next tick retries
                 log.exception("emulator tick failed")
 
@@ -117,9 +125,9 @@ class EmulatorServer:
 
     def start(self, timeout: float = 30.0) -> EmulatorServer:
         """Serve in a background thread; returns once the server answers."""
-        server = self._build()
+        server, listening = self._build()
         self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [self._socket]}, name="emulator-http", daemon=True
+            target=server.run, kwargs={"sockets": [listening]}, name="emulator-http", daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -132,10 +140,10 @@ class EmulatorServer:
 
     def serve_forever(self) -> None:
         """Serve in the foreground until interrupted (Ctrl-C / SIGTERM)."""
-        server = self._build()
+        server, listening = self._build()
         log.warning("Azure OpenAI emulator on %s (data in %s)", self.url, self.data_dir)
         try:
-            server.run(sockets=[self._socket])
+            server.run(sockets=[listening])
         finally:
             self._shutdown()
 

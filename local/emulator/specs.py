@@ -66,7 +66,7 @@ LEARN_DOCUMENTED_FIELDS: dict[tuple[str, str, str], dict[str, tuple[str, ...]]] 
     (V1, "post", "/fine_tuning/jobs"): {"trainingType": ("standard", "globalstandard", "developer")},
 }
 _METHODS = ("get", "post", "put", "patch", "delete")
-_JSON_TYPES = {
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     "object": dict,
     "array": list,
     "string": str,
@@ -92,14 +92,16 @@ def _load(path: Path) -> dict[str, Any]:
     """A spec document. YAML is parsed once per file version and kept as JSON in ``CACHE_DIR``
     (OpenAI's 3 MB spec takes seconds to parse as YAML, milliseconds as JSON)."""
     if path.suffix == ".json":
-        return json.loads(path.read_text(encoding="utf-8"))
+        document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return document
     stat = path.stat()
     cached = CACHE_DIR / f"{path.stem}.{stat.st_size}-{stat.st_mtime_ns}.json"
     try:
-        return json.loads(cached.read_text(encoding="utf-8"))
+        document = json.loads(cached.read_text(encoding="utf-8"))
+        return document
     except (OSError, ValueError):
         pass
-    import yaml
+    import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; types-PyYAML is not a dependency
 
     document = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     try:

@@ -192,7 +192,7 @@ class TrainingMixin(EmulatorCore):
             entries = [e for e in entries if e[0] <= finished]
         events = []
         # A stable sort: events at the same instant keep the order they were written in.
-        for number, (when, level, kind, message, data) in enumerate(sorted(entries, key=lambda e: e[0])):
+        for number, (when, level, kind, message, event_data) in enumerate(sorted(entries, key=lambda e: e[0])):
             event = {
                 "object": "fine_tuning.job.event",
                 "id": "ftevent-" + hex_id(f"{job['id']}:event:{number}:{message}"),
@@ -201,8 +201,8 @@ class TrainingMixin(EmulatorCore):
                 "message": message,
                 "type": kind,
             }
-            if data is not None:
-                event["data"] = data
+            if event_data is not None:
+                event["data"] = event_data
             events.append((when, event))
         return events
 

@@ -152,5 +152,13 @@ def parse_schedule(expression: str) -> Schedule:
             f"{expression!r}: expected six fields {{second}} {{minute}} {{hour}} {{day}} {{month}} "
             f"{{day-of-week}}, got {len(parts)}{hint}"
         )
-    sets = [_parse_field(part, i, expression) for i, part in enumerate(parts)]
-    return Schedule(expression, *sets)
+    fields = [_parse_field(part, i, expression) for i, part in enumerate(parts)]
+    return Schedule(
+        expression,
+        seconds=fields[0],
+        minutes=fields[1],
+        hours=fields[2],
+        days=fields[3],
+        months=fields[4],
+        days_of_week=fields[5],
+    )
