@@ -56,7 +56,11 @@ def test_batch_completes_with_shuffled_output(emulator):
     client = openai_client(emulator.url)
     indices = digit_split()[1][:60]
     batch, seen = _run(client, _batch_input(indices))
-    assert seen == ["validating", "in_progress", "finalizing", "completed"]
+    # Polling under load may miss a short state; the order and the timestamps of every state must hold.
+    lifecycle = ["validating", "in_progress", "finalizing", "completed"]
+    assert seen[0] == "validating" and seen[-1] == "completed"
+    assert seen == [state for state in lifecycle if state in seen]
+    assert batch.in_progress_at is not None and batch.finalizing_at is not None
     assert batch.request_counts.total == 60
     assert batch.request_counts.completed + batch.request_counts.failed == 60
     assert batch.completed_at >= batch.finalizing_at >= batch.in_progress_at >= batch.created_at
