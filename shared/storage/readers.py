@@ -31,18 +31,37 @@ class BlobRangeReader(io.RawIOBase):
     ``open_blob_reader``) so small reads (zip headers) do not each become a request.
     """
 
-    def __init__(self, blob: BlobClient) -> None:
+    def __init__(self, blob: BlobClient, etag: str | None = None) -> None:
+        """``etag``: pin the reader to this version (one seen earlier, e.g. by a fan-out's plan):
+        ``BlobChangedError`` at once if the blob is no longer it. Get Blob Properties and Get Blob take
+        If-Match (Learn: "Specifying conditional headers for Blob service operations"); a replaced blob
+        answers 412, which the SDK raises as ``ResourceModifiedError``."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
         super().__init__()
-        properties = blob.get_blob_properties()
+        self.name = blob.blob_name
+        try:
+            properties = (
+                blob.get_blob_properties()
+                if etag is None
+                else blob.get_blob_properties(etag=etag, match_condition=MatchConditions.IfNotModified)
+            )
+        except ResourceModifiedError as error:
+            raise BlobChangedError(f"{self.name} is no longer the version {etag}: it was replaced") from error
         self._blob = blob
         self._size = int(properties.size)
         self._etag = properties.etag
         self._position = 0
-        self.name = blob.blob_name
 
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def etag(self) -> str:
+        """The version every read is pinned to."""
+        return str(self._etag)
 
     def readable(self) -> bool:
         return True
@@ -90,9 +109,12 @@ class BlobRangeReader(io.RawIOBase):
         return len(data)
 
 
-def open_blob_reader(blob: BlobClient, buffer_size: int = DEFAULT_READ_BUFFER) -> io.BufferedReader:
-    """A buffered, seekable binary file over ``blob`` (ranged downloads of ``buffer_size``)."""
-    return io.BufferedReader(BlobRangeReader(blob), buffer_size=buffer_size)
+def open_blob_reader(
+    blob: BlobClient, buffer_size: int = DEFAULT_READ_BUFFER, *, etag: str | None = None
+) -> io.BufferedReader:
+    """A buffered, seekable binary file over ``blob`` (ranged downloads of ``buffer_size``), pinned to
+    ``etag`` when given (see ``BlobRangeReader``)."""
+    return io.BufferedReader(BlobRangeReader(blob, etag), buffer_size=buffer_size)
 
 
 class BlobDatasetSource:

@@ -61,6 +61,22 @@ def test_range_reader_refuses_a_blob_replaced_mid_read(container):
         raw.read(10)
 
 
+def test_range_reader_pinned_to_an_etag_refuses_a_blob_replaced_since(container):
+    """A fan-out's shard opens the archive pinned to the ETag its plan saw: the version it planned or nothing."""
+    container.upload_blob("x.bin", b"a" * 1000)
+    planned = BlobRangeReader(container.get_blob_client("x.bin"))
+    pinned = BlobRangeReader(container.get_blob_client("x.bin"), planned.etag)
+    assert pinned.etag == planned.etag and pinned.read(3) == b"aaa"
+    container.upload_blob("x.bin", b"b" * 1000, overwrite=True)
+    with pytest.raises(BlobChangedError, match="no longer the version"):
+        BlobRangeReader(container.get_blob_client("x.bin"), planned.etag)
+    with pytest.raises(BlobChangedError, match="changed while it was being read"):
+        pinned.read(3)
+    replaced = BlobRangeReader(container.get_blob_client("x.bin")).etag
+    with open_blob_reader(container.get_blob_client("x.bin"), etag=replaced) as current:
+        assert current.read(3) == b"bbb"
+
+
 def test_zipfile_reads_through_the_buffered_reader_with_few_requests(container):
     buffer = io.BytesIO()
     members = {f"cat/{i}.bin": os.urandom(20_000) for i in range(20)}
