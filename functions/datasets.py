@@ -53,9 +53,10 @@ def dataset_ready(marker: func.InputStream, shards: func.Out[typing.List[str]]) 
     connection="AzureWebJobsStorage",
     source=func.BlobSource.EVENT_GRID,
 )
-def dataset_archive_ready(archive: blob_sdk.BlobClient) -> None:
-    """``datasets/<dataset>.zip`` landed: convert the archive, streamed from storage with ranged reads
-    through the bound ``BlobClient`` (the archive is never held in memory whole)."""
+@bp.queue_output(arg_name="shards", queue_name=SHARD_QUEUE, connection="AzureWebJobsStorage")
+def dataset_archive_ready(archive: blob_sdk.BlobClient, shards: func.Out[typing.List[str]]) -> None:  # noqa: UP006 - the worker refuses list[str]
+    """``datasets/<dataset>.zip`` landed: convert the archive (or plan its shards), streamed from storage
+    with ranged reads through the bound ``BlobClient`` (the archive is never held in memory whole)."""
     blob_path = f"{archive.container_name}/{archive.blob_name}"
     parts = match_blob_path(DATASET_ARCHIVE_PATH, blob_path)
     if parts is None:
@@ -67,4 +68,6 @@ def dataset_archive_ready(archive: blob_sdk.BlobClient) -> None:
 
     settings = load_settings()
     with invocation("dataset_archive_ready", settings, dataset=parts["dataset"]):
-        accept_dataset(settings, parts["dataset"], archive=True, marker_body=b"", archive_blob=archive)
+        result = accept_dataset(settings, parts["dataset"], archive=True, marker_body=b"", archive_blob=archive)
+    if result is not None and result.shard_messages:
+        shards.set(list(result.shard_messages))

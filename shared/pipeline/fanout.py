@@ -1,9 +1,10 @@
-"""Fan-out: a large folder drop converted by shards on the function app's own scale-out.
+"""Fan-out: a large drop (a folder or a ``.zip``) converted by shards on the function app's own scale-out.
 
 ``plan_fanout`` (``shared.pipeline.fanout_plan``, called by ``accept_dataset``) lists the drop, writes the plan to
 ``training/_shards/<dataset>/<job>/plan.json`` (``job`` = the drop's fingerprint, so a replayed drop finds
-its own plan) and returns one message per shard; the ``dataset_ready`` trigger sends them to
-``SHARD_QUEUE`` through its queue output binding. ``run_shard`` (the ``convert_shard`` queue trigger):
+its own plan) and returns one message per shard; the ``dataset_ready`` (or ``dataset_archive_ready``)
+trigger sends them to ``SHARD_QUEUE`` through its queue output binding. ``run_shard`` (the
+``convert_shard`` queue trigger):
 
 1. converts its slice (``shared.conversion.shards``, through the same converter and image cache), writes
    one part per split, then its done marker ``done/<shard>.json`` (its result document) with
@@ -20,7 +21,13 @@ its own plan) and returns one message per shard; the ``dataset_ready`` trigger s
 
 A shard that fails is retried by the host; the call that fails for the ``SHARD_MAX_DEQUEUE_COUNT``-th
 time writes the intake failure report (naming the shard and the file) before its message goes to
-``<queue>-poison``. Dropping the same data again re-sends the shards of the unfinished job.
+``<queue>-poison``. Dropping the same data again re-sends the shards of the unfinished job (uploading a
+``.zip`` again gives it a new ETag: a new job).
+
+A zip drop's shard reads the archive by ranged requests pinned to the ETag in the plan (If-Match), the
+central directory and then only its own entries (``RangedZipSource``). An archive replaced or deleted
+meanwhile fails nothing silently: the shard abandons the job (``assembled.json`` says why, later shards
+stop at it) and writes the intake failure report, so no version mixes two archives.
 """
 
 from __future__ import annotations
@@ -30,9 +37,12 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any
 
 from shared.conversion.options import ConvertOptions
+from shared.conversion.sources import DatasetSource, SourceEntry
+from shared.errors import VisiontuneError
 from shared.layout import (
     MANIFEST_NAME,
     REJECTED_NAME,
@@ -45,6 +55,9 @@ from shared.pipeline.context import Pipeline
 from shared.pipeline.fanout_plan import PLAN
 from shared.settings import Settings
 from shared.telemetry import note
+
+if TYPE_CHECKING:
+    from shared.conversion.ranged_zip import RangedZipSource
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +102,17 @@ def run_shard(settings: Settings, body: bytes, dequeue_count: int = 1) -> str:
         if _claim_assembly(pipeline, prefix, shard, shards):
             _assemble(pipeline, settings, plan, where)
             outcome = "assembled"
+    except ArchiveReplacedError as error:  # lasting: retrying cannot read the planned version again
+        text = (
+            f"{where} stopped: {error}. The job is abandoned so that no version mixes two archives; "
+            "the new archive is converted by its own trigger (this report goes when it is published)."
+        )
+        log.error("%s: %s", dataset, text)
+        if not _replacement_converted(pipeline, settings, dataset, plan):  # else this report would outlive the newer drop
+            publish_intake_failure(pipeline, dataset, "convert", text)
+        note(outcome="failed", failed_stage="convert", shard=shard, shards=shards)
+        _mark_assembled(pipeline, prefix, {"failed": text})
+        return "archive_replaced"
     except Exception as error:
         from shared.conversion.shards import ShardFileError
 
@@ -106,19 +130,38 @@ def run_shard(settings: Settings, body: bytes, dequeue_count: int = 1) -> str:
 
 
 def _convert_shard(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], shard: int) -> None:
-    from contextlib import contextmanager
+    from shared.storage.readers import BlobDatasetSource
 
+    dataset = plan["dataset"]
+    with ExitStack() as stack:
+        source: DatasetSource
+        archive: _PinnedArchive | None = None
+        if "archive" in plan:
+            source = archive = stack.enter_context(_PinnedArchive.open(pipeline, plan))
+        else:
+            source = BlobDatasetSource(
+                pipeline.datasets, f"{dataset}/", read_concurrency=settings.convert_read_concurrency
+            )
+        _convert_shard_from(pipeline, settings, plan, shard, source, archive)
+
+
+def _convert_shard_from(
+    pipeline: Pipeline,
+    settings: Settings,
+    plan: dict[str, Any],
+    shard: int,
+    source: DatasetSource,
+    archive: _PinnedArchive | None,
+) -> None:
     from azure.core.exceptions import ResourceExistsError
 
     from shared.conversion.records import Prepared
     from shared.conversion.shards import convert_shard
     from shared.pipeline.intake import image_cache
-    from shared.storage.readers import BlobDatasetSource
     from shared.storage.writers import BlockBlobWriter
 
     dataset, prefix = plan["dataset"], shard_job_prefix(plan["dataset"], plan["job"])
     options = _options(plan)
-    source = BlobDatasetSource(pipeline.datasets, f"{dataset}/", read_concurrency=settings.convert_read_concurrency)
     cache = image_cache(pipeline, settings, dataset, options.validated()) if settings.convert_cache else None
     if cache is not None:
         cache.load()
@@ -138,6 +181,8 @@ def _convert_shard(pipeline: Pipeline, settings: Settings, plan: dict[str, Any],
             source, Prepared.from_json(plan["prepared"]), plan["assignment"][shard], options, open_part,
             shard=shard, cache=cache, line=_line,
         )  # fmt: skip
+        if archive is not None:
+            archive.check()  # before the cache keeps anything or the marker says done
         if cache is not None:
             cache.seal()
     except BaseException:
@@ -148,6 +193,90 @@ def _convert_shard(pipeline: Pipeline, settings: Settings, plan: dict[str, Any],
         pipeline.training.upload_blob(f"{prefix}{DONE}{shard:05d}.json", json.dumps(result).encode(), overwrite=False)
     except ResourceExistsError:
         log.info("%s: shard %d was converted by another delivery meanwhile", dataset, shard)
+
+
+class ArchiveReplacedError(VisiontuneError, RuntimeError):
+    """The zip drop a fan-out planned was replaced (or deleted) before a shard read all its entries."""
+
+
+class _PinnedArchive:
+    """A zip drop's entries as the plan listed them: ranged reads pinned to the plan's ETag, one request
+    per entry (``RangedZipSource``). The converter reports a failed read as an unreadable file and goes
+    on, so a read that fails because the archive changed is remembered here and ``check`` raises
+    ``ArchiveReplacedError``: the shard must not pass it off as a rejected file."""
+
+    read_concurrency = 1
+
+    def __init__(self, source: RangedZipSource, what: str) -> None:
+        self._source = source
+        self._what = what
+        self._changed: BaseException | None = None
+
+    @classmethod
+    @contextmanager
+    def open(cls, pipeline: Pipeline, plan: dict[str, Any]) -> Iterator[_PinnedArchive]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        from shared.pipeline.fanout_plan import open_archive
+        from shared.storage.readers import BlobChangedError
+
+        archive = plan["archive"]
+        what = f"datasets/{archive['blob']}"
+        with ExitStack() as stack:
+            try:  # the opening only: a missing blob in the shard's own work is not the archive's doing
+                source, _ = stack.enter_context(
+                    open_archive(pipeline.datasets.get_blob_client(archive["blob"]), archive["etag"])
+                )
+            except (BlobChangedError, ResourceNotFoundError) as error:
+                raise ArchiveReplacedError(_replaced(what, archive["etag"], error)) from error
+            yield cls(source, what)
+
+    def entries(self) -> Iterator[SourceEntry]:
+        return self._source.entries()
+
+    def read(self, path: str) -> bytes:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        from shared.storage.readers import BlobChangedError
+
+        try:
+            return self._source.read(path)
+        except (BlobChangedError, ResourceNotFoundError) as error:
+            self._changed = self._changed or error
+            raise
+
+    def check(self) -> None:
+        """``ArchiveReplacedError`` if a read found the archive replaced or deleted."""
+        if self._changed is not None:
+            raise ArchiveReplacedError(f"{_replaced(self._what, '', self._changed)}") from self._changed
+
+
+def _replaced(what: str, etag: str, error: BaseException) -> str:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    change = "deleted" if isinstance(error, ResourceNotFoundError) else "replaced"
+    version = f" (ETag {etag})" if etag else ""
+    return f"{what} was {change} while the fan-out read the version it planned{version}"
+
+
+def _replacement_converted(pipeline: Pipeline, settings: Settings, dataset: str, plan: dict[str, Any]) -> bool:
+    """True when the archive that replaced the planned one is already converted (its receipt is there)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from shared.layout import intake_receipt_blob
+    from shared.pipeline.intake import convert_options, drop_fingerprint
+    from shared.pipeline.models import RunOverrides
+
+    marker = base64.b64decode(plan["marker"])
+    options = convert_options(settings, RunOverrides.parse_marker(marker))  # as the intake computed it
+    try:
+        job = drop_fingerprint(pipeline, dataset, True, marker, options)
+    except ResourceNotFoundError:
+        return False
+    if job == plan["job"]:
+        return False
+    receipt, _ = pipeline.store.read_document(intake_receipt_blob(dataset, job))
+    return receipt is not None
 
 
 def _line(prompt: str, record: Any, jpeg: bytes) -> bytes:
@@ -202,7 +331,7 @@ def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], wher
         _mark_assembled(pipeline, prefix, {"failed": str(error)})
         return
     created: dict[str, object] = {}
-    what = drop_description(dataset, False)
+    what = drop_description(dataset, "archive" in plan)
     intake = {
         "images_converted": assembly.images_converted,
         "images_reused": assembly.images_reused,

@@ -195,12 +195,12 @@ def _accept_dataset(
                 run_created=False,
                 examples=int(receipt.get("examples", 0)),
             )
-    if not archive and settings.shard_min_images:
+    if settings.shard_min_images:
         from shared.conversion.options import DatasetError
         from shared.pipeline.fanout_plan import plan_fanout
 
         try:
-            messages = plan_fanout(pipeline, settings, dataset, fingerprint, marker_body, options)
+            messages = plan_fanout(pipeline, settings, dataset, fingerprint, marker_body, options, archive=archive_blob)
         except ValueError as error:  # DatasetError included: the listing alone shows it cannot train
             kind = "the dataset cannot be used: " if isinstance(error, DatasetError) else ""
             log.error("%s: %s%s", dataset, kind, error)

@@ -100,6 +100,7 @@ def test_a_fanned_out_drop_publishes_the_bytes_of_one_conversion(make_stack, tmp
 
     (run,) = RunStore.from_settings(Settings.model_validate(stack.settings)).list(DATASET)
     assert run.version == version and run.intake["shards"] == shards
+    assert f"in {shards} shards" in run.transitions[0].detail  # the timeline says the drop fanned out
     # 3 x 14 images and the duplicate (the text file is rejected); a later shard may find the duplicate's
     # bytes in the cache pack an earlier shard sealed
     assert run.intake["images_converted"] + run.intake["images_reused"] == 43, run.intake

@@ -148,7 +148,7 @@ def test_timer_schedules_are_app_settings_the_settings_object_knows(
     assert setting in Settings.environment_names()
 
 
-def test_the_shard_queue_trigger_and_the_marker_trigger_output_use_one_queue_and_the_identity_connection(
+def test_the_shard_queue_trigger_and_the_drop_triggers_outputs_use_one_queue_and_the_identity_connection(
     indexed: dict[str, SimpleNamespace],
 ) -> None:
     from shared.layout import SHARD_QUEUE
@@ -157,11 +157,16 @@ def test_the_shard_queue_trigger_and_the_marker_trigger_output_use_one_queue_and
     assert trigger["type"] == "queueTrigger"
     assert trigger["queueName"] == SHARD_QUEUE
     assert trigger["connection"] == "AzureWebJobsStorage"  # __queueServiceUri + managed identity on Azure
-    outputs = [b for b in _raw(indexed["dataset_ready"]) if b["type"] == "queue"]
-    assert outputs == [
-        {"type": "queue", "direction": "OUT", "name": "shards", "queueName": SHARD_QUEUE,
-         "connection": "AzureWebJobsStorage"}
-    ], outputs  # fmt: skip
+    for name in ("dataset_ready", "dataset_archive_ready"):  # folder and zip drops both fan out
+        queue_bindings = [b for b in _raw(indexed[name]) if b["type"] == "queue"]
+        # the worker marks every binding of a function with an SDK-type binding; the queue output is not one
+        for binding in queue_bindings:
+            assert binding.get("properties", {"SupportsDeferredBinding": False}) == {"SupportsDeferredBinding": False}
+        outputs = [{k: v for k, v in b.items() if k != "properties"} for b in queue_bindings]
+        assert outputs == [
+            {"type": "queue", "direction": "OUT", "name": "shards", "queueName": SHARD_QUEUE,
+             "connection": "AzureWebJobsStorage"}
+        ], (name, outputs)  # fmt: skip
 
 
 def test_status_is_a_keyed_get_endpoint(indexed: dict[str, SimpleNamespace]) -> None:

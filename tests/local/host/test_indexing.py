@@ -58,7 +58,8 @@ def test_real_app_has_its_functions_with_their_declared_bindings():
     assert [o["name"] for o in status.outputs] == ["$return"]
     shard = functions["convert_shard"]
     assert (shard.trigger_type, shard.queue_name, shard.connection) == ("queueTrigger", SHARD_QUEUE, "AzureWebJobsStorage")
-    assert [(o["type"], o["queueName"]) for o in functions["dataset_ready"].outputs] == [("queue", SHARD_QUEUE)]
+    for name in ("dataset_ready", "dataset_archive_ready"):
+        assert [(o["type"], o["queueName"]) for o in functions[name].outputs] == [("queue", SHARD_QUEUE)], name
 
 
 def test_real_app_without_schedule_settings_fails_naming_the_setting(monkeypatch):
