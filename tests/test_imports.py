@@ -32,7 +32,6 @@ NOT_YET_MOVED = (
     "shared/conversion/cache.py",
     "shared/conversion/processing.py",
     "shared/pipeline/",
-    "shared/reporting/",
 )
 
 

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import jinja2
     from markupsafe import Markup
 
+from shared.layout import evaluation_stem
+from shared.reporting import charts
 from shared.reporting import formatting as fmt
 from shared.reporting import summary as s
 from shared.reporting.schema import DatasetIndex, EvaluationReport, ModelEvaluation, RunReport
@@ -72,8 +74,6 @@ def _series_name(model: ModelEvaluation) -> str:
 
 
 def _per_class_context(models: list[ModelEvaluation], baseline: ModelEvaluation | None) -> dict[str, Any]:
-    from shared.reporting import charts
-
     rows = s.per_class_rows(models, baseline)
     if not rows:
         return {"rows": [], "chart": None}
@@ -99,8 +99,6 @@ def _per_class_context(models: list[ModelEvaluation], baseline: ModelEvaluation 
 
 
 def _confusion_context(model: ModelEvaluation | None, name: str | None = None) -> dict[str, Any] | None:
-    from shared.reporting import charts
-
     if model is None:
         return None
     name = (name or _series_name(model)).lower()
@@ -121,8 +119,6 @@ def _confusion_context(model: ModelEvaluation | None, name: str | None = None) -
 
 
 def _latency_chart(models: list[tuple[str, str, ModelEvaluation]]) -> Markup | None:
-    from shared.reporting import charts
-
     series = [(role, name, m.metrics.latency_ms.samples) for role, name, m in models if m.metrics.latency_ms.samples]
     if not series:
         return None
@@ -130,8 +126,6 @@ def _latency_chart(models: list[tuple[str, str, ModelEvaluation]]) -> Markup | N
 
 
 def _dataset_context(report: RunReport) -> dict[str, Any] | None:
-    from shared.reporting import charts
-
     d = report.dataset_summary
     if d is None:
         return None
@@ -153,8 +147,6 @@ def _dataset_context(report: RunReport) -> dict[str, Any] | None:
 
 
 def _training_context(report: RunReport) -> dict[str, Any] | None:
-    from shared.reporting import charts
-
     t = report.training
     if t is None:
         return None
@@ -213,9 +205,6 @@ def render_evaluation_html(report: EvaluationReport) -> str:
 
 def render_index_html(index: DatasetIndex) -> str:
     """The dataset's index page: production, every version, production accuracy over time."""
-    from shared.layout import evaluation_stem
-    from shared.reporting import charts
-
     history = sorted(index.history, key=lambda h: h.at)
     chart = None
     if history:

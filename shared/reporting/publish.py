@@ -13,6 +13,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from shared.layout import evaluation_stem
+from shared.reporting.html import render_evaluation_html, render_index_html, render_run_html
+from shared.reporting.markdown import render_evaluation_markdown, render_index_markdown, render_run_markdown
 from shared.reporting.schema import DatasetIndex, EvaluationReport, RunReport
 
 CONTENT_TYPES = {
@@ -36,9 +38,6 @@ def _json(model: BaseModel) -> bytes:
 
 def render_report_files(report: RunReport) -> dict[str, bytes]:
     """``{"report.json", "report.md", "report.html"}`` of one run, UTF-8 encoded."""
-    from shared.reporting.html import render_run_html
-    from shared.reporting.markdown import render_run_markdown
-
     return {
         "report.json": _json(report),
         "report.md": render_run_markdown(report).encode("utf-8"),
@@ -49,9 +48,6 @@ def render_report_files(report: RunReport) -> dict[str, bytes]:
 def render_evaluation_files(report: EvaluationReport) -> dict[str, bytes]:
     """``{"<stamp>.json", "<stamp>.md", "<stamp>.html"}`` of one scheduled evaluation (stamp from
     ``evaluation_stem(report.generated_at)``), UTF-8 encoded."""
-    from shared.reporting.html import render_evaluation_html
-    from shared.reporting.markdown import render_evaluation_markdown
-
     stem = evaluation_stem(report.generated_at)
     return {
         f"{stem}.json": _json(report),
@@ -62,9 +58,6 @@ def render_evaluation_files(report: EvaluationReport) -> dict[str, bytes]:
 
 def render_index_files(index: DatasetIndex) -> dict[str, bytes]:
     """``{"index.json", "index.md", "index.html"}`` of one dataset, UTF-8 encoded."""
-    from shared.reporting.html import render_index_html
-    from shared.reporting.markdown import render_index_markdown
-
     return {
         "index.json": _json(index),
         "index.md": render_index_markdown(index).encode("utf-8"),
