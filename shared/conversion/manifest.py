@@ -9,7 +9,7 @@ from typing import Any
 
 from shared.conversion.estimate import estimate, split_tokens
 from shared.conversion.examples import IMAGE_DETAIL
-from shared.conversion.images import BACKGROUND, DRAFT_TOLERANCE
+from shared.conversion.images import DRAFT_TOLERANCE
 from shared.conversion.options import (
     CONVERTER_FORMAT,
     FEW_EXAMPLES_PER_LABEL,
@@ -19,6 +19,7 @@ from shared.conversion.options import (
     ConvertOptions,
 )
 from shared.conversion.records import Prepared, Record
+from shared.conversion.small_rgb import BACKGROUND
 from shared.layout import SPLITS
 
 

@@ -10,12 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from bench.hostile_images import palette_png, rgba16_png
-from shared.conversion import images
 from shared.conversion.images import ImageSettings, image_memory_budget, normalise_image
-from tests.shared.conversion import image_cases as cases
 
 REPO = Path(__file__).resolve().parents[4]
 PER_WORKER_TARGET_MB = 300
@@ -61,24 +58,3 @@ def test_an_image_beyond_the_memory_budget_is_refused_with_a_reason():
     assert "9000x9000 needs 31" in result.reason and "205 MB budget" in result.reason
     assert abs(image_memory_budget(4096) - 2 * image_memory_budget(2048)) <= 1
     assert normalise_image(data, ImageSettings(memory_budget=image_memory_budget(4096))).ok
-
-
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: cases.encode(cases.pattern(1500, 1100, seed=1).convert("P"), "PNG"),
-        lambda: cases.palette_transparent_png(),
-        lambda: cases.encode(cases.pattern(1400, 900, seed=2).convert("RGBA"), "PNG"),
-        lambda: cases.encode(cases.pattern(1300, 1700, seed=3).convert("LA"), "PNG"),
-        lambda: cases.encode(Image.linear_gradient("L").resize((1600, 1200)).convert("I;16"), "PNG"),
-        lambda: cases.encode(cases.pattern(1700, 1300, seed=4).convert("CMYK"), "JPEG", quality=95),
-        lambda: rgba16_png(1600, 1000),
-    ],
-)
-def test_band_by_band_conversion_gives_the_same_pixels(monkeypatch, make):
-    data = make()
-    whole = normalise_image(data, ImageSettings())
-    monkeypatch.setattr(images, "_BAND_BYTES", 1)  # bands of one reduction block of rows
-    banded = normalise_image(data, ImageSettings())
-    assert whole.ok and banded.ok
-    assert whole.jpeg == banded.jpeg

@@ -73,32 +73,6 @@ def test_draft_scale_picks_the_smallest_dct_scale_within_tolerance():
     assert draft_scale((1024, 768), 512) == 2
 
 
-def test_cmyk_jpeg_becomes_rgb():
-    image = decode(normalise_image(cases.cmyk_jpeg(), SETTINGS))
-    assert close(image.getpixel((40, 30)), cases.RED, tolerance=60)
-
-
-def test_16_bit_grey_is_scaled_not_clipped():
-    image = decode(normalise_image(cases.grey16_png(32768), SETTINGS))
-    r, g, b = image.getpixel((10, 10))
-    assert 120 <= r <= 135 and r == g == b  # 32768/65535 of white, not clipped to 255
-
-
-@pytest.mark.parametrize(
-    ("data", "transparent_xy", "opaque_xy", "opaque_colour"),
-    [
-        (cases.palette_transparent_png(), (5, 5), (60, 5), cases.GREEN),
-        (cases.la_png(), (5, 5), (60, 5), (0, 0, 0)),
-        (cases.rgba_png(), (5, 5), (60, 5), cases.BLUE),
-    ],
-    ids=["P-with-transparency", "LA", "RGBA"],
-)
-def test_alpha_is_flattened_onto_white(data, transparent_xy, opaque_xy, opaque_colour):
-    image = decode(normalise_image(data, SETTINGS))
-    assert close(image.getpixel(transparent_xy), cases.WHITE, tolerance=10)
-    assert close(image.getpixel(opaque_xy), opaque_colour)
-
-
 def test_animated_gif_keeps_the_first_frame():
     image = decode(normalise_image(cases.animated_gif(), SETTINGS))
     assert image.size == (40, 30)
