@@ -31,7 +31,6 @@ LAZY_IMPORT_PLACES = ("functions/", "function_app.py")
 NOT_YET_MOVED = (
     "shared/conversion/cache.py",
     "shared/conversion/processing.py",
-    "shared/pipeline/",
 )
 
 

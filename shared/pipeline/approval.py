@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from shared.errors import VisiontuneError
+from shared.pipeline.advance import advance_run
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import Approval, Run, RunState, utcnow
 from shared.settings import Settings
@@ -55,7 +56,6 @@ def decide(settings: Settings, dataset: str, version: str, *, approved: bool, by
         current.note(f"{'approved' if approved else 'rejected'} by {by}" + (f": {reason.strip()}" if reason.strip() else ""))
 
     pipeline.store.update(run.dataset, run.version, record)
-    from shared.pipeline.advance import advance_run
 
     for _ in range(20):  # another worker may hold the run's lease for a moment
         advanced = advance_run(pipeline, run.dataset, run.version, deadline=time.monotonic() + settings.eval_tick_seconds)

@@ -18,21 +18,36 @@ It runs inside the evaluation, as one bounded step per run:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import VisiontuneError
+from shared.evaluation.classic import (
+    CLASSIFIER_DESCRIPTION,
+    FEATURE_DIMS,
+    FEATURES_DESCRIPTION,
+    MODEL_NAME,
+    ClassicDataError,
+    decode_data_url,
+    fit_classic,
+    image_features,
+    iter_split,
+    training_bytes,
+)
+from shared.evaluation.metrics import ScoredExample, compute_metrics
 from shared.layout import training_prefix
 from shared.pipeline.models import ClassicProgress, Run, utcnow
 from shared.pipeline.store import ConcurrentUpdateError
+from shared.reporting import formatting as s
+from shared.reporting.schema import ClassicBaseline, ClassicVerdict, ModelEvaluation
 from shared.settings import FLEX_PRICE_SOURCE, Settings
+from shared.storage.readers import open_blob_reader
 
 if TYPE_CHECKING:  # pragma: no cover
-    from shared.evaluation.metrics import ScoredExample
     from shared.pipeline.context import Pipeline
-    from shared.reporting.schema import ClassicBaseline, ClassicVerdict, ModelEvaluation
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +75,6 @@ def time_budget(settings: Settings) -> float:
 
 def memory_problem(settings: Settings, train_examples: int) -> str | None:
     """Why fitting on ``train_examples`` images would not fit the memory budget, or None."""
-    from shared.evaluation.classic import FEATURE_DIMS, training_bytes
-
     needed = training_bytes(train_examples)
     limit = settings.classic_max_memory_mb * 1024 * 1024
     if needed <= limit:
@@ -141,22 +154,7 @@ def train_and_score(pipeline: Pipeline, run: Run, *, seconds: float) -> dict[str
     """Read the version's training split, fit the classic model, score every test image one at a time
     (latency per image: decode, features, predict). Raises ``ClassicBudgetError`` as soon as the measured
     speed says the step would take longer than ``seconds``. Returns the ``classic.json`` document."""
-    import dataclasses
-
     import numpy as np
-
-    from shared.evaluation.classic import (
-        CLASSIFIER_DESCRIPTION,
-        FEATURE_DIMS,
-        FEATURES_DESCRIPTION,
-        ClassicDataError,
-        decode_data_url,
-        fit_classic,
-        image_features,
-        iter_split,
-    )
-    from shared.evaluation.metrics import ScoredExample
-    from shared.storage.readers import open_blob_reader
 
     prefix = training_prefix(run.dataset, run.version)
     n_train = int(run.splits.get("train", {}).get("examples", 0))
@@ -242,9 +240,6 @@ def classic_verdict(
 ) -> ClassicVerdict:
     """The verdict line: how many points the fine-tune buys over the classic model and what hosting it
     costs a month (``hosting_usd_per_hour`` x 730 h)."""
-    from shared.reporting import formatting as s
-    from shared.reporting.schema import ClassicVerdict
-
     delta = fine_tune_accuracy - classic_accuracy
     monthly = hosting_usd_per_hour * HOURS_PER_MONTH
     accuracies = f"{s.pct(fine_tune_accuracy)} vs {s.pct(classic_accuracy)}"
@@ -294,8 +289,6 @@ def classic_report(
 ) -> tuple[ModelEvaluation | None, ClassicBaseline]:
     """The classic baseline's metrics (None when missing) and its summary with cost, latency and verdict
     (or the reason it is missing). Never raises: a report is always written."""
-    from shared.reporting.schema import ClassicBaseline
-
     progress = run.classic
     if progress is None:
         return None, ClassicBaseline(status="not_run", reason=_not_run_reason(run))
@@ -312,10 +305,6 @@ def classic_report(
 def _scored_report(
     pipeline: Pipeline, run: Run, settings: Settings, labels: list[str], fine_tune: ModelEvaluation | None
 ) -> tuple[ModelEvaluation | None, ClassicBaseline]:
-    from shared.evaluation.classic import MODEL_NAME
-    from shared.evaluation.metrics import ScoredExample, compute_metrics
-    from shared.reporting.schema import ClassicBaseline, ModelEvaluation
-
     result = load_result(pipeline, run)
     if result is None:
         return None, ClassicBaseline(status="failed", reason=f"its result ({SIDE_BLOB}) is missing")

@@ -7,6 +7,9 @@ import functools
 import json
 from typing import TYPE_CHECKING, Any
 
+from shared.aoai.clients import openai_client
+from shared.aoai.deployments import Deployments
+from shared.events import EventPublisher
 from shared.layout import (
     DATASETS_CONTAINER,
     MANIFEST_NAME,
@@ -18,11 +21,12 @@ from shared.layout import (
 )
 from shared.pipeline.store import ConcurrentUpdateError, RunStore
 from shared.settings import Settings
+from shared.storage.clients import container_client
+from shared.storage.readers import read_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from azure.storage.blob import ContainerClient
 
-    from shared.aoai.deployments import Deployments
 
 # A run's lease: short, so a worker killed mid-step (kill -9, an instance recycled) delays its run by at
 # most this long; the holder renews it every RUN_LEASE_RENEW_SECONDS while a step runs
@@ -49,8 +53,6 @@ class Pipeline:
 
     # --- storage ------------------------------------------------------------------------------------
     def container(self, name: str) -> ContainerClient:
-        from shared.storage.clients import container_client
-
         return container_client(self.settings, name)
 
     @functools.cached_property
@@ -67,27 +69,19 @@ class Pipeline:
 
     @functools.cached_property
     def store(self) -> RunStore:
-        from shared.events import EventPublisher
-
         return RunStore(self.container(RUNS_CONTAINER), EventPublisher(self.settings))
 
     # --- Azure OpenAI -------------------------------------------------------------------------------
     @functools.cached_property
     def openai(self) -> Any:
-        from shared.aoai.clients import openai_client
-
         return openai_client(self.settings)
 
     @functools.cached_property
     def deployments(self) -> Deployments:
-        from shared.aoai.deployments import Deployments
-
         return Deployments(self.settings)
 
     # --- documents ----------------------------------------------------------------------------------
     def manifest(self, dataset: str, version: str) -> dict[str, Any] | None:
-        from shared.storage.readers import read_json
-
         return read_json(self.training, training_prefix(dataset, version) + MANIFEST_NAME)
 
     def production(self, dataset: str) -> tuple[dict[str, Any] | None, str | None]:

@@ -20,16 +20,21 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared.aoai.batch_scoring import batch_request_lines, batch_snapshot, submit_batch
+from shared.aoai.files import file_state, upload_file
+from shared.aoai.limits import BatchLineTooLargeError, split_batch_lines
+from shared.aoai.realtime_scoring import score_realtime
+from shared.aoai.scoring import TestItem, read_test_items
 from shared.errors import VisiontuneError
+from shared.evaluation.metrics import ScoredExample, compute_metrics
 from shared.layout import training_prefix
-from shared.pipeline.models import RoleProgress
+from shared.pipeline.models import BatchPart, RoleProgress
+from shared.reporting.schema import ModelEvaluation
 from shared.settings import Settings
+from shared.storage.readers import open_blob_reader
 
 if TYPE_CHECKING:  # pragma: no cover
-    from shared.aoai.scoring import TestItem
-    from shared.evaluation.metrics import ScoredExample
     from shared.pipeline.context import Pipeline
-    from shared.reporting.schema import ModelEvaluation
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +56,6 @@ class EvaluationSetupError(VisiontuneError, ValueError):
 
 def load_test_items(pipeline: Pipeline, dataset: str, version: str) -> list[TestItem]:
     """The test split of a converted version, streamed line by line from the training container."""
-    from shared.aoai.scoring import read_test_items
-    from shared.storage.readers import open_blob_reader
-
     blob = pipeline.training.get_blob_client(training_prefix(dataset, version) + "test.jsonl")
     with open_blob_reader(blob) as reader:
         return read_test_items(reader)
@@ -93,8 +95,6 @@ def _side_name(prefix: str, role: str) -> str:
 
 def load_examples(pipeline: Pipeline, prefix: str, role: str) -> list[ScoredExample]:
     """The examples ``role`` has scored so far (side blob ``<prefix>eval-<role>.json``)."""
-    from shared.evaluation.metrics import ScoredExample
-
     data, _ = pipeline.store.read_document(_side_name(prefix, role))
     return [ScoredExample(**item) for item in (data or {}).get("examples", [])]
 
@@ -143,8 +143,6 @@ def _realtime_deployment(pipeline: Pipeline, role: RoleProgress) -> str | None:
 def _realtime_step(
     pipeline: Pipeline, role: RoleProgress, *, prefix: str, items: Sequence[TestItem], deadline: float
 ) -> bool:
-    from shared.aoai.realtime_scoring import score_realtime
-
     done = load_examples(pipeline, prefix, role.role)
     done_ids = {e.custom_id for e in done}
     remaining = [i for i in items if i.custom_id not in done_ids]
@@ -191,10 +189,6 @@ def _plan_batch_parts(pipeline: Pipeline, role: RoleProgress, items: Sequence[Te
     ``VISIONTUNE_BATCH_FILE_MAX_BYTES`` / ``_MAX_REQUESTS``; Azure: 200 MB and 100,000 requests, Learn
     "Azure OpenAI quotas and limits", batch limits). A single request too large for any file sends the
     role to real-time scoring, with a note."""
-    from shared.aoai.batch_scoring import batch_request_lines
-    from shared.aoai.limits import BatchLineTooLargeError, split_batch_lines
-    from shared.pipeline.models import BatchPart
-
     if role.batch_input_file is not None:  # a run planned before batch files were split: one part
         role.batch_parts = [
             BatchPart(start=0, stop=len(items), input_file=role.batch_input_file, batch_id=role.batch_id,
@@ -226,9 +220,6 @@ def _batch_step(
 ) -> bool:
     """One move of a role scored with the Batch API: plan the files, upload one, submit one, or poll;
     once every file's batch has ended, join all answers by ``custom_id``."""
-    from shared.aoai.batch_scoring import batch_request_lines, batch_snapshot, submit_batch
-    from shared.aoai.files import file_state, upload_file
-
     client = pipeline.openai
     if not role.batch_parts:
         _plan_batch_parts(pipeline, role, items)
@@ -305,9 +296,6 @@ def model_evaluation(
     settings: Settings, labels: Sequence[str], role: RoleProgress, examples: Sequence[ScoredExample]
 ) -> ModelEvaluation:
     """The report's ``ModelEvaluation`` of one role (metrics, tokens, cost; Batch at its discount)."""
-    from shared.evaluation.metrics import compute_metrics
-    from shared.reporting.schema import ModelEvaluation
-
     metrics = compute_metrics(
         labels,
         examples,

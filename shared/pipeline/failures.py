@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
+from shared.aoai.errors import AoaiError, describe_azure_error, describe_openai_error
 from shared.errors import VisiontuneError
 from shared.pipeline.models import RetryState, Run, utcnow
 from shared.settings import Settings
@@ -85,8 +86,6 @@ def retry_after_seconds(exc: BaseException) -> float | None:
 
 def describe(exc: BaseException) -> str:
     """The error in one line, keeping the service's own message."""
-    from shared.aoai.errors import AoaiError, describe_azure_error, describe_openai_error
-
     if isinstance(exc, AoaiError):
         return str(exc)
     import openai

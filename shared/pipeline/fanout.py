@@ -40,7 +40,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from shared.conversion.options import ConvertOptions
+from shared.conversion.examples import example_line
+from shared.conversion.manifest import canonical_json
+from shared.conversion.options import ConvertOptions, DatasetError
+from shared.conversion.records import Prepared
+from shared.conversion.shards import ShardFileError, assemble, convert_shard, part_name
 from shared.conversion.sources import DatasetSource, SourceEntry
 from shared.errors import VisiontuneError
 from shared.layout import (
@@ -49,11 +53,24 @@ from shared.layout import (
     SHARD_MAX_DEQUEUE_COUNT,
     SHARD_POISON_QUEUE,
     SPLITS,
+    intake_receipt_blob,
     shard_job_prefix,
 )
 from shared.pipeline.context import Pipeline
-from shared.pipeline.fanout_plan import PLAN
+from shared.pipeline.fanout_plan import PLAN, open_archive
+from shared.pipeline.intake import (
+    convert_options,
+    create_converted_run,
+    drop_description,
+    drop_fingerprint,
+    finish_intake,
+    image_cache,
+)
+from shared.pipeline.models import RunOverrides
+from shared.pipeline.reports import publish_intake_failure
 from shared.settings import Settings
+from shared.storage.readers import BlobChangedError, BlobDatasetSource
+from shared.storage.writers import BlobArtifactSink, BlockBlobWriter
 from shared.telemetry import note
 
 if TYPE_CHECKING:
@@ -77,8 +94,6 @@ def run_shard(settings: Settings, body: bytes, dequeue_count: int = 1) -> str:
     """Handle one shard message (see the module docstring). Returns what happened: ``converted``,
     ``already_converted``, ``assembled``, ``job_done``, ``no_plan``. Raises on failure (the host retries);
     the ``SHARD_MAX_DEQUEUE_COUNT``-th failure first writes the intake failure report."""
-    from shared.pipeline.reports import publish_intake_failure
-
     message = json.loads(body)
     dataset, job, shard, shards = message["dataset"], message["job"], int(message["shard"]), int(message["shards"])
     pipeline = Pipeline(settings)
@@ -114,8 +129,6 @@ def run_shard(settings: Settings, body: bytes, dequeue_count: int = 1) -> str:
         _mark_assembled(pipeline, prefix, {"failed": text})
         return "archive_replaced"
     except Exception as error:
-        from shared.conversion.shards import ShardFileError
-
         if dequeue_count >= SHARD_MAX_DEQUEUE_COUNT:
             file = f" on file {error.path}" if isinstance(error, ShardFileError) else ""
             text = (
@@ -130,8 +143,6 @@ def run_shard(settings: Settings, body: bytes, dequeue_count: int = 1) -> str:
 
 
 def _convert_shard(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], shard: int) -> None:
-    from shared.storage.readers import BlobDatasetSource
-
     dataset = plan["dataset"]
     with ExitStack() as stack:
         source: DatasetSource
@@ -154,11 +165,6 @@ def _convert_shard_from(
     archive: _PinnedArchive | None,
 ) -> None:
     from azure.core.exceptions import ResourceExistsError
-
-    from shared.conversion.records import Prepared
-    from shared.conversion.shards import convert_shard
-    from shared.pipeline.intake import image_cache
-    from shared.storage.writers import BlockBlobWriter
 
     dataset, prefix = plan["dataset"], shard_job_prefix(plan["dataset"], plan["job"])
     options = _options(plan)
@@ -217,9 +223,6 @@ class _PinnedArchive:
     def open(cls, pipeline: Pipeline, plan: dict[str, Any]) -> Iterator[_PinnedArchive]:
         from azure.core.exceptions import ResourceNotFoundError
 
-        from shared.pipeline.fanout_plan import open_archive
-        from shared.storage.readers import BlobChangedError
-
         archive = plan["archive"]
         what = f"datasets/{archive['blob']}"
         with ExitStack() as stack:
@@ -236,8 +239,6 @@ class _PinnedArchive:
 
     def read(self, path: str) -> bytes:
         from azure.core.exceptions import ResourceNotFoundError
-
-        from shared.storage.readers import BlobChangedError
 
         try:
             return self._source.read(path)
@@ -263,10 +264,6 @@ def _replacement_converted(pipeline: Pipeline, settings: Settings, dataset: str,
     """True when the archive that replaced the planned one is already converted (its receipt is there)."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    from shared.layout import intake_receipt_blob
-    from shared.pipeline.intake import convert_options, drop_fingerprint
-    from shared.pipeline.models import RunOverrides
-
     marker = base64.b64decode(plan["marker"])
     options = convert_options(settings, RunOverrides.parse_marker(marker))  # as the intake computed it
     try:
@@ -281,8 +278,6 @@ def _replacement_converted(pipeline: Pipeline, settings: Settings, dataset: str,
 
 def _line(prompt: str, record: Any, jpeg: bytes) -> bytes:
     """One example line (a seam the fault tests patch to fail on a chosen file)."""
-    from shared.conversion.examples import example_line
-
     return example_line(prompt, record.label, jpeg)
 
 
@@ -303,16 +298,6 @@ def _claim_assembly(pipeline: Pipeline, prefix: str, shard: int, shards: int) ->
 
 
 def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], where: str) -> None:
-    from shared.conversion.manifest import canonical_json
-    from shared.conversion.options import DatasetError
-    from shared.conversion.records import Prepared
-    from shared.conversion.shards import assemble, part_name
-    from shared.layout import intake_receipt_blob
-    from shared.pipeline.intake import create_converted_run, drop_description, finish_intake, image_cache
-    from shared.pipeline.models import RunOverrides
-    from shared.pipeline.reports import publish_intake_failure
-    from shared.storage.writers import BlobArtifactSink
-
     dataset, job = plan["dataset"], plan["job"]
     prefix = shard_job_prefix(dataset, job)
     container = pipeline.training

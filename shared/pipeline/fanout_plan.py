@@ -13,15 +13,17 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from shared.conversion.options import ConvertOptions
+from shared.conversion.ranged_zip import RangedZipSource
+from shared.conversion.records import prepare_records
+from shared.conversion.shards import assign_shards
 from shared.layout import shard_job_prefix
 from shared.pipeline.context import Pipeline
 from shared.settings import Settings
+from shared.storage.readers import BlobDatasetSource, BlobRangeReader
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
-    from shared.conversion.ranged_zip import RangedZipSource
-    from shared.storage.readers import BlobRangeReader
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +55,6 @@ def plan_fanout(
     A zip drop is listed from its central directory by ranged reads (never the whole archive); the plan
     keeps the ETag it listed, and every shard reads that version or fails (``shared.pipeline.fanout``)."""
     from azure.core.exceptions import ResourceExistsError
-
-    from shared.conversion.records import prepare_records
-    from shared.conversion.shards import assign_shards
-    from shared.storage.readers import BlobDatasetSource
 
     validated = options.validated()
     archive_version: dict[str, Any] | None = None
@@ -95,9 +93,6 @@ def plan_fanout(
 def open_archive(blob: BlobClient, etag: str | None = None) -> Iterator[tuple[RangedZipSource, BlobRangeReader]]:
     """The zip behind ``blob`` as a ``RangedZipSource`` (one ranged request per entry read) and its reader,
     pinned to ``etag`` when given, else to the version found now; ``BlobChangedError`` once it differs."""
-    from shared.conversion.ranged_zip import RangedZipSource
-    from shared.storage.readers import BlobRangeReader
-
     reader = BlobRangeReader(blob, etag)
     with RangedZipSource(reader, reader.size) as source:
         yield source, reader

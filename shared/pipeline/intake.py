@@ -22,8 +22,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.aoai.models import base_model_problem
+from shared.conversion.cache import ImageCache
+from shared.conversion.converter import convert_dataset
+from shared.conversion.images import image_memory_budget
+from shared.conversion.options import CONVERTER_FORMAT, ConvertOptions, DatasetError, image_settings
+from shared.conversion.sources import DatasetSource, ZipSource
 from shared.layout import (
     MANIFEST_NAME,
+    cache_prefix,
     dataset_archive_blob,
     dataset_prefix,
     intake_receipt_blob,
@@ -31,16 +38,22 @@ from shared.layout import (
     validate_dataset_name,
 )
 from shared.pipeline.context import Pipeline
+from shared.pipeline.fanout_plan import plan_fanout
 from shared.pipeline.models import OverridesError, Run, RunOverrides, utcnow
+from shared.pipeline.reports import INTAKE_VERSION, publish_intake_failure
+from shared.pipeline.retry import retry_run
+from shared.pipeline.stages.budget import fill_from_manifest, recheck_over_budget
+from shared.pipeline.supersede import supersede_older_runs
+from shared.reporting.schema import Transition
 from shared.settings import Settings
+from shared.storage.cache_store import BlobCacheStore
+from shared.storage.readers import BlobDatasetSource, open_blob_reader
+from shared.storage.writers import BlobArtifactSink
 from shared.telemetry import note, set_run_state
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
-    from shared.conversion.cache import ImageCache
-    from shared.conversion.options import ConvertOptions
-    from shared.conversion.sources import DatasetSource
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +74,6 @@ class IntakeResult:
 
 def convert_options(settings: Settings, overrides: RunOverrides) -> ConvertOptions:
     """The converter's options from the (overridden) settings."""
-    from shared.conversion.images import image_memory_budget
-    from shared.conversion.options import ConvertOptions
-
     effective = overrides.apply(settings)
     return ConvertOptions(
         max_side=effective.max_side,
@@ -109,8 +119,6 @@ def accept_dataset(
 
 
 def _report_unexpected_failure(settings: Settings, dataset: str, error: Exception) -> None:
-    from shared.pipeline.reports import publish_intake_failure
-
     try:
         validate_dataset_name(dataset)
     except ValueError:
@@ -139,15 +147,6 @@ def _accept_dataset(
     published. Returns None (after writing a failure report) when the drop cannot be used.
     ``archive_blob``: the archive's client as the trigger bound it (else one is made from the settings);
     the archive is read with ranged downloads, never whole."""
-    from shared.conversion.converter import convert_dataset
-    from shared.conversion.options import DatasetError
-    from shared.pipeline.reports import publish_intake_failure
-    from shared.pipeline.retry import retry_run
-    from shared.pipeline.stages.budget import recheck_over_budget
-    from shared.pipeline.supersede import supersede_older_runs
-    from shared.storage.readers import BlobDatasetSource, open_blob_reader
-    from shared.storage.writers import BlobArtifactSink
-
     started = time.monotonic()
     try:
         validate_dataset_name(dataset)
@@ -196,9 +195,6 @@ def _accept_dataset(
                 examples=int(receipt.get("examples", 0)),
             )
     if settings.shard_min_images:
-        from shared.conversion.options import DatasetError
-        from shared.pipeline.fanout_plan import plan_fanout
-
         try:
             messages = plan_fanout(pipeline, settings, dataset, fingerprint, marker_body, options, archive=archive_blob)
         except ValueError as error:  # DatasetError included: the listing alone shows it cannot train
@@ -227,8 +223,6 @@ def _accept_dataset(
         with ExitStack() as stack:
             source: DatasetSource
             if archive_blob is not None:  # set above whenever ``archive``
-                from shared.conversion.sources import ZipSource
-
                 source = ZipSource(stack.enter_context(open_blob_reader(archive_blob)))
             else:
                 source = BlobDatasetSource(
@@ -278,9 +272,6 @@ def create_converted_run(
 ) -> tuple[Run, bool]:
     """Create the run of a converted version (state ``converted``, intake counts on its timeline), just
     before its manifest is published; ``(run, created)``, created False when it was already there."""
-    from shared.pipeline.stages.budget import fill_from_manifest
-    from shared.reporting.schema import Transition
-
     run = Run(dataset=dataset, version=version, overrides=overrides.values())
     fill_from_manifest(run, manifest)
     examples = sum(int(s.get("examples", 0)) for s in run.splits.values())
@@ -313,10 +304,6 @@ def finish_intake(
     """After a version is published (or found already there): make sure its run exists, re-check the
     budget of an existing run, clear an old intake failure, collect the cache, write the drop's receipt.
     ``created`` is what ``create_converted_run`` gave (empty when it was not called). Returns the examples."""
-    from shared.pipeline.retry import retry_run
-    from shared.pipeline.stages.budget import fill_from_manifest, recheck_over_budget
-    from shared.pipeline.supersede import supersede_older_runs
-
     if not created:  # the version was already published: make sure its run exists all the same
         run = Run(dataset=dataset, version=version, overrides=overrides.values())
         fill_from_manifest(run, manifest)
@@ -346,8 +333,6 @@ def finish_intake(
 
 def _base_model_problem(pipeline: Pipeline, model: str) -> str | None:
     """Why the run's base model cannot be fine-tuned on the resource (the models list), or None."""
-    from shared.aoai.models import base_model_problem
-
     return base_model_problem(pipeline.openai, model)
 
 
@@ -364,11 +349,6 @@ def describe_intake(intake: dict[str, object]) -> str:
 
 def image_cache(pipeline: Pipeline, settings: Settings, dataset: str, options: ConvertOptions) -> ImageCache:
     """The dataset's converted-image cache, under ``_cache/<dataset>/`` in the training container."""
-    from shared.conversion.cache import ImageCache
-    from shared.conversion.options import CONVERTER_FORMAT, image_settings
-    from shared.layout import cache_prefix
-    from shared.storage.cache_store import BlobCacheStore
-
     return ImageCache(
         BlobCacheStore(pipeline.training, cache_prefix(dataset)),
         image_settings(options),
@@ -423,7 +403,5 @@ def drop_fingerprint(
 
 
 def _clear_intake_failure(pipeline: Pipeline, dataset: str) -> None:
-    from shared.pipeline.reports import INTAKE_VERSION
-
     for blob in pipeline.reports.list_blobs(name_starts_with=report_prefix(dataset, INTAKE_VERSION)):
         pipeline.reports.delete_blob(blob.name)

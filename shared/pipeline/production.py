@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import DeploymentInfo, Run, utcnow
+from shared.pipeline.resource_limits import deployment_operation_running
 from shared.pipeline.store import ConcurrentUpdateError
 from shared.reporting.schema import ProductionHistoryPoint
 from shared.settings import Settings
@@ -125,7 +126,6 @@ def retire_due_deployments(pipeline: Pipeline, dataset: str) -> list[str]:
             "deployment"
         ):
             continue
-        from shared.pipeline.resource_limits import deployment_operation_running
 
         if deployment_operation_running(pipeline, besides=entry["deployment"]) is not None:
             break  # ARM: one deployment operation per account at a time; the next tick deletes it

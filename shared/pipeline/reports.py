@@ -12,12 +12,44 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.layout import REJECTED_NAME, dataset_prefix, evaluations_prefix, report_prefix, training_prefix
+from shared.evaluation.suspects import find_suspects, line_index, thumbnails
+from shared.layout import (
+    REJECTED_NAME,
+    dataset_prefix,
+    evaluation_stem,
+    evaluations_prefix,
+    report_prefix,
+    training_prefix,
+)
+from shared.pipeline.classic import classic_report
+from shared.pipeline.evaluate import load_examples, model_evaluation
 from shared.pipeline.models import Run, RunState, utcnow
+from shared.reporting.publish import (
+    content_type,
+    render_evaluation_files,
+    render_index_files,
+    render_report_files,
+)
+from shared.reporting.schema import (
+    CostSummary,
+    DatasetIndex,
+    DatasetSummary,
+    EvaluationReport,
+    Failure,
+    ProductionHistoryPoint,
+    RejectedFile,
+    RunIndexEntry,
+    RunOutcome,
+    RunReport,
+    SplitSummary,
+    SuspectLabel,
+    TrainingSummary,
+    Transition,
+)
+from shared.storage.readers import open_blob_reader, read_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.pipeline.context import Pipeline
-    from shared.reporting.schema import DatasetIndex, EvaluationReport, RunOutcome, RunReport
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +69,6 @@ SKIPPED_SHARE = 0.75
 def _upload(pipeline: Pipeline, prefix: str, files: dict[str, bytes]) -> None:
     from azure.storage.blob import ContentSettings
 
-    from shared.reporting.publish import content_type
-
     for name, data in files.items():
         pipeline.reports.upload_blob(
             prefix + name,
@@ -50,8 +80,6 @@ def _upload(pipeline: Pipeline, prefix: str, files: dict[str, bytes]) -> None:
 
 def run_evaluations(pipeline: Pipeline, run: Run, labels: list[str]) -> dict[str, Any]:
     """role -> ModelEvaluation for every role of the run that has scored examples."""
-    from shared.pipeline.evaluate import load_examples, model_evaluation
-
     prefix = pipeline.store.side_blob_name(run.dataset, run.version, "")
     settings = run.effective_settings(pipeline.settings)
     evaluations = {}
@@ -63,9 +91,6 @@ def run_evaluations(pipeline: Pipeline, run: Run, labels: list[str]) -> dict[str
 
 
 def _dataset_summary(pipeline: Pipeline, run: Run, manifest: dict[str, Any] | None) -> Any:
-    from shared.reporting.schema import DatasetSummary, RejectedFile, SplitSummary
-    from shared.storage.readers import read_json
-
     if not manifest:
         return None
     rejected = read_json(pipeline.training, training_prefix(run.dataset, run.version) + REJECTED_NAME) or []
@@ -92,11 +117,6 @@ def _dataset_summary(pipeline: Pipeline, run: Run, manifest: dict[str, Any] | No
 def _suspects(pipeline: Pipeline, run: Run, labels: list[str], manifest: dict[str, Any] | None) -> list[Any]:
     """The review queue: test images the candidate and the other model (incumbent, else base) both
     answered with the same other label, with thumbnails and source paths."""
-    from shared.evaluation.suspects import find_suspects, line_index, thumbnails
-    from shared.pipeline.evaluate import load_examples
-    from shared.reporting.schema import SuspectLabel
-    from shared.storage.readers import open_blob_reader
-
     candidate_role = run.evaluation.get("candidate")
     other = next((r for r in ("incumbent", "base") if r in run.evaluation and run.evaluation[r].done), None)
     if not labels or candidate_role is None or not candidate_role.done or other is None:
@@ -134,9 +154,6 @@ def _hours(start: datetime | None, end: datetime | None) -> float:
 
 def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
     """The run's ``RunReport`` as of now."""
-    from shared.pipeline.classic import classic_report
-    from shared.reporting.schema import CostSummary, RunReport, TrainingSummary
-
     settings = run.effective_settings(pipeline.settings)
     manifest = pipeline.manifest(run.dataset, run.version)
     labels = list(run.labels or (manifest or {}).get("labels", []))
@@ -230,8 +247,6 @@ def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
 
 def publish_run_report(pipeline: Pipeline, run: Run) -> RunReport:
     """Render and write the run's report files; returns the report."""
-    from shared.reporting.publish import render_report_files
-
     report = build_run_report(pipeline, run)
     _upload(pipeline, report_prefix(run.dataset, run.version), render_report_files(report))
     return report
@@ -239,8 +254,6 @@ def publish_run_report(pipeline: Pipeline, run: Run) -> RunReport:
 
 def build_index(pipeline: Pipeline, dataset: str) -> DatasetIndex:
     """``index.json`` of a dataset: every run with its outcome and accuracy, production, history."""
-    from shared.reporting.schema import DatasetIndex, ProductionHistoryPoint, RunIndexEntry
-
     production, _ = pipeline.production(dataset)
     entries = []
     for run in pipeline.store.list(dataset):
@@ -273,25 +286,17 @@ def _accuracy(run: Run, role: str) -> float | None:
 
 
 def publish_index(pipeline: Pipeline, dataset: str) -> None:
-    from shared.reporting.publish import render_index_files
-
     _upload(pipeline, dataset_prefix(dataset), render_index_files(build_index(pipeline, dataset)))
 
 
 def publish_evaluation_report(pipeline: Pipeline, report: EvaluationReport) -> str:
     """Write a scheduled evaluation's files; returns the blob prefix + stem they were written under."""
-    from shared.layout import evaluation_stem
-    from shared.reporting.publish import render_evaluation_files
-
     _upload(pipeline, evaluations_prefix(report.dataset), render_evaluation_files(report))
     return evaluations_prefix(report.dataset) + evaluation_stem(report.generated_at)
 
 
 def publish_intake_failure(pipeline: Pipeline, dataset: str, stage: str, message: str) -> None:
     """A failure before any version exists (bad marker, unusable dataset): ``reports/<dataset>/intake/``."""
-    from shared.reporting.publish import render_report_files
-    from shared.reporting.schema import Failure, RunReport, Transition
-
     now = utcnow()
     report = RunReport(
         dataset=dataset,
@@ -307,7 +312,5 @@ def publish_intake_failure(pipeline: Pipeline, dataset: str, stage: str, message
 
 def intake_failure(pipeline: Pipeline, dataset: str) -> dict[str, Any] | None:
     """The last intake failure of a dataset (stage, message, at), if any."""
-    from shared.storage.readers import read_json
-
     data = read_json(pipeline.reports, report_prefix(dataset, INTAKE_VERSION) + "report.json")
     return (data or {}).get("failure")

@@ -15,7 +15,8 @@ import logging
 from datetime import datetime
 
 from shared.aoai.deployments import DeploymentState
-from shared.aoai.limits import Expendable
+from shared.aoai.files import delete_file, list_files
+from shared.aoai.limits import Expendable, RemoteFile, plan_deployment_slot, plan_fine_tune_files
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import Run, utcnow
 from shared.pipeline.store import ConcurrentUpdateError
@@ -62,9 +63,6 @@ def make_room_for_training_files(pipeline: Pipeline, settings: Settings, run: Ru
     """Check the files ``run`` is about to upload against the resource's fine-tuning file quota, counting
     the files already there. When deleting files of finished runs makes room they are deleted (and said on
     the timeline); when nothing can make room, returns the failure message (how much to cut and how)."""
-    from shared.aoai.files import delete_file, list_files
-    from shared.aoai.limits import RemoteFile, plan_fine_tune_files
-
     needed = {f.name: f.size for f in run.files if f.file_id is None}
     if not needed:
         return None
@@ -132,8 +130,6 @@ def deployment_slot_ready(pipeline: Pipeline, settings: Settings, run: Run, name
     (``VISIONTUNE_MAX_FINE_TUNED_DEPLOYMENTS``; Azure: 5 per resource)? When all are taken and a previous
     production deployment is only kept for its rollback window, the oldest such one is deleted now (the
     slot is free once ARM has deleted it, on a later tick). Returns (ready, what the run waits for)."""
-    from shared.aoai.limits import plan_deployment_slot
-
     deployments = pipeline.deployments.list()
     plan = plan_deployment_slot(
         name,

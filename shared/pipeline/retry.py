@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 
+from shared.aoai.finetune import TERMINAL_JOB_STATUSES
 from shared.pipeline.context import RUN_LEASE_SECONDS, Pipeline
 from shared.pipeline.models import JobInfo, Run, RunState
 from shared.pipeline.store import ConcurrentUpdateError
@@ -30,8 +31,6 @@ CLAIM_WAIT_SECONDS = 1.0
 
 def retry_point(run: Run) -> RunState:
     """The state a failed or cancelled ``run`` restarts in (see the module docstring)."""
-    from shared.aoai.finetune import TERMINAL_JOB_STATUSES
-
     if run.job.fine_tuned_model and run.job.status == "succeeded":
         return RunState.TRAINED
     if run.job.job_id and run.job.status not in TERMINAL_JOB_STATUSES:

@@ -15,11 +15,23 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from shared.aoai.files import delete_file
+from shared.events import REGRESSION_EVENT, EventPublisher, cloud_event
 from shared.layout import evaluation_stem, scheduled_prefix, side_prefix
 from shared.pipeline.context import Pipeline, lease_seconds
+from shared.pipeline.evaluate import (
+    advance_evaluation,
+    base_role,
+    incumbent_role,
+    load_examples,
+    load_test_items,
+    model_evaluation,
+)
 from shared.pipeline.models import RoleProgress, utcnow
 from shared.pipeline.production import history_point
+from shared.pipeline.reports import publish_evaluation_report, publish_index
 from shared.pipeline.store import INSTANCE_ID, ConcurrentUpdateError
+from shared.reporting.schema import EvaluationReport, ProductionHistoryPoint
 from shared.settings import Settings
 from shared.telemetry import note
 
@@ -28,8 +40,6 @@ log = logging.getLogger(__name__)
 def evaluate_production(settings: Settings) -> list[str]:
     """Start a re-evaluation for every dataset that has a production model (unless one is still running)
     and advance all unfinished ones. Returns the names of the evaluation documents it started."""
-    from shared.pipeline.evaluate import base_role, incumbent_role, load_test_items
-
     pipeline = Pipeline(settings)
     started = []
     for dataset in pipeline.store.datasets():
@@ -97,8 +107,6 @@ def continue_scheduled_evaluations(pipeline: Pipeline) -> None:
 
 
 def _advance_document(pipeline: Pipeline, name: str) -> None:
-    from shared.pipeline.evaluate import advance_evaluation, load_test_items
-
     doc, etag = pipeline.store.read_document(name)
     if doc is None or doc.get("done"):
         return
@@ -142,8 +150,6 @@ def _advance_document(pipeline: Pipeline, name: str) -> None:
 
 
 def _delete_remote_files(pipeline: Pipeline, roles: dict[str, RoleProgress]) -> None:
-    from shared.aoai.files import delete_file
-
     for progress in roles.values():
         for file_id in list(progress.remote_files):
             try:
@@ -162,10 +168,6 @@ def _finish_evaluation(
 ) -> str:
     """Write the evaluation report, add the point to the production history, refresh the index. With
     ``failure`` (production could not be evaluated at all) the report says so and is flagged."""
-    from shared.pipeline.evaluate import load_examples, model_evaluation
-    from shared.pipeline.reports import publish_evaluation_report, publish_index
-    from shared.reporting.schema import EvaluationReport, ProductionHistoryPoint
-
     settings = pipeline.settings
     dataset = doc["dataset"]
     run = pipeline.store.get(dataset, doc["test_set_version"])
@@ -261,8 +263,6 @@ def _finish_evaluation(
 
 def _announce_regression(settings: Settings, report: Any, path: str) -> None:
     """The ``visiontune.production.regression`` event (never raises)."""
-    from shared.events import REGRESSION_EVENT, EventPublisher, cloud_event
-
     production = report.production
     data = {
         "dataset": report.dataset,

@@ -7,6 +7,7 @@ from typing import Any
 
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import Run, utcnow
+from shared.pipeline.reports import intake_failure
 from shared.settings import Settings
 
 
@@ -47,8 +48,6 @@ def run_summary(run: Run) -> dict[str, Any]:
 def collect_status(settings: Settings, dataset: str | None = None) -> dict[str, Any]:
     """``{"generated_at", "datasets": [{"dataset", "production", "intake_failure", "runs": [...]}]}``,
     datasets sorted by name, runs oldest first. ``dataset`` limits it to one."""
-    from shared.pipeline.reports import intake_failure
-
     pipeline = Pipeline(settings)
     if dataset:
         names = [dataset]

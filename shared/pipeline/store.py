@@ -28,15 +28,17 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import VisiontuneError
+from shared.events import EventPublisher, publish_run_transitions
 from shared.layout import RUNS_CONTAINER, dataset_prefix, run_blob, side_prefix
 from shared.pipeline.models import Lease, Run, utcnow
 from shared.settings import Settings
+from shared.storage.clients import container_client
+from shared.storage.readers import read_json
 from shared.telemetry import note
 
 if TYPE_CHECKING:  # pragma: no cover
     from azure.storage.blob import BlobClient, ContainerClient
 
-    from shared.events import EventPublisher
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,6 @@ class RunStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunStore:
-        from shared.events import EventPublisher
-        from shared.storage.clients import container_client
-
         return cls(container_client(settings, RUNS_CONTAINER), EventPublisher(settings))
 
     def _blob(self, name: str) -> BlobClient:
@@ -129,8 +128,6 @@ class RunStore:
 
     def _announce(self, run: Run) -> None:
         """Publish the state changes that this write stored (after it succeeded; never raises)."""
-        from shared.events import publish_run_transitions
-
         since, run._stored_transitions = run._stored_transitions, len(run.transitions)
         if since < len(run.transitions):
             publish_run_transitions(self._events, run, since)
@@ -272,8 +269,6 @@ class RunStore:
         return side_prefix(run_blob(dataset, version)) + name
 
     def read_side(self, dataset: str, version: str, name: str) -> Any | None:
-        from shared.storage.readers import read_json
-
         return read_json(self._container, self.side_blob_name(dataset, version, name))
 
     def write_side(self, dataset: str, version: str, name: str, data: Any) -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 import time
 
+from shared.pipeline.advance import advance_run
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import Run, RunState, utcnow
+from shared.pipeline.stages.budget import fill_from_manifest
+from shared.reporting.schema import Transition
 from shared.settings import Settings
 from shared.telemetry import note, set_run_state
 
@@ -25,10 +28,6 @@ def start_training(settings: Settings, dataset: str, version: str) -> Run | None
     """Advance the run of ``dataset``/``version`` from ``converted`` to ``training`` (or ``over_budget``).
     Creates the run when the manifest came without one (a version converted elsewhere and uploaded).
     Returns the run as saved, or None when there is no manifest or another worker holds the run."""
-    from shared.pipeline.advance import advance_run
-    from shared.pipeline.stages.budget import fill_from_manifest
-    from shared.reporting.schema import Transition
-
     pipeline = Pipeline(settings)
     manifest = pipeline.manifest(dataset, version)
     if manifest is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.evaluation.metrics import compute_metrics
+from shared.pipeline.classic import advance_classic
 from shared.pipeline.context import Pipeline
 from shared.pipeline.evaluate import (
     advance_evaluation,
@@ -74,8 +75,6 @@ def evaluate(pipeline: Pipeline, settings: Settings, run: Run, *, deadline: floa
     """Score what fits before ``deadline``; when every role is done and the classic baseline is settled
     (scored, skipped or failed: ``shared.pipeline.classic``, bounded, never fails the run nor enters the
     gate), record the accuracies and move to ``evaluated``."""
-    from shared.pipeline.classic import advance_classic
-
     # The classic baseline first: its one bounded step needs a tick's full budget, which the real-time
     # scoring below would otherwise use up. It never fails the run nor enters the gate.
     classic_moved = advance_classic(pipeline, settings, run, deadline=deadline)

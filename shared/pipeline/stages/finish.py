@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.aoai.finetune import TERMINAL_JOB_STATUSES
+from shared.aoai.files import delete_file
+from shared.aoai.finetune import TERMINAL_JOB_STATUSES, cancel_job
 from shared.pipeline.context import Pipeline
 from shared.pipeline.models import DeploymentInfo, Run, RunState, utcnow
+from shared.pipeline.reports import publish_index, publish_run_report
+from shared.pipeline.resource_limits import deployment_operation_running, note_once, wait_reason
 from shared.settings import Settings
 
 
@@ -40,15 +43,11 @@ def finish(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
     """Delete what a finished run no longer needs (deployments first: they cost by the hour), cancel a
     job still running, delete its files from the resource (file quota), then write the report + index."""
     if job_to_cancel(run):
-        from shared.aoai.finetune import cancel_job
-
         cancel_job(pipeline.openai, str(run.job.job_id))
         run.job.status = "cancelled"
         run.note(f"cancelled job {run.job.job_id}")
         return True
     for info in deployments_to_delete(run):
-        from shared.pipeline.resource_limits import deployment_operation_running, note_once, wait_reason
-
         busy = deployment_operation_running(pipeline, besides=info.name)
         if busy is not None:  # ARM: one deployment operation per account at a time
             note_once(run, wait_reason(busy))
@@ -58,8 +57,6 @@ def finish(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
         run.note(f"deleted deployment {info.name}")
         return True
     if files_to_delete(run):
-        from shared.aoai.files import delete_file
-
         for uploaded in run.files:
             if uploaded.file_id and not uploaded.deleted:
                 delete_file(pipeline.openai, uploaded.file_id)
@@ -71,8 +68,6 @@ def finish(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -> bool:
         run.note("deleted the run's files from the Azure OpenAI resource")
         return True
     if run.report_written_for != run.state.value:
-        from shared.pipeline.reports import publish_index, publish_run_report
-
         publish_run_report(pipeline, run)
         run.report_written_for = run.state.value
         pipeline.store.save(run)

@@ -3,14 +3,17 @@ promote (deploying for production first when its SKU differs) or reject."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from shared.aoai.deployments import deployment_name
 from shared.evaluation.gate import decide_promotion
+from shared.events import hosting_cost_per_hour
 from shared.pipeline.context import Pipeline
 from shared.pipeline.evaluate import error_share, load_examples
 from shared.pipeline.models import DeploymentInfo, Run, RunState, utcnow
 from shared.pipeline.production import record_incumbent_measurement, record_promotion
+from shared.pipeline.resource_limits import deployment_slot_ready, note_once
 from shared.pipeline.stages.deploy import request_deployment
 from shared.settings import Settings
 
@@ -27,8 +30,6 @@ def decide_and_act(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -
         run.transition(RunState.REJECTED, run.decision.reason)
         return True
     if settings.promotion == "manual":
-        from shared.events import hosting_cost_per_hour
-
         cost = hosting_cost_per_hour(run, settings)
         run.transition(
             RunState.AWAITING_APPROVAL,
@@ -44,8 +45,6 @@ def await_approval(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) -
     """``awaiting_approval``: promote once approved, reject once rejected or when
     ``approval_timeout_days`` have passed without a decision (the finish step then deletes the
     candidate's deployment). Waits (False) otherwise."""
-    from datetime import timedelta
-
     if run.approval is not None and run.approval.approved:
         return _promote(pipeline, settings, run)
     if run.approval is not None:
@@ -112,8 +111,6 @@ def _promote(pipeline: Pipeline, settings: Settings, run: Run) -> bool:
                 info.last_error = state.error or state.provisioning_state
                 run.note(f"{info.name} provisioning failed: {info.last_error}")
             if state is None or state.failed:
-                from shared.pipeline.resource_limits import deployment_slot_ready, note_once
-
                 ready, waiting_for = deployment_slot_ready(pipeline, settings, run, info.name)
                 if not ready:
                     note_once(run, waiting_for)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from markupsafe import escape
 
+from shared.pipeline import classic as classic_step
 from tests.fixtures.pipeline import PROMOTED_PATH
 
 
@@ -53,12 +54,10 @@ def test_the_classic_baseline_is_reported_beside_the_models_and_stays_out_of_the
 
 
 def test_a_classic_baseline_that_raises_never_fails_the_run(pipeline_env, digits_dir, monkeypatch):
-    import shared.evaluation.classic as classic_core
-
     def exploding(*_, **__):
         raise RuntimeError("the solver exploded")
 
-    monkeypatch.setattr(classic_core, "fit_classic", exploding)
+    monkeypatch.setattr(classic_step, "fit_classic", exploding)  # where the step bound it at import
     env = pipeline_env
     run = env.through(digits_dir, "digits")
     assert run.state.value == "promoted", env.timeline(run)
