@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shared.conversion.images import DRAFT_TOLERANCE, ImageSettings
+from shared.conversion.reading import read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +197,6 @@ class ImageCache:
     def load(self, concurrency: int = 8) -> int:
         """Read every index and refs document (``concurrency`` at a time); returns the number of entries
         known. Unreadable documents are skipped (their entries are misses)."""
-        from shared.conversion.reading import read_ahead
-
         def fetch(name: str) -> Any:
             try:
                 return json.loads(self.store.read(name) or b"null")
@@ -367,8 +366,6 @@ class ImageCache:
     def _rewrite(self, alive: list[tuple[str, list[Any]]]) -> str:
         """Copy the ``(pack, [key, offset, length])`` entries into one new pack with its index; returns the
         new pack's name."""
-        from shared.conversion.reading import read_ahead
-
         pack_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
         writer = self.store.create(f"{PACKS}{pack_id}.pack")
         entries, written = [], 0

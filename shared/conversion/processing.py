@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -66,8 +67,6 @@ def _worker_count(requested: int, tasks: int) -> int:
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
-    import multiprocessing
-
     # forkserver: workers start fast and never inherit the caller's threads (progress bars, SDK pools).
     # It re-imports __main__ by path in the workers, which fails for `python -` (stdin): fork then.
     methods = multiprocessing.get_all_start_methods()
