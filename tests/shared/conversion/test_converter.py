@@ -436,26 +436,3 @@ def test_workers_start_even_when_main_is_read_from_stdin(tmp_path):
     done = subprocess.run([sys.executable, "-"], input=script, text=True, capture_output=True, cwd=repo, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "20"]
-
-
-def test_examples_above_the_per_file_limit_are_rejected(tmp_path, monkeypatch):
-    from shared.conversion import decisions
-
-    monkeypatch.setattr(decisions, "MAX_EXAMPLES_PER_FILE", 12)  # Azure's 50,000, scaled down
-    root = cases.write(tmp_path / "src", cases.good_set(per_label=10))
-    result = run(FolderSource(root), tmp_path / "out", split=(1, 0, 0))
-    assert result.manifest["splits"]["train"]["examples"] == 12
-    assert [r["code"] for r in result.rejected] == ["too_many_examples"] * 8
-    assert "50,000" not in result.rejected[0]["reason"] and "12 examples" in result.rejected[0]["reason"]
-
-
-def test_files_near_the_upload_limits_are_warned_about(tmp_path, monkeypatch):
-    from shared.conversion import manifest
-
-    root = cases.write(tmp_path / "src", cases.good_set(per_label=10))
-    size = run(FolderSource(root), tmp_path / "probe").manifest["splits"]["train"]["bytes"]
-    monkeypatch.setattr(manifest, "FILE_LIMIT_BYTES", int(size / 0.9))  # train.jsonl at 90% of the limit
-    monkeypatch.setattr(manifest, "QUOTA_BYTES", int(size / 0.85))
-    warnings = run(FolderSource(root), tmp_path / "out").manifest["warnings"]
-    assert any(w.startswith("train.jsonl is") and "near the 512 MiB Files API limit" in w and "--quality" in w for w in warnings)
-    assert any("near the resource's 1 GiB fine-tuning file quota" in w for w in warnings)
