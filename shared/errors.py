@@ -15,3 +15,10 @@ class VisiontuneError(Exception):
     ``RuntimeError``, ...), so existing ``except`` clauses still catch them."""
 
     transient: ClassVar[bool] = False
+
+
+class SourceChangedError(VisiontuneError, OSError):
+    """A dataset's source changed while it was being read (a replaced archive): the conversion stops as a
+    whole rather than publish a mix of two drops, or the old drop minus the files read after the change."""
+
+    transient = True  # the new drop is converted on the retry (or by its own event)

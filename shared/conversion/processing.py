@@ -20,7 +20,7 @@ from shared.conversion.options import ConvertOptions
 from shared.conversion.reading import read_ahead
 from shared.conversion.records import Record, too_large
 from shared.conversion.sources import DatasetSource, read_regular_file
-from shared.errors import VisiontuneError
+from shared.errors import SourceChangedError, VisiontuneError
 
 if TYPE_CHECKING:
     import multiprocessing.context
@@ -146,6 +146,8 @@ def run_pass_one(
                     return hit
         try:
             data = source.read(record.path)
+        except SourceChangedError:
+            raise  # not one bad file: the whole drop changed under the reader
         except Exception as exc:  # one unreadable file must not stop the rest
             return _Fetched(error=ImageResult(code="unreadable", reason=f"cannot read the file: {type(exc).__name__}: {exc}"))
         if len(data) > options.max_file_bytes:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from shared.conversion.sources import SourceEntry
-from shared.errors import VisiontuneError
+from shared.errors import SourceChangedError
 from shared.layout import READY_MARKER
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 DEFAULT_READ_BUFFER = 4 * 1024 * 1024
 
 
-class BlobChangedError(VisiontuneError, IOError):
+class BlobChangedError(SourceChangedError):
     """The blob changed while it was being read (its ETag moved): the reader stops rather than mix versions."""
 
 

@@ -7,6 +7,8 @@ import pytest
 from shared.conversion import ConvertOptions, DatasetError, FolderSink, convert_dataset
 from shared.conversion.processing import MAX_BYTES_IN_FLIGHT
 from shared.conversion.sources import SourceEntry
+from shared.errors import SourceChangedError
+from tests.shared.conversion import image_cases as cases
 
 
 class _BigEntriesSource:
@@ -40,3 +42,29 @@ def test_bytes_read_from_a_source_but_not_converted_are_bounded(tmp_path):
     assert source.reads == 16
     # In flight: what the budget allows, plus the batch being submitted and the one being read.
     assert max(outstanding) <= MAX_BYTES_IN_FLIGHT // source.SIZE + 2, outstanding
+
+
+class _ReplacedArchiveSource:
+    """A source whose drop is replaced after a few reads (a zip uploaded again during the conversion)."""
+
+    read_concurrency = 4
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files, self.reads = files, 0
+
+    def entries(self):
+        return [SourceEntry(p, len(d)) for p, d in self.files.items()]
+
+    def read(self, path: str) -> bytes:
+        self.reads += 1
+        if self.reads > 5:
+            raise SourceChangedError("datasets/pets.zip changed while it was read")
+        return self.files[path]
+
+
+def test_a_source_that_changed_stops_the_conversion_instead_of_rejecting_files(tmp_path):
+    files = cases.good_set(("cat", "dog"), per_label=10)
+    sink = FolderSink(tmp_path / "out")
+    with pytest.raises(SourceChangedError, match="changed while it was read"):
+        convert_dataset(_ReplacedArchiveSource(files), sink, ConvertOptions(workers=1))
+    assert not (tmp_path / "out" / "manifest.json").exists()  # nothing published: not the old drop minus files
