@@ -46,7 +46,7 @@ from shared.conversion.options import ConvertOptions, DatasetError
 from shared.conversion.records import Prepared
 from shared.conversion.shards import ShardFileError, assemble, convert_shard, part_name
 from shared.conversion.sources import DatasetSource, SourceEntry
-from shared.errors import VisiontuneError
+from shared.errors import SourceChangedError
 from shared.layout import (
     MANIFEST_NAME,
     REJECTED_NAME,
@@ -201,15 +201,17 @@ def _convert_shard_from(
         log.info("%s: shard %d was converted by another delivery meanwhile", dataset, shard)
 
 
-class ArchiveReplacedError(VisiontuneError, RuntimeError):
+class ArchiveReplacedError(SourceChangedError):
     """The zip drop a fan-out planned was replaced (or deleted) before a shard read all its entries."""
+
+    transient = False  # lasting: a retry cannot read the planned version again
 
 
 class _PinnedArchive:
     """A zip drop's entries as the plan listed them: ranged reads pinned to the plan's ETag, one request
-    per entry (``RangedZipSource``). The converter reports a failed read as an unreadable file and goes
-    on, so a read that fails because the archive changed is remembered here and ``check`` raises
-    ``ArchiveReplacedError``: the shard must not pass it off as a rejected file."""
+    per entry (``RangedZipSource``). A read that fails because the archive changed raises
+    ``ArchiveReplacedError`` (a ``SourceChangedError``, which stops pass 1 instead of becoming a rejected
+    file); it is also remembered, and ``check`` raises it again for a caller that caught it."""
 
     read_concurrency = 1
 
@@ -244,7 +246,8 @@ class _PinnedArchive:
             return self._source.read(path)
         except (BlobChangedError, ResourceNotFoundError) as error:
             self._changed = self._changed or error
-            raise
+            # a SourceChangedError: pass 1 stops on it instead of rejecting the file
+            raise ArchiveReplacedError(_replaced(self._what, "", error)) from error
 
     def check(self) -> None:
         """``ArchiveReplacedError`` if a read found the archive replaced or deleted."""

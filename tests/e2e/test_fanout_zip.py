@@ -18,8 +18,6 @@ import pytest
 from tests.e2e import test_fanout as folder_fanout
 from tests.e2e.test_fanout import ARTIFACTS, DATASET, calls, drop_files, published, queue
 
-make_stack = folder_fanout.make_stack  # the same stack fixture as the folder fan-out tests
-
 ARCHIVE = f"{DATASET}.zip"
 
 
@@ -74,7 +72,7 @@ def test_a_fanned_out_zip_publishes_the_bytes_of_one_conversion(make_stack, tmp_
     from shared.layout import SHARD_QUEUE
 
     archive = zip_of(drop_files())
-    stack = make_stack(shard_images)
+    stack = folder_fanout.fanout_stack(make_stack, shard_images)
     upload(stack, archive)
     fired = stack.host.run_until_idle(timeout=180)
     assert calls(fired, "dataset_archive_ready") == ["succeeded"]
@@ -94,7 +92,7 @@ def test_replayed_killed_and_poisoned_zip_shards(make_stack, tmp_path, monkeypat
     from shared.pipeline import fanout
 
     archive = zip_of(drop_files())
-    stack = make_stack(15)  # 3 shards
+    stack = folder_fanout.fanout_stack(make_stack, 15)  # 3 shards
     expected = expected_artifacts(stack, archive, tmp_path)
     original_line = fanout._line
     victim = "fox/003.jpg"
@@ -166,7 +164,7 @@ def test_an_archive_replaced_during_the_fan_out_fails_the_job_and_mixes_nothing(
     second_files.update({f"dog/{i:03d}.jpg": cases.photo_jpeg(seed=500 + i) for i in range(14)})
     second_files.update({f"owl/{i:03d}.jpg": cases.photo_jpeg(seed=900 + i) for i in range(14)})
     replacement = zip_of(second_files)
-    stack = make_stack(15)  # 3 shards
+    stack = folder_fanout.fanout_stack(make_stack, 15)  # 3 shards
     upload(stack, archive)
     planned = stack.host.run_once()
     assert calls(planned, "dataset_archive_ready") == ["succeeded"]
