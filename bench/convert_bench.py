@@ -19,109 +19,18 @@ import json
 import multiprocessing
 import os
 import shutil
-import struct
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import zlib
 from pathlib import Path
 
+from bench.corpus import KINDS, build_kind, phone_photo, small_photo
 from bench.hostile_images import palette_png, rgba16_png
+from bench.rss import run_sampling_rss
 from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-KINDS = ("small", "phone", "png")
 
-
-# ---------------------------------------------------------------------------------------------- corpus
-
-def _phone_photo(seed: int) -> bytes:
-    """A 4032x3024 JPEG of about 2.5 MB with EXIF orientation 6 (shown as portrait), like a phone's:
-    smooth shapes, luminance texture and sensor-like fine noise (most of the bytes, gone at 1/8 scale)."""
-    import numpy as np
-    from PIL import Image, ImageChops, ImageDraw, ImageFilter
-
-    rng = np.random.default_rng(seed)
-    base = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((1008, 756), Image.BICUBIC)
-    draw = ImageDraw.Draw(base)
-    for _ in range(60):
-        x, y = int(rng.integers(-100, 1008)), int(rng.integers(-100, 756))
-        box = (x, y, x + int(rng.integers(20, 400)), y + int(rng.integers(20, 300)))
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
-    scene = base.filter(ImageFilter.GaussianBlur(1.5)).resize((4032, 3024), Image.BICUBIC)
-    texture = Image.effect_noise((1008, 756), 14).resize((4032, 3024), Image.BICUBIC)
-    luminance = ImageChops.add(texture, Image.effect_noise((4032, 3024), 4), offset=-128)
-    image = ImageChops.add(scene, Image.merge("RGB", (luminance, luminance, luminance)), offset=-128)
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    exif[0x010F] = "BenchPhone"  # Make
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=86, exif=exif.tobytes())
-    return out.getvalue()
-
-
-def _small_photo(seed: int) -> bytes:
-    import numpy as np
-    from PIL import Image, ImageChops
-
-    rng = np.random.default_rng(seed)
-    scene = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((500, 375), Image.BICUBIC)
-    image = ImageChops.add(scene, Image.effect_noise((500, 375), 4).convert("RGB"), offset=-128)
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=90)
-    return out.getvalue()
-
-
-def _screenshot_png(seed: int) -> bytes:
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    image = Image.fromarray(rng.integers(0, 256, (9, 16, 3), dtype=np.uint8)).resize((1920, 1080), Image.BILINEAR)
-    draw = ImageDraw.Draw(image)
-    for _ in range(60):
-        x, y = int(rng.integers(0, 1800)), int(rng.integers(0, 1000))
-        box = (x, y, x + int(rng.integers(20, 300)), y + int(rng.integers(10, 80)))
-        draw.rectangle(box, fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-        draw.text((x + 4, y + 4), f"window {seed}-{x}-{y}", fill=(0, 0, 0))
-    out = io.BytesIO()
-    image.save(out, "PNG", compress_level=6)
-    return out.getvalue()
-
-
-def _variant(data: bytes, n: int) -> bytes:
-    """The same picture with different bytes: a JPEG comment (COM) segment after the first segment, or a
-    PNG text chunk. Decoding cost is unchanged; the converter's duplicate check sees a new file."""
-    tag = f"bench copy {n}".encode()
-    if data[:2] == b"\xff\xd8":
-        first_len = int.from_bytes(data[4:6], "big")
-        cut = 4 + first_len
-        segment = b"\xff\xfe" + (len(tag) + 2).to_bytes(2, "big") + tag
-        return data[:cut] + segment + data[cut:]
-
-    body = b"Comment\0" + tag
-    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body) & 0xFFFFFFFF)
-    return data[:33] + chunk + data[33:]  # after the signature and IHDR
-
-
-def build_kind(root: Path, kind: str, count: int, distinct: int, seed: int = 0) -> list[Path]:
-    """``count`` files of one kind under ``root/<a|b>/``, from ``distinct`` generated pictures."""
-    make = {"small": _small_photo, "phone": _phone_photo, "png": _screenshot_png}[kind]
-    suffix = ".png" if kind == "png" else ".jpg"
-    bases = [make(seed * 1000 + i) for i in range(min(distinct, count))]
-    paths = []
-    for n in range(count):
-        path = root / ("a" if n % 2 == 0 else "b") / f"{kind}-{n:05d}{suffix}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_variant(bases[n % len(bases)], n))
-        paths.append(path)
-    return paths
-
-
-# ---------------------------------------------------------------------------------------- measurements
 
 def best_of(repeats: int, run) -> tuple[float, float]:
     """Best wall time and best CPU time (this process) of ``run()`` over ``repeats`` tries. CPU time is
@@ -187,58 +96,6 @@ print(json.dumps({"examples": r.manifest["examples"], "seconds": r.stats["second
 """
 
 
-def _descendants(pid: int) -> list[int]:
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as handle:
-                    stack.extend(int(c) for c in handle.read().split())
-        except OSError:
-            continue
-    return found
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def run_sampling_rss(command: list[str], env: dict[str, str] | None = None) -> tuple[str, dict[str, int]]:
-    """Run ``command`` in a fresh process and sample the RSS (KB) of it and all its descendants every 20 ms:
-    ``tree`` (their sum), ``main`` (the process itself) and ``process`` (the largest one). Returns its
-    stdout and the peaks; raises RuntimeError with its stderr when it fails."""
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    peaks = {"tree": 0, "main": 0, "process": 0}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            pids = _descendants(process.pid)
-            sizes = [_rss_kb(p) for p in pids]
-            peaks["tree"] = max(peaks["tree"], sum(sizes))
-            peaks["main"] = max(peaks["main"], sizes[0] if sizes else 0)
-            peaks["process"] = max(peaks["process"], max(sizes, default=0))
-            stop.wait(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = process.communicate()
-    stop.set()
-    sampler.join()
-    if process.returncode:
-        raise RuntimeError(f"conversion failed: {stderr[-2000:]}")
-    return stdout, peaks
-
-
 def peak_rss(src: Path, out: Path, workers: int) -> dict:
     """Convert in a fresh process; the peak RSS of it and all its descendants."""
     stdout, peaks = run_sampling_rss([sys.executable, "-c", _RSS_CHILD, str(src), str(out), str(workers)])
@@ -261,7 +118,7 @@ def _hostile_inputs(seed: int) -> dict[str, bytes]:
         "palette-9400x9400.png": palette_png(9400, seed=seed),
         "rgba16-6000x6000.png": rgba16_png(6000, 6000, seed=seed),
         "rgba16-9000x9000.png": rgba16_png(9000, 9000, seed=seed),  # over the budget: refused with a reason
-        "phone-4032x3024.jpg": _phone_photo(100 + seed),
+        "phone-4032x3024.jpg": phone_photo(100 + seed),
     }
 
 
@@ -271,7 +128,7 @@ def _with_fillers(root: Path) -> None:
     for n in range(16):
         path = root / ("a" if n % 2 == 0 else "b") / f"filler-{n:02d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_small_photo(9000 + n))
+        path.write_bytes(small_photo(9000 + n))
 
 
 def hostile_memory(work: Path, copies: int) -> dict:

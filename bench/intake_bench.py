@@ -26,7 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.convert_bench import build_kind, run_sampling_rss
+from bench.corpus import build_kind
+from bench.rss import run_sampling_rss
 from local.azurite import AzuriteProcess
 from shared.conversion import FolderSink, FolderSource
 from shared.conversion.cache import ImageCache
