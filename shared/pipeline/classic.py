@@ -41,7 +41,7 @@ from shared.evaluation.metrics import ScoredExample, compute_metrics
 from shared.layout import training_prefix
 from shared.pipeline.models import ClassicProgress, Run, utcnow
 from shared.pipeline.store import ConcurrentUpdateError
-from shared.reporting import formatting as s
+from shared.reporting.formatting import pct, points, usd, usd_fine
 from shared.reporting.schema import ClassicBaseline, ClassicVerdict, ModelEvaluation
 from shared.settings import FLEX_PRICE_SOURCE, Settings
 from shared.storage.readers import open_blob_reader
@@ -242,22 +242,22 @@ def classic_verdict(
     costs a month (``hosting_usd_per_hour`` x 730 h)."""
     delta = fine_tune_accuracy - classic_accuracy
     monthly = hosting_usd_per_hour * HOURS_PER_MONTH
-    accuracies = f"{s.pct(fine_tune_accuracy)} vs {s.pct(classic_accuracy)}"
-    hosting = f"{s.usd(monthly)} a month to host ({s.usd(hosting_usd_per_hour)}/h x {HOURS_PER_MONTH} h)"
-    classic_cost = f"the classic model cost {s.usd_fine(classic_usd)} to train and score"
-    if s.points(delta) in ("+0.0 pts", "-0.0 pts"):
+    accuracies = f"{pct(fine_tune_accuracy)} vs {pct(classic_accuracy)}"
+    hosting = f"{usd(monthly)} a month to host ({usd(hosting_usd_per_hour)}/h x {HOURS_PER_MONTH} h)"
+    classic_cost = f"the classic model cost {usd_fine(classic_usd)} to train and score"
+    if points(delta) in ("+0.0 pts", "-0.0 pts"):
         sentence = (
             f"The fine-tune buys nothing over the classic baseline ({accuracies}) and costs {hosting}; "
             f"{classic_cost}."
         )
     elif delta > 0:
         sentence = (
-            f"The fine-tune buys {s.points(delta)} of accuracy over the classic baseline ({accuracies}) for "
+            f"The fine-tune buys {points(delta)} of accuracy over the classic baseline ({accuracies}) for "
             f"{hosting}; {classic_cost}."
         )
     else:
         sentence = (
-            f"The fine-tune is {s.points(-delta).lstrip('+')} less accurate than the classic baseline "
+            f"The fine-tune is {points(-delta).lstrip('+')} less accurate than the classic baseline "
             f"({accuracies}) and costs {hosting}; {classic_cost}."
         )
     return ClassicVerdict(
