@@ -12,6 +12,7 @@ import azure.functions as func
 # Python v2; PyPI azurefunctions-extensions-bindings-blob). Importing it loads azure.storage.blob at start.
 import azurefunctions.extensions.bindings.blob as blob_sdk
 
+from functions.bindings import STORAGE_CONNECTION, event_grid_blob_trigger
 from shared.layout import DATASET_ARCHIVE_PATH, DATASET_READY_PATH, SHARD_QUEUE, match_blob_path
 
 bp = func.Blueprint()
@@ -19,15 +20,10 @@ log = logging.getLogger(__name__)
 
 
 @bp.function_name("dataset_ready")
-@bp.blob_trigger(
-    arg_name="marker",
-    path=DATASET_READY_PATH,
-    connection="AzureWebJobsStorage",
-    source=func.BlobSource.EVENT_GRID,
-)
+@event_grid_blob_trigger(bp, arg_name="marker", path=DATASET_READY_PATH)
 # A drop above VISIONTUNE_SHARD_MIN_IMAGES is fanned out: its shard messages go out through this binding
 # (sent by the host once the call succeeded; identity-based through the same connection).
-@bp.queue_output(arg_name="shards", queue_name=SHARD_QUEUE, connection="AzureWebJobsStorage")
+@bp.queue_output(arg_name="shards", queue_name=SHARD_QUEUE, connection=STORAGE_CONNECTION)
 def dataset_ready(marker: func.InputStream, shards: func.Out[typing.List[str]]) -> None:  # noqa: UP006 - the worker refuses list[str]
     """``datasets/<dataset>/_READY`` landed: convert the folder (or plan its shards); the marker's JSON body
     may override settings."""
@@ -35,25 +31,12 @@ def dataset_ready(marker: func.InputStream, shards: func.Out[typing.List[str]]) 
     if parts is None:
         log.warning("ignoring %s: not a dataset marker", marker.name)
         return
-    from shared.pipeline.intake import accept_dataset
-    from shared.settings import load_settings
-    from shared.telemetry import invocation
-
-    settings = load_settings()
-    with invocation("dataset_ready", settings, dataset=parts["dataset"]):
-        result = accept_dataset(settings, parts["dataset"], archive=False, marker_body=marker.read())
-    if result is not None and result.shard_messages:
-        shards.set(list(result.shard_messages))
+    _accept_dataset("dataset_ready", parts["dataset"], shards, archive=False, marker_body=marker.read())
 
 
 @bp.function_name("dataset_archive_ready")
-@bp.blob_trigger(
-    arg_name="archive",
-    path=DATASET_ARCHIVE_PATH,
-    connection="AzureWebJobsStorage",
-    source=func.BlobSource.EVENT_GRID,
-)
-@bp.queue_output(arg_name="shards", queue_name=SHARD_QUEUE, connection="AzureWebJobsStorage")
+@event_grid_blob_trigger(bp, arg_name="archive", path=DATASET_ARCHIVE_PATH)
+@bp.queue_output(arg_name="shards", queue_name=SHARD_QUEUE, connection=STORAGE_CONNECTION)
 def dataset_archive_ready(archive: blob_sdk.BlobClient, shards: func.Out[typing.List[str]]) -> None:  # noqa: UP006 - the worker refuses list[str]
     """``datasets/<dataset>.zip`` landed: convert the archive (or plan its shards), streamed from storage
     with ranged reads through the bound ``BlobClient`` (the archive is never held in memory whole)."""
@@ -62,12 +45,30 @@ def dataset_archive_ready(archive: blob_sdk.BlobClient, shards: func.Out[typing.
     if parts is None:
         log.warning("ignoring %s: not a dataset archive", blob_path)
         return
+    _accept_dataset(
+        "dataset_archive_ready", parts["dataset"], shards, archive=True, marker_body=b"", archive_blob=archive
+    )
+
+
+def _accept_dataset(
+    function_name: str,
+    dataset: str,
+    shards: func.Out[typing.List[str]],  # noqa: UP006 - as the binding's annotation
+    *,
+    archive: bool,
+    marker_body: bytes,
+    archive_blob: blob_sdk.BlobClient | None = None,
+) -> None:
+    """Convert ``dataset`` (or plan its shards, which go out through the ``shards`` queue binding) inside
+    the telemetry scope of ``function_name``."""
     from shared.pipeline.intake import accept_dataset
     from shared.settings import load_settings
     from shared.telemetry import invocation
 
     settings = load_settings()
-    with invocation("dataset_archive_ready", settings, dataset=parts["dataset"]):
-        result = accept_dataset(settings, parts["dataset"], archive=True, marker_body=b"", archive_blob=archive)
+    with invocation(function_name, settings, dataset=dataset):
+        result = accept_dataset(
+            settings, dataset, archive=archive, marker_body=marker_body, archive_blob=archive_blob
+        )
     if result is not None and result.shard_messages:
         shards.set(list(result.shard_messages))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from functions.bindings import STORAGE_CONNECTION
 from shared.layout import SHARD_QUEUE
 
 bp = func.Blueprint()
 
 
 @bp.function_name("convert_shard")
-@bp.queue_trigger(arg_name="message", queue_name=SHARD_QUEUE, connection="AzureWebJobsStorage")
+@bp.queue_trigger(arg_name="message", queue_name=SHARD_QUEUE, connection=STORAGE_CONNECTION)
 def convert_shard(message: func.QueueMessage) -> None:
     """Convert one shard; the shard that finishes last assembles and publishes the version. A failure is
     retried by the host (host.json ``maxDequeueCount``), then the message goes to ``<queue>-poison``."""

@@ -6,6 +6,7 @@ import logging
 
 import azure.functions as func
 
+from functions.bindings import event_grid_blob_trigger
 from shared.layout import TRAINING_MANIFEST_PATH, match_blob_path
 
 bp = func.Blueprint()
@@ -13,12 +14,7 @@ log = logging.getLogger(__name__)
 
 
 @bp.function_name("training_ready")
-@bp.blob_trigger(
-    arg_name="manifest",
-    path=TRAINING_MANIFEST_PATH,
-    connection="AzureWebJobsStorage",
-    source=func.BlobSource.EVENT_GRID,
-)
+@event_grid_blob_trigger(bp, arg_name="manifest", path=TRAINING_MANIFEST_PATH)
 def training_ready(manifest: func.InputStream) -> None:
     """``training/<dataset>/<version>/manifest.json`` landed: start (or resume) that version's run."""
     parts = match_blob_path(TRAINING_MANIFEST_PATH, manifest.name or "")
