@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.settings import DEFAULT_MANAGEMENT_API_VERSION, Settings
 
@@ -46,10 +47,26 @@ OPENAI_MAX_RETRIES = 5
 # azure-core retries 429/5xx itself (honouring Retry-After); keep it bounded so a timer tick stays short.
 MANAGEMENT_RETRY_TOTAL = 3
 
+# What a client depends on in the settings: a change of any of them builds a new client.
+ClientKey = tuple[str | float | None, ...]
+_Client = TypeVar("_Client")
+
 _lock = threading.Lock()
-_openai_clients: dict[tuple[str | float | None, ...], AzureOpenAIClient] = {}
-_management_clients: dict[tuple[str | float | None, ...], CognitiveServicesManagementClient] = {}
+_openai_clients: dict[ClientKey, AzureOpenAIClient] = {}
+_management_clients: dict[ClientKey, CognitiveServicesManagementClient] = {}
 _credentials: dict[str | None, DefaultAzureCredential] = {}
+
+
+def _cached_client(cache: dict[ClientKey, _Client], key: ClientKey, build: Callable[[], _Client]) -> _Client:
+    """The client ``cache`` holds under ``key``, else a new one from ``build`` (built outside the lock; when
+    two threads build the same key at once, both get the one stored first)."""
+    with _lock:
+        cached = cache.get(key)
+    if cached is not None:
+        return cached
+    client = build()
+    with _lock:
+        return cache.setdefault(key, client)
 
 
 def _credential(settings: Settings) -> DefaultAzureCredential:
@@ -95,11 +112,11 @@ def openai_client(settings: Settings) -> AzureOpenAIClient:
         settings.aoai_connect_timeout_seconds,
         settings.aoai_read_timeout_seconds,
     )
-    with _lock:
-        cached = _openai_clients.get(key)
-    if cached is not None:
-        return cached
+    return _cached_client(_openai_clients, key, lambda: _new_openai_client(settings))
 
+
+def _new_openai_client(settings: Settings) -> AzureOpenAIClient:
+    """A new ``openai_client`` for ``settings`` (not cached)."""
     import httpx
     import openai
 
@@ -122,9 +139,7 @@ def openai_client(settings: Settings) -> AzureOpenAIClient:
         provider = get_bearer_token_provider(_credential(settings), COGNITIVE_SERVICES_SCOPE)
         dated = openai.AzureOpenAI(azure_ad_token_provider=provider, **dated_options)
         v1 = openai.OpenAI(api_key=provider, **v1_options)
-    client = AzureOpenAIClient(v1, dated)
-    with _lock:
-        return _openai_clients.setdefault(key, client)
+    return AzureOpenAIClient(v1, dated)
 
 
 class _StaticTokenCredential:
@@ -170,11 +185,11 @@ def management_client(settings: Settings) -> CognitiveServicesManagementClient:
         settings.aoai_connect_timeout_seconds,
         settings.aoai_read_timeout_seconds,
     )
-    with _lock:
-        cached = _management_clients.get(key)
-    if cached is not None:
-        return cached
+    return _cached_client(_management_clients, key, lambda: _new_management_client(settings, endpoint))
 
+
+def _new_management_client(settings: Settings, endpoint: str) -> CognitiveServicesManagementClient:
+    """A new ``management_client`` for ``settings`` on ``endpoint`` (not cached)."""
     from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
 
     options: dict[str, Any] = dict(
@@ -192,9 +207,7 @@ def management_client(settings: Settings) -> CognitiveServicesManagementClient:
         options["authentication_policy"] = _local_auth_policy(settings.openai_api_key or "local")
     else:
         credential = _credential(settings)
-    client = CognitiveServicesManagementClient(credential, str(settings.subscription_id), **options)
-    with _lock:
-        return _management_clients.setdefault(key, client)
+    return CognitiveServicesManagementClient(credential, str(settings.subscription_id), **options)
 
 
 def clear_client_cache() -> None:
