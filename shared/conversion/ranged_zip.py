@@ -14,39 +14,20 @@ from collections.abc import Iterator
 from typing import Any
 
 from shared.conversion.sources import SourceEntry, ZipSource
+from shared.seekable import SizedRawReader
 
 
-class SpanReader(io.RawIOBase):
+class SpanReader(SizedRawReader):
     """A seekable raw file over another one (``raw``: e.g. a ``BlobRangeReader``, each read a request)
     that serves reads inside the last prefetched span from memory and reads anything else as asked,
     with no read-ahead. ``requests``: the ``(offset, length)`` of every read passed to ``raw``."""
 
     def __init__(self, raw: io.RawIOBase, size: int) -> None:
-        super().__init__()
+        super().__init__(size)
         self._raw = raw
-        self._size = size
-        self._position = 0
         self._span_start = 0
         self._span = b""
         self.requests: list[tuple[int, int]] = []
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}.get(whence)
-        if base is None:
-            raise ValueError(f"invalid whence {whence}")
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        self._position = base + offset
-        return self._position
 
     def prefetch(self, offset: int, length: int) -> None:
         """Read ``[offset, offset + length)`` (clamped to the file) in one request and keep it."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from shared.conversion.sources import SourceEntry
 from shared.errors import SourceChangedError
 from shared.layout import READY_MARKER
+from shared.seekable import SizedRawReader
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from azure.storage.blob import BlobClient, ContainerClient
@@ -23,7 +24,7 @@ class BlobChangedError(SourceChangedError):
 
 
 
-class BlobRangeReader(io.RawIOBase):
+class BlobRangeReader(SizedRawReader):
     """A read-only, seekable raw file over one blob: every read is a ranged download.
 
     Pinned to the blob's ETag at open time: if the blob is replaced while being read, reads raise
@@ -39,7 +40,6 @@ class BlobRangeReader(io.RawIOBase):
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError
 
-        super().__init__()
         self.name = blob.blob_name
         try:
             properties = (
@@ -49,10 +49,9 @@ class BlobRangeReader(io.RawIOBase):
             )
         except ResourceModifiedError as error:
             raise BlobChangedError(f"{self.name} is no longer the version {etag}: it was replaced") from error
+        super().__init__(int(properties.size))
         self._blob = blob
-        self._size = int(properties.size)
         self._etag = properties.etag
-        self._position = 0
 
     @property
     def size(self) -> int:
@@ -62,29 +61,6 @@ class BlobRangeReader(io.RawIOBase):
     def etag(self) -> str:
         """The version every read is pinned to."""
         return str(self._etag)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            position = offset
-        elif whence == io.SEEK_CUR:
-            position = self._position + offset
-        elif whence == io.SEEK_END:
-            position = self._size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if position < 0:
-            raise ValueError(f"negative seek position {position}")
-        self._position = position
-        return position
 
     def readinto(self, buffer: Any) -> int:
         from azure.core import MatchConditions
