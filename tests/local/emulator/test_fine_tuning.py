@@ -13,6 +13,7 @@ import pytest
 from local.emulator.admin import EmulatorAdmin
 from local.emulator.clients import openai_client, v1_client
 from local.emulator.constants import BASE_MODEL
+from shared.aoai.finetune import RESULTS_COLUMNS
 from tests.fixtures.emulator import (
     FAST_STEP_SECONDS,
     digit_split,
@@ -23,16 +24,6 @@ from tests.fixtures.emulator import (
 )
 
 pytestmark = pytest.mark.emulator
-
-RESULTS_COLUMNS = [
-    "step",
-    "train_loss",
-    "train_mean_token_accuracy",
-    "valid_loss",
-    "validation_mean_token_accuracy",
-    "full_valid_loss",
-    "full_valid_mean_token_accuracy",
-]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +64,7 @@ def test_job_walks_every_status_and_reports_like_azure(emulator, training_data):
     results = client.files.retrieve(done.result_files[0])
     assert results.filename == "results.csv" and results.purpose == "fine-tune-results"
     rows = list(csv.DictReader(io.StringIO(client.files.content(results.id).text)))
-    assert list(rows[0].keys()) == RESULTS_COLUMNS
+    assert tuple(rows[0].keys()) == RESULTS_COLUMNS  # the columns the pipeline reads from Azure's results.csv
     assert int(rows[-1]["step"]) == 4 * -(-150 // 8)  # steps of batch_size examples
     assert [int(r["step"]) for r in rows] == sorted({int(r["step"]) for r in rows})
     assert all(row["valid_loss"] for row in rows)
