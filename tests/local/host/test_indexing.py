@@ -1,4 +1,4 @@
-"""The local host indexes the REAL function_app.py: eight functions with the bindings declared in functions/
+"""The local host indexes the REAL function_app.py: every function with the bindings declared in functions/
 (the handlers are not called: they need the pipeline services)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 from local.host.host import LocalFunctionsHost
 from local.host.indexing import IndexingError
 from shared.layout import DATASET_ARCHIVE_PATH, DATASET_READY_PATH, SHARD_QUEUE, TRAINING_MANIFEST_PATH
+from tests.fixtures.function_app import APP_FUNCTION_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEDULES = {"VISIONTUNE_ADVANCE_SCHEDULE": "*/10 * * * * *", "VISIONTUNE_EVALUATION_SCHEDULE": "0 0 3 * * *"}
@@ -22,18 +23,7 @@ def test_real_app_has_its_functions_with_their_declared_bindings():
         functions = {f.name: f for f in host.functions()}
     finally:
         host.stop()
-    assert set(functions) == {
-        "dataset_ready",
-        "dataset_archive_ready",
-        "convert_shard",
-        "training_ready",
-        "advance_runs",
-        "scheduled_evaluation",
-        "status",
-        "classify",
-        "approve",
-        "reject",
-    }
+    assert set(functions) == APP_FUNCTION_NAMES
     blob_paths = {
         name: (f.path, f.connection, f.source)
         for name, f in functions.items()
