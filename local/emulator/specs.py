@@ -253,28 +253,37 @@ def _problems(schema: Any, value: Any, where: str, document: dict[str, Any], *, 
     return problems
 
 
-def _swagger_operation(
-    version: str, name: str, document: dict[str, Any], path: str, method: str, op: dict[str, Any]
-) -> Operation:
-    parameters = [_resolve(p, document) for p in (document["paths"][path].get("parameters") or [])]
-    parameters += [_resolve(p, document) for p in op.get("parameters") or []]
-    body = next((p.get("schema") for p in parameters if p.get("in") == "body"), None)
-    form = [p for p in parameters if p.get("in") == "formData"]
+# What an operation's request may hold: the JSON body schema, the form fields (None: not a form) and the
+# required ones.
+_RequestShape = tuple[dict[str, Any] | None, frozenset[str] | None, frozenset[str]]
+
+
+def _operation(version: str, name: str, document: dict[str, Any], path: str, method: str, op: dict[str, Any]) -> Operation:
+    """Operation ``op`` (``method`` on ``path``) of spec ``name``, a Swagger 2.0 or an OpenAPI 3 document."""
+    request_shape = _swagger_request if document.get("swagger") else _openapi_request
+    body, form_fields, required_form = request_shape(document, path, op)
     return Operation(
         version=version,
         method=method,
         path=path,
         source=f"{name} {op.get('operationId', '')}".strip(),
         body_schema=body,
-        form_fields=frozenset(p["name"] for p in form) if form else None,
-        required_form=frozenset(p["name"] for p in form if p.get("required")),
+        form_fields=form_fields,
+        required_form=required_form,
         document=document,
     )
 
 
-def _openapi_operation(
-    version: str, name: str, document: dict[str, Any], path: str, method: str, op: dict[str, Any]
-) -> Operation:
+def _swagger_request(document: dict[str, Any], path: str, op: dict[str, Any]) -> _RequestShape:
+    parameters = [_resolve(p, document) for p in (document["paths"][path].get("parameters") or [])]
+    parameters += [_resolve(p, document) for p in op.get("parameters") or []]
+    body = next((p.get("schema") for p in parameters if p.get("in") == "body"), None)
+    form = [p for p in parameters if p.get("in") == "formData"]
+    form_fields = frozenset(p["name"] for p in form) if form else None
+    return body, form_fields, frozenset(p["name"] for p in form if p.get("required"))
+
+
+def _openapi_request(document: dict[str, Any], path: str, op: dict[str, Any]) -> _RequestShape:
     content = (_resolve(op.get("requestBody") or {}, document).get("content")) or {}
     body = (content.get("application/json") or {}).get("schema")
     form_fields = required_form = None
@@ -283,16 +292,7 @@ def _openapi_operation(
         schema = _merged(_resolve(multipart, document), document)
         form_fields = frozenset(schema.get("properties") or {})
         required_form = frozenset(schema.get("required") or [])
-    return Operation(
-        version=version,
-        method=method,
-        path=path,
-        source=f"{name} {op.get('operationId', '')}".strip(),
-        body_schema=body,
-        form_fields=form_fields,
-        required_form=required_form or frozenset(),
-        document=document,
-    )
+    return body, form_fields, required_form or frozenset()
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
@@ -324,17 +324,16 @@ class SpecCatalog:
             if self._chat is None:
                 document = _load(self.specs_dir / OPENAI_SPEC)
                 op = document["paths"]["/chat/completions"]["post"]
-                self._chat = _openapi_operation(V1, OPENAI_SPEC, document, "/chat/completions", "post", op)
+                self._chat = _operation(V1, OPENAI_SPEC, document, "/chat/completions", "post", op)
             return self._chat
 
     def _add(self, version: str, relative: str, into: dict[str, list[tuple[re.Pattern[str], Operation]]] | None = None) -> None:
         document = _load(self.specs_dir / relative)
-        build = _swagger_operation if document.get("swagger") else _openapi_operation
         entries = (self._operations if into is None else into).setdefault(version, [])
         for path, item in document["paths"].items():
             for method in _METHODS:
                 if method in item:
-                    operation = build(version, Path(relative).name, document, path, method, item[method])
+                    operation = _operation(version, Path(relative).name, document, path, method, item[method])
                     extra = LEARN_DOCUMENTED_FIELDS.get((version, method, path))
                     if extra:
                         operation = Operation(**{**operation.__dict__, "extra_fields": extra})
