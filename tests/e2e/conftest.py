@@ -4,6 +4,9 @@
   stack in its own folder under ``tmp_path`` (``settings_file``: write ``local.settings.json`` there, its
   path is ``stack.local_settings_path``); every stack is stopped after the test.
 - ``intake_stack`` (module): one stack for a module of intake tests (fast emulator, one conversion worker).
+- ``break_shard_line`` (function): ``break_shard_line(path, reason, times=None)`` makes the fan-out's
+  per-image line writer raise ``OSError`` for the image ``path`` (on every call, or the first ``times``);
+  returns the failure counter ``{"n": ...}``.
 """
 
 from __future__ import annotations
@@ -44,3 +47,25 @@ def intake_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         tmp_path_factory.mktemp("intake-stack"), emulator=INTAKE_CLOCK, settings={"VISIONTUNE_CONVERT_WORKERS": "1"}
     ) as stack:
         yield stack
+
+
+@pytest.fixture
+def break_shard_line(monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, int]]:
+    """Simulated worker deaths in a shard: the line of one image fails, always or the first ``times``."""
+    from shared.pipeline import fanout
+
+    original_line = fanout._line
+
+    def break_line(path: str, reason: str, times: int | None = None) -> dict[str, int]:
+        failures = {"n": 0}
+
+        def failing_line(prompt: str, record: Any, jpeg: bytes) -> bytes:
+            if record.path == path and (times is None or failures["n"] < times):
+                failures["n"] += 1
+                raise OSError(f"simulated: {reason}")
+            return original_line(prompt, record, jpeg)
+
+        monkeypatch.setattr(fanout, "_line", failing_line)
+        return failures
+
+    return break_line

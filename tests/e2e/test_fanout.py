@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,6 +82,31 @@ def calls(fired, name: str) -> list[str]:
     return [i.outcome for i in fired if i.function_name == name]
 
 
+def one_poisoned_shard(stack, fired) -> tuple[Any, dict[str, Any]]:
+    """Checks that of 3 shards, one failed its 5 deliveries (4 failed, then poisoned) and the other 2 succeeded,
+    so nothing was published; returns the poison-queue message and its decoded body."""
+    from shared.layout import SHARD_POISON_QUEUE
+
+    shard_outcomes = calls(fired, "convert_shard")
+    assert shard_outcomes.count("failed") == 4 and shard_outcomes.count("poisoned") == 1, shard_outcomes
+    assert shard_outcomes.count("succeeded") == 2
+    assert published(stack) == {}  # nothing published, no run
+    (poisoned,) = queue(stack, SHARD_POISON_QUEUE).peek_messages()
+    return poisoned, json.loads(base64.b64decode(poisoned.content))
+
+
+def deliver_shard_messages_twice(stack) -> tuple[Any, int]:
+    """At-least-once delivery: sends every waiting shard message again; returns the shard queue and how many
+    messages were waiting."""
+    from shared.layout import SHARD_QUEUE
+
+    shard_queue = queue(stack, SHARD_QUEUE)
+    waiting = shard_queue.peek_messages(max_messages=32)
+    for message in waiting:
+        shard_queue.send_message(message.content)
+    return shard_queue, len(waiting)
+
+
 @pytest.mark.parametrize(("shard_images", "shards"), [(100, 1), (22, 2), (15, 3)])
 def test_a_fanned_out_drop_publishes_the_bytes_of_one_conversion(make_stack, tmp_path, shard_images, shards):
     from shared.layout import SHARD_QUEUE
@@ -107,9 +133,7 @@ def test_a_fanned_out_drop_publishes_the_bytes_of_one_conversion(make_stack, tmp
     assert calls(fired, "training_ready") == ["succeeded"]
 
 
-def test_replayed_killed_and_poisoned_shards(make_stack, tmp_path, monkeypatch):
-    from shared.layout import SHARD_POISON_QUEUE, SHARD_QUEUE
-    from shared.pipeline import fanout
+def test_replayed_killed_and_poisoned_shards(make_stack, tmp_path, break_shard_line):
     from shared.pipeline.context import Pipeline
     from shared.pipeline.reports import intake_failure
     from shared.settings import Settings
@@ -118,39 +142,19 @@ def test_replayed_killed_and_poisoned_shards(make_stack, tmp_path, monkeypatch):
     src = cases.write(tmp_path / "src", files)
     stack = fanout_stack(make_stack, 15)  # 3 shards
     expected = expected_artifacts(stack, src, tmp_path)
-    original_line = fanout._line
     victim = "fox/003.jpg"
 
     # 1. poison: the shard holding the victim fails on every delivery
-    def always_failing(prompt, record, jpeg):
-        if record.path == victim:
-            raise OSError("simulated: the worker died writing this line")
-        return original_line(prompt, record, jpeg)
-
-    monkeypatch.setattr(fanout, "_line", always_failing)
+    break_shard_line(victim, "the worker died writing this line")
     drop(stack, files)
-    fired = stack.host.run_until_idle(timeout=180)
-    shard_outcomes = calls(fired, "convert_shard")
-    assert shard_outcomes.count("failed") == 4 and shard_outcomes.count("poisoned") == 1, shard_outcomes
-    assert shard_outcomes.count("succeeded") == 2
-    assert published(stack) == {}  # nothing published, no run
-    (poisoned,) = queue(stack, SHARD_POISON_QUEUE).peek_messages()
-    message = json.loads(base64.b64decode(poisoned.content))
+    poisoned, message = one_poisoned_shard(stack, stack.host.run_until_idle(timeout=180))
     failure = intake_failure(Pipeline(Settings.model_validate(stack.settings)), DATASET)
     assert failure is not None and failure["stage"] == "convert"
     assert f"shard {message['shard'] + 1} of 3" in failure["message"] and victim in failure["message"], failure
 
     # 2. killed halfway: the same drop again; the failed shard dies once more after writing part of its
     #    output, then its redelivery finishes; the other shards' messages are delivered twice
-    attempts = {"n": 0}
-
-    def failing_once(prompt, record, jpeg):
-        if record.path == victim and attempts["n"] == 0:
-            attempts["n"] += 1
-            raise OSError("simulated: killed halfway")
-        return original_line(prompt, record, jpeg)
-
-    monkeypatch.setattr(fanout, "_line", failing_once)
+    attempts = break_shard_line(victim, "killed halfway", times=1)
     from azure.storage.blob import BlobServiceClient
 
     BlobServiceClient.from_connection_string(stack.settings["AzureWebJobsStorage"]).get_blob_client(
@@ -158,9 +162,7 @@ def test_replayed_killed_and_poisoned_shards(make_stack, tmp_path, monkeypatch):
     ).upload_blob(b"", overwrite=True)
     first = stack.host.run_once()  # dataset_ready re-sends the 3 shard messages of the unfinished job
     assert calls(first, "dataset_ready") == ["succeeded"]
-    shard_queue = queue(stack, SHARD_QUEUE)
-    for sent in shard_queue.peek_messages(max_messages=32):
-        shard_queue.send_message(sent.content)  # at-least-once: every message twice
+    shard_queue, _ = deliver_shard_messages_twice(stack)
     fired = first + stack.host.run_until_idle(timeout=180)
     assert attempts["n"] == 1
     versions = published(stack)

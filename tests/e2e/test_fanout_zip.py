@@ -7,7 +7,6 @@ never mixes two archives."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import zipfile
@@ -16,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import test_fanout as folder_fanout
-from tests.e2e.test_fanout import ARTIFACTS, DATASET, calls, drop_files, published, queue
+from tests.e2e.test_fanout import (
+    ARTIFACTS,
+    DATASET,
+    calls,
+    deliver_shard_messages_twice,
+    drop_files,
+    one_poisoned_shard,
+    published,
+    queue,
+)
 
 ARCHIVE = f"{DATASET}.zip"
 
@@ -87,54 +95,28 @@ def test_a_fanned_out_zip_publishes_the_bytes_of_one_conversion(make_stack, tmp_
     assert calls(fired, "training_ready") == ["succeeded"]
 
 
-def test_replayed_killed_and_poisoned_zip_shards(make_stack, tmp_path, monkeypatch):
-    from shared.layout import SHARD_POISON_QUEUE, SHARD_QUEUE
-    from shared.pipeline import fanout
-
+def test_replayed_killed_and_poisoned_zip_shards(make_stack, tmp_path, break_shard_line):
     archive = zip_of(drop_files())
     stack = folder_fanout.fanout_stack(make_stack, 15)  # 3 shards
     expected = expected_artifacts(stack, archive, tmp_path)
-    original_line = fanout._line
     victim = "fox/003.jpg"
 
     # 1. poison: the shard holding the victim fails on every delivery
-    def always_failing(prompt, record, jpeg):
-        if record.path == victim:
-            raise OSError("simulated: the worker died writing this line")
-        return original_line(prompt, record, jpeg)
-
-    monkeypatch.setattr(fanout, "_line", always_failing)
+    break_shard_line(victim, "the worker died writing this line")
     upload(stack, archive)
-    fired = stack.host.run_until_idle(timeout=180)
-    shard_outcomes = calls(fired, "convert_shard")
-    assert shard_outcomes.count("failed") == 4 and shard_outcomes.count("poisoned") == 1, shard_outcomes
-    assert shard_outcomes.count("succeeded") == 2
-    assert published(stack) == {}
-    (poisoned,) = queue(stack, SHARD_POISON_QUEUE).peek_messages()
-    message = json.loads(base64.b64decode(poisoned.content))
+    poisoned, message = one_poisoned_shard(stack, stack.host.run_until_idle(timeout=180))
     report = failure(stack)
     assert report is not None and report["stage"] == "convert"
     assert f"shard {message['shard'] + 1} of 3" in report["message"] and victim in report["message"], report
 
     # 2. killed halfway: the same zip uploaded again (a new ETag, so a new job); a shard dies once after
     #    writing part of its output, then its redelivery finishes; every shard message is delivered twice
-    attempts = {"n": 0}
-
-    def failing_once(prompt, record, jpeg):
-        if record.path == victim and attempts["n"] == 0:
-            attempts["n"] += 1
-            raise OSError("simulated: killed halfway")
-        return original_line(prompt, record, jpeg)
-
-    monkeypatch.setattr(fanout, "_line", failing_once)
+    attempts = break_shard_line(victim, "killed halfway", times=1)
     upload(stack, archive)
     first = stack.host.run_once()
     assert calls(first, "dataset_archive_ready") == ["succeeded"]
-    shard_queue = queue(stack, SHARD_QUEUE)
-    sent = shard_queue.peek_messages(max_messages=32)
-    assert len(sent) == 3
-    for message_sent in sent:
-        shard_queue.send_message(message_sent.content)
+    shard_queue, resent = deliver_shard_messages_twice(stack)
+    assert resent == 3
     fired = first + stack.host.run_until_idle(timeout=180)
     assert attempts["n"] == 1
     versions = published(stack)
