@@ -128,10 +128,14 @@ def deploy(
     return done, calls
 
 
-def steps(calls: list[str]) -> list[str]:
-    """The calls that matter for the phase order."""
-    keep = ("UP ", "PUBLISHED", "pulumi config set", "az functionapp deployment source config-zip")
-    return [c for c in calls if c.startswith(keep)]
+# The calls that matter for the phase order of deploy.sh and of destroy.sh (as the stubs log them).
+DEPLOY_STEPS = ("UP ", "PUBLISHED", "pulumi config set", "az functionapp deployment source config-zip")
+DESTROY_STEPS = ("DESTROYED", "PURGED", "az cognitiveservices account purge", "pulumi stack rm")
+
+
+def steps(calls: list[str], kinds: tuple[str, ...] = DEPLOY_STEPS) -> list[str]:
+    """The calls that start with one of ``kinds``, in order."""
+    return [c for c in calls if c.startswith(kinds)]
 
 
 def test_first_deploy_provisions_publishes_then_wires_event_grid(checkout: dict) -> None:
@@ -204,16 +208,11 @@ def test_a_hanging_publish_is_stopped_with_a_clear_message_and_not_retried(check
     assert "PUBLISHED" not in calls and "UP eventGridSubscriptions=true" not in calls
 
 
-def destroy_steps(calls: list[str]) -> list[str]:
-    keep = ("DESTROYED", "PURGED", "az cognitiveservices account purge", "pulumi stack rm")
-    return [c for c in calls if c.startswith(keep)]
-
-
 def test_destroy_asks_then_destroys_purges_the_openai_account_and_removes_the_stack(checkout: dict) -> None:
     done, calls = deploy(checkout, script="destroy.sh", CONFIRM="ci")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "vtune-ci-abc123-oai" in done.stdout and "vtune-ci" in done.stdout  # says what goes
-    assert destroy_steps(calls) == [
+    assert steps(calls, DESTROY_STEPS) == [
         "DESTROYED",
         "az cognitiveservices account purge --location swedencentral --resource-group vtune-ci "
         "--name vtune-ci-abc123-oai",
@@ -237,7 +236,7 @@ def test_destroy_without_the_right_confirmation_deletes_nothing(checkout: dict, 
     done, calls = deploy(checkout, script="destroy.sh", stdin=stdin, CONFIRM=confirm)
     assert done.returncode != 0
     assert "nothing was deleted" in done.stderr or "no confirmation" in done.stderr
-    assert destroy_steps(calls) == []
+    assert steps(calls, DESTROY_STEPS) == []
 
 
 def test_make_destroy_runs_the_destroy_script() -> None:
