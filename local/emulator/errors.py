@@ -40,5 +40,10 @@ def bad_request(message: str, *, code: str = "invalidPayload", param: str | None
     return ApiError(400, code, message, param=param)
 
 
+def quota_exceeded(message: str) -> ApiError:
+    """400 ``quotaExceeded``: a quota of the resource (fine-tuning files, their bytes, active jobs) is used up."""
+    return ApiError(400, "quotaExceeded", message)
+
+
 def not_found(message: str, *, code: str = "notFound") -> ApiError:
     return ApiError(404, code, message)

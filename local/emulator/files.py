@@ -7,7 +7,7 @@ from typing import Any
 
 from local.emulator import datafiles, learners
 from local.emulator.core import EmulatorCore
-from local.emulator.errors import ApiError, bad_request, not_found
+from local.emulator.errors import ApiError, bad_request, not_found, quota_exceeded
 
 UPLOAD_PURPOSES = ("fine-tune", "batch", "assistants")
 MAX_UPLOAD_BYTES = 8 * 1024**3  # the Uploads API's limit
@@ -41,17 +41,13 @@ class FilesMixin(EmulatorCore):
             if purpose == "fine-tune":
                 existing = [f for f in self.store.list("file") if f["purpose"] == "fine-tune"]
                 if len(existing) >= self.config.max_files:
-                    raise ApiError(
-                        400,
-                        "quotaExceeded",
+                    raise quota_exceeded(
                         f"Quota exceeded: this resource already has {len(existing)} fine-tuning files and the limit is "
                         f"{self.config.max_files}. Delete files you no longer need and try again.",
                     )
                 used = sum(f["bytes"] for f in existing)
                 if used + len(content) > self.config.max_total_file_bytes:
-                    raise ApiError(
-                        400,
-                        "quotaExceeded",
+                    raise quota_exceeded(
                         f"Quota exceeded: the fine-tuning files of this resource would total {used + len(content)} bytes; "
                         f"the limit is {self.config.max_total_file_bytes} bytes. Delete files you no longer need.",
                     )

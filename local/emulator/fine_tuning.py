@@ -9,7 +9,7 @@ from typing import Any
 from local.emulator import learners
 from local.emulator.constants import BASE_MODELS
 from local.emulator.core import EmulatorCore, hex_id
-from local.emulator.errors import ApiError, bad_request, not_found
+from local.emulator.errors import ApiError, bad_request, not_found, quota_exceeded
 
 JOB_TERMINAL = ("succeeded", "failed", "cancelled")
 TRAINING_TYPES = ("standard", "globalstandard", "developer")
@@ -84,9 +84,7 @@ class FineTuningMixin(EmulatorCore):
         with self.store.lock:
             active = [j for j in self.store.list("job") if self._job_state(j, self.now())["status"] not in JOB_TERMINAL]
             if len(active) >= self.config.max_active_jobs:
-                raise ApiError(
-                    400,
-                    "quotaExceeded",
+                raise quota_exceeded(
                     f"Quota exceeded: this resource already has {len(active)} active fine-tuning jobs "
                     f"(1 running + 20 queued at most). Wait for a job to finish or cancel one.",
                 )
