@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.corpus import KINDS, build_kind, phone_photo, small_photo
+from bench.corpus import KINDS, build_kind, link_first_jpegs, phone_photo, small_photo
 from bench.hostile_images import palette_png, rgba16_png
 from bench.rss import run_sampling_rss
 from shared.conversion import ConvertOptions, FolderSink, FolderSource, convert_dataset
@@ -288,12 +288,7 @@ def _run(args, work: Path, started: float) -> int:
     big_root = work / "big"
     build_kind(big_root, "small", args.big, 200, seed=7)
     few_root = work / "few"
-    for n, path in enumerate(sorted(big_root.rglob("*.jpg"), key=lambda p: p.name)):
-        if n >= 1000:
-            break
-        target = few_root / path.relative_to(big_root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.link(path, target)
+    link_first_jpegs(big_root, few_root, 1000)
     memory = {}
     for name, root in (("1,000", few_root), (f"{args.big:,}", big_root)):
         memory[name] = peak_rss(root, work / "out-memory", 2)

@@ -4,6 +4,7 @@ PNG screenshots, each kind as label folders of near-duplicate variants."""
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -96,3 +97,12 @@ def build_kind(root: Path, kind: str, count: int, distinct: int, seed: int = 0) 
 
 
 # ---------------------------------------------------------------------------------------- measurements
+
+
+def link_first_jpegs(source: Path, target: Path, count: int) -> None:
+    """Hard-link the first ``count`` JPEGs under ``source`` (by file name) into ``target``, in the same
+    label folders: a smaller corpus over the same files, no copy."""
+    for path in sorted(source.rglob("*.jpg"), key=lambda p: p.name)[:count]:
+        link = target / path.relative_to(source)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.link(path, link)

@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.corpus import build_kind
+from bench.corpus import build_kind, link_first_jpegs
 from bench.rss import run_sampling_rss
 from local.azurite import AzuriteProcess
 from shared.conversion import FolderSink, FolderSource
@@ -182,9 +182,7 @@ def _run(args, work: Path, connection: str, service, uploader, started: float) -
     # --- 1. blob vs local disk --------------------------------------------------------------------
     speed = work / "speed"
     if not speed.exists():
-        for path in sorted(photos.rglob("*.jpg"), key=lambda p: p.name)[: args.speed_photos]:
-            (speed / path.parent.name).mkdir(parents=True, exist_ok=True)
-            os.link(path, speed / path.parent.name / path.name)
+        link_first_jpegs(photos, speed, args.speed_photos)
     upload_folder(uploader, speed, "speed/")
     disk_s, disk = convert_from_disk(speed, work / "out-disk", args.workers)
     disk_load = load()
@@ -221,9 +219,7 @@ def _run(args, work: Path, connection: str, service, uploader, started: float) -
     # --- 3. fan-out: 1 shard worker vs 2 ----------------------------------------------------------
     shard_src = work / "shards"
     if not shard_src.exists():
-        for path in sorted(photos.rglob("*.jpg"), key=lambda p: p.name)[: args.shard_photos]:
-            (shard_src / path.parent.name).mkdir(parents=True, exist_ok=True)
-            os.link(path, shard_src / path.parent.name / path.name)
+        link_first_jpegs(photos, shard_src, args.shard_photos)
     upload_folder(uploader, shard_src, "shards/")
     timings = {}
     for workers in (1, 2):
