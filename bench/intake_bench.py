@@ -37,7 +37,7 @@ from shared.layout import cache_prefix
 from shared.pipeline.context import Pipeline
 from shared.pipeline.fanout_plan import plan_fanout
 from shared.pipeline.intake import convert_options
-from shared.pipeline.models import RunOverrides
+from shared.pipeline.overrides import RunOverrides
 from shared.settings import Settings
 from shared.storage.cache_store import BlobCacheStore
 from shared.storage.clients import ensure_containers, pooled_transport

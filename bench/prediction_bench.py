@@ -25,7 +25,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.pipeline.documents import Manifest
 
 from cli.demo import DATASET, follow_run
 from cli.push import push_dataset
@@ -130,10 +133,11 @@ def measure(
     return results
 
 
-def held_out_images(source_dir: Path, manifest: dict[str, Any]) -> list[tuple[str, bytes]]:
+def held_out_images(source_dir: Path, manifest: Manifest | None) -> list[tuple[str, bytes]]:
     """The test split's source images as ``(label, bytes)``, read from the folder that was pushed."""
     images = []
-    for path in manifest["splits"]["test"]["files"]:
+    test_split = manifest.splits.get("test") if manifest is not None else None
+    for path in test_split.files if test_split is not None else []:
         label = path.split("/")[-2]
         images.append((label, (source_dir / path).read_bytes()))
     return images
@@ -175,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             pipeline = Pipeline(settings)
             target = resolve_target(pipeline, DATASET)
-            images = held_out_images(data, pipeline.manifest(DATASET, target.version) or {})
+            images = held_out_images(data, pipeline.manifest(DATASET, target.version))
             console.print(f"promoted in {time.monotonic() - started:.0f} s; measuring {len(images)} test images")
             results = measure(pipeline.openai, target, images)
     print_table(results)

@@ -23,7 +23,7 @@ from shared.conversion.cache import ImageCache, folder_cache
 from shared.conversion.options import CONVERTER_FORMAT, image_settings
 from shared.conversion.splits import parse_split_ratios
 from shared.pipeline.intake import convert_options as pipeline_convert_options
-from shared.pipeline.models import RunOverrides
+from shared.pipeline.overrides import RunOverrides
 from shared.settings import load_settings
 from shared.validation import ERROR_TYPES, validate_file
 

@@ -253,9 +253,10 @@ def classify_held_out(settings: Any, folder: Path, count: int = 5) -> list[dict[
     with the production deployment, as ``visiontune predict`` does."""
     predictor = Predictor(settings, DATASET)
     target = predictor.target()
-    manifest = predictor.pipeline.manifest(DATASET, target.version) or {}
+    manifest = predictor.pipeline.manifest(DATASET, target.version)
+    test_split = manifest.splits.get("test") if manifest is not None else None
     chosen: dict[str, str] = {}
-    for path in manifest.get("splits", {}).get("test", {}).get("files", []):
+    for path in test_split.files if test_split is not None else []:
         chosen.setdefault(path.split("/")[-2], path)
     paths = list(chosen.values())[:count]
     results = predictor.predict_many([(p, (folder / p).read_bytes()) for p in paths])

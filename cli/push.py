@@ -15,7 +15,7 @@ from typing import Any
 
 from cli.common import add_storage_arguments, command_settings, fail, storage_errors
 from shared.layout import DATASETS_CONTAINER, READY_MARKER, validate_dataset_name
-from shared.pipeline.models import RENAMED_OVERRIDES, OverridesError, RunOverrides
+from shared.pipeline.overrides import RENAMED_OVERRIDES, OverridesError, RunOverrides
 from shared.storage.clients import container_client
 
 UPLOAD_WORKERS = 8

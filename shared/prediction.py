@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from shared.aoai.errors import describe_openai_error
 from shared.aoai.realtime_scoring import ChatAnswer, ask_chat
 from shared.conversion.examples import example_messages
-from shared.conversion.images import DEFAULT_MAX_PIXELS, ImageSettings, normalise_image
+from shared.conversion.images import ImageSettings, normalise_image
 from shared.errors import VisiontuneError
 from shared.evaluation.answers import match_answer
 from shared.layout import validate_dataset_name
@@ -32,6 +32,7 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.aoai.clients import AzureOpenAIClient
+    from shared.pipeline.documents import ProductionRecord
 
 UNKNOWN_LABEL = "unknown"
 # The largest image accepted by the classify endpoint and `visiontune predict`. Our choice, well under
@@ -113,48 +114,41 @@ def resolve_target(pipeline: Pipeline, dataset: str, version: str | None = None)
         validate_dataset_name(dataset)
     except ValueError as exc:
         raise PredictionError(str(exc), status=400, code="invalid_dataset") from None
-    production, _ = pipeline.production(dataset)
+    production = pipeline.production(dataset)
     if version is None:
-        if not production or not production.get("deployment"):
+        if production is None or not production.deployment:
             raise PredictionError(
                 f"dataset {dataset!r} has no production model yet: push it and wait for a promotion "
                 "(`visiontune status`), or pass a version whose candidate is still deployed",
                 status=404,
                 code="no_production_model",
             )
-        resolved, deployment, model, source = (
-            str(production["version"]),
-            str(production["deployment"]),
-            str(production.get("model") or ""),
-            "production",
-        )
+        resolved, deployment, model, source = production.version, production.deployment, production.model, "production"
     else:
         resolved, deployment, model, source = _version_deployment(pipeline, dataset, version, production)
     manifest = pipeline.manifest(dataset, resolved)
-    if not manifest:
+    if manifest is None:
         raise PredictionError(
             f"the manifest of {dataset}/{resolved} is missing, so its preprocessing is unknown",
             status=409,
             code="manifest_missing",
         )
-    image = manifest.get("image") or {}
-
     return ModelTarget(
         dataset=dataset,
         version=resolved,
         deployment=deployment,
         model=model,
         source=source,
-        labels=tuple(manifest.get("labels") or ()),
-        prompt=str(manifest["prompt"]),
-        max_side=int(image.get("max_side", 512)),
-        quality=int(image.get("quality", 85)),
-        max_pixels=int(image.get("max_pixels", DEFAULT_MAX_PIXELS)),
+        labels=tuple(manifest.labels),
+        prompt=manifest.prompt,
+        max_side=manifest.image.max_side,
+        quality=manifest.image.quality,
+        max_pixels=manifest.image.max_pixels,
     )
 
 
 def _version_deployment(
-    pipeline: Pipeline, dataset: str, version: str, production: dict[str, Any] | None
+    pipeline: Pipeline, dataset: str, version: str, production: ProductionRecord | None
 ) -> tuple[str, str, str, str]:
     runs = [r for r in pipeline.store.list(dataset) if r.version.startswith(version)]
     exact = [r for r in runs if r.version == version]
@@ -169,8 +163,8 @@ def _version_deployment(
             code="ambiguous_version",
         )
     run = runs[0]
-    if production and production.get("version") == run.version and production.get("deployment"):
-        return run.version, str(production["deployment"]), str(production.get("model") or ""), "production"
+    if production is not None and production.version == run.version and production.deployment:
+        return run.version, production.deployment, production.model, "production"
     live = run.live_deployments()
     ready = [d for d in live if d.ready_at is not None]
     if not ready:

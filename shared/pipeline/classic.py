@@ -92,7 +92,7 @@ def _side_name(pipeline: Pipeline, run: Run) -> str:
 
 def load_result(pipeline: Pipeline, run: Run) -> dict[str, Any] | None:
     """The stored result of the run's classic baseline (``classic.json``), or None."""
-    data, _ = pipeline.store.read_document(_side_name(pipeline, run))
+    data: dict[str, Any] | None = pipeline.store.read_document(_side_name(pipeline, run))
     return data
 
 

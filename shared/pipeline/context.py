@@ -4,7 +4,8 @@ built lazily from the settings so a call that only reads runs never builds an Op
 from __future__ import annotations
 
 import functools
-import json
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.aoai.clients import openai_client
@@ -19,30 +20,31 @@ from shared.layout import (
     production_blob,
     training_prefix,
 )
-from shared.pipeline.store import ConcurrentUpdateError, RunStore
+from shared.pipeline.documents import Manifest, ProductionRecord
+from shared.pipeline.store import RunStore
+from shared.pipeline.stored import (
+    ConcurrentUpdateError,
+    parse_document,
+    read_model,
+    update_document,
+    write_model,
+)
 from shared.settings import Settings
 from shared.storage.clients import container_client
-from shared.storage.readers import read_json
+from shared.storage.readers import read_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from azure.storage.blob import ContainerClient
 
 
-# A run's lease: short, so a worker killed mid-step (kill -9, an instance recycled) delays its run by at
-# most this long; the holder renews it every RUN_LEASE_RENEW_SECONDS while a step runs
-# (``RunStore.keep_lease``), so a long step (an evaluation chunk, an upload, the classic baseline) keeps
-# it. Three renewals in a row may fail (storage timeouts) before the lease lapses.
+# A run's lease (and a scheduled evaluation's): short, so a worker killed mid-step (kill -9, an instance
+# recycled) delays its work by at most this long; the holder renews it every RUN_LEASE_RENEW_SECONDS
+# while a step runs (``RunStore.keep_lease``), so a long step (an evaluation chunk, an upload, the
+# classic baseline) keeps it. Three renewals in a row may fail (storage timeouts) before the lease lapses.
 RUN_LEASE_SECONDS = 120.0
 RUN_LEASE_RENEW_SECONDS = 30.0
 
-# How long one call may hold a scheduled evaluation beyond its evaluation budget (one slow request with
-# retries). Scheduled evaluations are not renewed: their lease covers the whole budgeted step.
-LEASE_MARGIN_SECONDS = 600.0
-
-
-def lease_seconds(settings: Settings) -> float:
-    """How long a worker leases a scheduled evaluation: one evaluation budget plus a margin."""
-    return settings.eval_tick_seconds + LEASE_MARGIN_SECONDS
+log = logging.getLogger(__name__)
 
 
 class Pipeline:
@@ -81,32 +83,46 @@ class Pipeline:
         return Deployments(self.settings)
 
     # --- documents ----------------------------------------------------------------------------------
-    def manifest(self, dataset: str, version: str) -> dict[str, Any] | None:
-        return read_json(self.training, training_prefix(dataset, version) + MANIFEST_NAME)
+    def manifest(self, dataset: str, version: str) -> Manifest | None:
+        """The published ``manifest.json`` of ``dataset``/``version``, or None (``DocumentError`` when malformed)."""
 
-    def production(self, dataset: str) -> tuple[dict[str, Any] | None, str | None]:
-        """(production.json, its ETag) of ``dataset``, or (None, None) before the first promotion."""
-        from azure.core.exceptions import ResourceNotFoundError
+        name = training_prefix(dataset, version) + MANIFEST_NAME
+        data = read_bytes(self.training, name)
+        return None if data is None else parse_document(Manifest, data, f"{TRAINING_CONTAINER}/{name}")
+
+    def production(self, dataset: str) -> ProductionRecord | None:
+        """``production.json`` of ``dataset`` (carrying its ETag), or None before the first promotion."""
+
+        return read_model(self.reports, production_blob(dataset), ProductionRecord)
+
+    def update_production(
+        self, dataset: str, mutate: Callable[[ProductionRecord | None], ProductionRecord | None]
+    ) -> ProductionRecord | None:
+        """Read-modify-write ``production.json`` under its ETag (``stored.update_document``): ``mutate``
+        gets the stored record (None before the first promotion) and returns the one to write, or None
+        to write nothing. Returns the record as written (or as read when nothing was written)."""
+
+        return update_document(
+            lambda: self.production(dataset),
+            mutate,
+            lambda record: self.write_production(dataset, record),
+            what=f"{REPORTS_CONTAINER}/{production_blob(dataset)}",
+        )
+
+    def record_deleted_deployments(self, dataset: str, deployments: list[str], *, early: str | None = None) -> None:
+        """Record in production.json that the retired ``deployments`` are deleted (``early``: why before
+        their time). Best effort: a deletion is idempotent, and one not recorded is deleted again later."""
 
         try:
-            downloader = self.reports.get_blob_client(production_blob(dataset)).download_blob()
-            return json.loads(downloader.readall()), downloader.properties.etag
-        except ResourceNotFoundError:
-            return None, None
+            self.update_production(
+                dataset, lambda record: record if record is not None and record.mark_deleted(deployments, early=early) else None
+            )
+        except ConcurrentUpdateError as error:
+            log.warning("%s: the deletion of %s is not recorded yet: %s", dataset, ", ".join(deployments), error)
 
-    def write_production(self, dataset: str, record: dict[str, Any], etag: str | None) -> None:
-        """Write production.json with If-Match ``etag`` (If-None-Match * when None)."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
-        from azure.storage.blob import ContentSettings
+    def write_production(self, dataset: str, record: ProductionRecord) -> ProductionRecord:
+        """Write production.json If-Match the record's ETag (If-None-Match * when it has none); raises
+        ``ConcurrentUpdateError`` when the condition fails. Changes go through ``update_production``."""
 
-        blob = self.reports.get_blob_client(production_blob(dataset))
-        kwargs: dict[str, Any] = {"content_settings": ContentSettings(content_type="application/json")}
-        if etag is None:
-            kwargs["overwrite"] = False
-        else:
-            kwargs.update(overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
-        try:
-            blob.upload_blob(json.dumps(record, indent=2, default=str).encode(), **kwargs)
-        except (ResourceExistsError, ResourceModifiedError) as error:
-            raise ConcurrentUpdateError(f"{dataset}/production.json changed since it was read") from error
+        return write_model(self.reports, production_blob(dataset), record, indent=2, content_type="application/json")
+

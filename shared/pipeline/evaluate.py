@@ -28,6 +28,7 @@ from shared.aoai.scoring import TestItem, read_test_items
 from shared.errors import VisiontuneError
 from shared.evaluation.metrics import ScoredExample, compute_metrics
 from shared.layout import training_prefix
+from shared.pipeline.documents import ProductionRecord
 from shared.pipeline.models import BatchPart, RoleProgress
 from shared.reporting.schema import ModelEvaluation
 from shared.settings import Settings
@@ -76,15 +77,15 @@ def base_role(settings: Settings, total: int) -> RoleProgress:
     return RoleProgress(role="base", model=settings.base_model, deployment=deployment, method=method, total=total)
 
 
-def incumbent_role(production: dict[str, Any], total: int) -> RoleProgress:
+def incumbent_role(production: ProductionRecord, total: int) -> RoleProgress:
     """How the model serving production (``production.json``) is scored: real time on its deployment."""
     return RoleProgress(
         role="incumbent",
-        model=str(production["model"]),
-        deployment=str(production["deployment"]),
+        model=production.model,
+        deployment=production.deployment,
         method="realtime",
         total=total,
-        incumbent_version=str(production.get("version")),
+        incumbent_version=production.version,
     )
 
 
@@ -95,7 +96,8 @@ def _side_name(prefix: str, role: str) -> str:
 
 def load_examples(pipeline: Pipeline, prefix: str, role: str) -> list[ScoredExample]:
     """The examples ``role`` has scored so far (side blob ``<prefix>eval-<role>.json``)."""
-    data, _ = pipeline.store.read_document(_side_name(prefix, role))
+
+    data = pipeline.store.read_document(_side_name(prefix, role))
     return [ScoredExample(**item) for item in (data or {}).get("examples", [])]
 
 

@@ -57,6 +57,7 @@ from shared.layout import (
     shard_job_prefix,
 )
 from shared.pipeline.context import Pipeline
+from shared.pipeline.documents import manifest_from
 from shared.pipeline.fanout_plan import PLAN, open_archive
 from shared.pipeline.intake import (
     convert_options,
@@ -64,9 +65,9 @@ from shared.pipeline.intake import (
     drop_description,
     drop_fingerprint,
     finish_intake,
-    image_cache,
 )
-from shared.pipeline.models import RunOverrides
+from shared.pipeline.intake_cache import image_cache
+from shared.pipeline.overrides import RunOverrides
 from shared.pipeline.reports import publish_intake_failure
 from shared.settings import Settings
 from shared.storage.readers import BlobChangedError, BlobDatasetSource
@@ -318,6 +319,7 @@ def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], wher
         note(outcome="failed", failed_stage="convert")
         _mark_assembled(pipeline, prefix, {"failed": str(error)})
         return
+    manifest = manifest_from(assembly.manifest, f"{dataset}/{assembly.version}/{MANIFEST_NAME}")
     created: dict[str, object] = {}
     what = drop_description(dataset, "archive" in plan)
     intake = {
@@ -329,7 +331,7 @@ def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], wher
     }
 
     def create_run(version: str) -> None:
-        stored, was_created = create_converted_run(pipeline, dataset, version, overrides, assembly.manifest, intake, what)
+        stored, was_created = create_converted_run(pipeline, dataset, version, overrides, manifest, intake, what)
         created.update(run=stored, created=was_created)
 
     sink = BlobArtifactSink(container, dataset, before_publish=create_run)
@@ -351,7 +353,7 @@ def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], wher
         sink.discard()
         raise
     finish_intake(
-        pipeline, dataset, assembly.version, overrides, assembly.manifest, len(assembly.rejected), created,
+        pipeline, dataset, assembly.version, overrides, manifest, len(assembly.rejected), created,
         cache=cache, published=sink.published, receipt_name=intake_receipt_blob(dataset, job),
     )  # fmt: skip
     log.info("%s: %s assembled version %s from %d shards", dataset, where, assembly.version, plan["shards"])

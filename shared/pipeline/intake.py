@@ -15,22 +15,20 @@ would fail the same way, so the trigger must not retry it into the poison queue.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.aoai.models import base_model_problem
 from shared.conversion.cache import ImageCache
 from shared.conversion.converter import convert_dataset
 from shared.conversion.images import image_memory_budget
-from shared.conversion.options import CONVERTER_FORMAT, ConvertOptions, DatasetError, image_settings
+from shared.conversion.options import ConvertOptions, DatasetError
 from shared.conversion.sources import DatasetSource, ZipSource
 from shared.layout import (
     MANIFEST_NAME,
-    cache_prefix,
     dataset_archive_blob,
     dataset_prefix,
     intake_receipt_blob,
@@ -38,15 +36,18 @@ from shared.layout import (
     validate_dataset_name,
 )
 from shared.pipeline.context import Pipeline
+from shared.pipeline.documents import IntakeReceipt, Manifest, manifest_from
 from shared.pipeline.fanout_plan import plan_fanout
-from shared.pipeline.models import OverridesError, Run, RunOverrides, utcnow
+from shared.pipeline.intake_cache import collect_cache, image_cache
+from shared.pipeline.models import Run, utcnow
+from shared.pipeline.overrides import OverridesError, RunOverrides
 from shared.pipeline.reports import INTAKE_VERSION, publish_intake_failure
 from shared.pipeline.retry import retry_run
 from shared.pipeline.stages.budget import fill_from_manifest, recheck_over_budget
+from shared.pipeline.stored import parse_document
 from shared.pipeline.supersede import supersede_older_runs
 from shared.reporting.schema import Transition
 from shared.settings import Settings
-from shared.storage.cache_store import BlobCacheStore
 from shared.storage.readers import BlobDatasetSource, open_blob_reader
 from shared.storage.writers import BlobArtifactSink
 from shared.telemetry import note, set_run_state
@@ -178,21 +179,17 @@ def _accept_dataset(
         archive_blob = pipeline.datasets.get_blob_client(dataset_archive_blob(dataset))
     fingerprint = drop_fingerprint(pipeline, dataset, archive, marker_body, options, archive_blob=archive_blob)
     receipt_name = intake_receipt_blob(dataset, fingerprint)
-    receipt, _ = pipeline.store.read_document(receipt_name)
-    if receipt and pipeline.manifest(dataset, receipt["version"]) is not None:
+    receipt = pipeline.store.read(receipt_name, IntakeReceipt)
+    if receipt is not None and pipeline.manifest(dataset, receipt.version) is not None:
         # A replay of a drop already converted (same blobs, same ETags, same options): skip the conversion.
-        log.info("%s: this drop was already converted to version %s", dataset, receipt["version"])
-        set_run_state("converted", receipt["version"])
+        log.info("%s: this drop was already converted to version %s", dataset, receipt.version)
+        set_run_state("converted", receipt.version)
         note(outcome="replay")
-        if recheck_over_budget(pipeline, dataset, receipt["version"], overrides.values()) is not None:
-            retry_run(pipeline, dataset, receipt["version"], REDROP_REASON)
-            supersede_older_runs(pipeline, dataset, receipt["version"])
+        if recheck_over_budget(pipeline, dataset, receipt.version, overrides.values()) is not None:
+            retry_run(pipeline, dataset, receipt.version, REDROP_REASON)
+            supersede_older_runs(pipeline, dataset, receipt.version)
             return IntakeResult(
-                dataset=dataset,
-                version=receipt["version"],
-                published=False,
-                run_created=False,
-                examples=int(receipt.get("examples", 0)),
+                dataset=dataset, version=receipt.version, published=False, run_created=False, examples=receipt.examples
             )
     if settings.shard_min_images:
         try:
@@ -213,7 +210,7 @@ def _accept_dataset(
     counts: dict[str, object] = {}
 
     def create_run(version: str) -> None:
-        manifest = json.loads(sink.read_staged(MANIFEST_NAME))
+        manifest = parse_document(Manifest, sink.read_staged(MANIFEST_NAME), f"{dataset}/{version}/{MANIFEST_NAME}")
         intake = {**counts, "seconds": round(time.monotonic() - started, 1)}
         stored, was_created = create_converted_run(pipeline, dataset, version, overrides, manifest, intake, what)
         created.update(run=stored, created=was_created)
@@ -243,8 +240,9 @@ def _accept_dataset(
         note(outcome="failed", failed_stage="convert")
         return None
 
+    manifest = manifest_from(result.manifest, f"{dataset}/{result.version}/{MANIFEST_NAME}")
     examples = finish_intake(
-        pipeline, dataset, result.version, overrides, result.manifest, len(result.rejected), created,
+        pipeline, dataset, result.version, overrides, manifest, len(result.rejected), created,
         cache=cache, published=sink.published, receipt_name=receipt_name,
     )  # fmt: skip
     return IntakeResult(
@@ -266,7 +264,7 @@ def create_converted_run(
     dataset: str,
     version: str,
     overrides: RunOverrides,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     intake: dict[str, object],
     what: str,
 ) -> tuple[Run, bool]:
@@ -293,7 +291,7 @@ def finish_intake(
     dataset: str,
     version: str,
     overrides: RunOverrides,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     rejected: int,
     created: dict[str, object],
     *,
@@ -317,17 +315,18 @@ def finish_intake(
     _clear_intake_failure(pipeline, dataset)
     if cache is not None:
         collect_cache(pipeline, dataset, cache)
-    examples = sum(int(s.get("examples", 0)) for s in (manifest.get("splits") or {}).values())
+    examples = sum(split.examples for split in manifest.splits.values())
     run_state = created["run"].state.value if "run" in created else "converted"  # type: ignore[attr-defined]
     set_run_state(run_state, version)
     note(
         outcome="published" if published else "already_there",
         examples=examples,
         rejected=rejected,
-        ignored=len(manifest.get("ignored") or []),
-        labels=len(manifest.get("labels") or []),
+        ignored=len(manifest.ignored),
+        labels=len(manifest.labels),
     )
-    pipeline.store.write_document(receipt_name, {"version": version, "examples": examples, "at": utcnow().isoformat()})
+    receipt = IntakeReceipt(version=version, examples=examples, at=utcnow())
+    pipeline.store.update_document(receipt_name, IntakeReceipt, lambda _: receipt)
     return examples
 
 
@@ -345,37 +344,6 @@ def describe_intake(intake: dict[str, object]) -> str:
         f"the cache, {intake.get('files_rejected', 0)} files rejected; intake took {intake.get('seconds', 0)} s"
         f"{shards}"
     )
-
-
-def image_cache(pipeline: Pipeline, settings: Settings, dataset: str, options: ConvertOptions) -> ImageCache:
-    """The dataset's converted-image cache, under ``_cache/<dataset>/`` in the training container."""
-    return ImageCache(
-        BlobCacheStore(pipeline.training, cache_prefix(dataset)),
-        image_settings(options),
-        CONVERTER_FORMAT,
-        grace_seconds=settings.convert_cache_grace_seconds,
-    )
-
-
-def published_versions(pipeline: Pipeline, dataset: str) -> set[str]:
-    """The versions of ``dataset`` whose manifest is in the training container (the kept versions)."""
-    versions = set()
-    for blob in pipeline.training.list_blobs(name_starts_with=dataset_prefix(dataset)):
-        parts = blob.name.split("/")
-        if len(parts) == 3 and parts[2] == MANIFEST_NAME:
-            versions.add(parts[1])
-    return versions
-
-
-def collect_cache(pipeline: Pipeline, dataset: str, cache: ImageCache) -> None:
-    """Collect cache entries no published version uses; a failure here only leaves garbage behind."""
-    try:
-        stats = cache.collect(published_versions(pipeline, dataset))
-    except Exception as error:  # noqa: BLE001 - the version is published; garbage can wait for the next drop
-        log.warning("%s: could not collect the image cache: %s", dataset, error)
-        return
-    # Counts on the invocation's summary record rather than a record of their own.
-    note(**{f"cache_{name}": value for name, value in stats.items()})
 
 
 def drop_fingerprint(

@@ -22,6 +22,7 @@ from shared.layout import (
     training_prefix,
 )
 from shared.pipeline.classic import classic_report
+from shared.pipeline.documents import Manifest
 from shared.pipeline.evaluate import load_examples, model_evaluation
 from shared.pipeline.models import Run, RunState, utcnow
 from shared.reporting.publish import (
@@ -36,7 +37,6 @@ from shared.reporting.schema import (
     DatasetSummary,
     EvaluationReport,
     Failure,
-    ProductionHistoryPoint,
     RejectedFile,
     RunIndexEntry,
     RunOutcome,
@@ -90,17 +90,15 @@ def run_evaluations(pipeline: Pipeline, run: Run, labels: list[str]) -> dict[str
     return evaluations
 
 
-def _dataset_summary(pipeline: Pipeline, run: Run, manifest: dict[str, Any] | None) -> Any:
-    if not manifest:
+def _dataset_summary(pipeline: Pipeline, run: Run, manifest: Manifest | None) -> Any:
+    if manifest is None:
         return None
     rejected = read_json(pipeline.training, training_prefix(run.dataset, run.version) + REJECTED_NAME) or []
     return DatasetSummary(
-        labels=list(manifest.get("labels", [])),
+        labels=list(manifest.labels),
         splits={
-            name: SplitSummary(
-                examples=int(split.get("examples", 0)), per_label=dict(split.get("per_label", {}))
-            )
-            for name, split in (manifest.get("splits") or {}).items()
+            name: SplitSummary(examples=split.examples, per_label=dict(split.per_label))
+            for name, split in manifest.splits.items()
         },
         rejected=[
             RejectedFile(
@@ -109,12 +107,12 @@ def _dataset_summary(pipeline: Pipeline, run: Run, manifest: dict[str, Any] | No
             for r in rejected
             if isinstance(r, dict)
         ],
-        ignored=[str(p) for p in manifest.get("ignored", [])],
-        warnings=[str(w) for w in manifest.get("warnings", [])],
+        ignored=list(manifest.ignored),
+        warnings=list(manifest.warnings),
     )
 
 
-def _suspects(pipeline: Pipeline, run: Run, labels: list[str], manifest: dict[str, Any] | None) -> list[Any]:
+def _suspects(pipeline: Pipeline, run: Run, labels: list[str], manifest: Manifest | None) -> list[Any]:
     """The review queue: test images the candidate and the other model (incumbent, else base) both
     answered with the same other label, with thumbnails and source paths."""
     candidate_role = run.evaluation.get("candidate")
@@ -127,7 +125,8 @@ def _suspects(pipeline: Pipeline, run: Run, labels: list[str], manifest: dict[st
     )
     if not found:
         return []
-    files = ((manifest or {}).get("splits") or {}).get("test", {}).get("files") or []
+    test_split = manifest.splits.get("test") if manifest is not None else None
+    files = test_split.files if test_split is not None else []
     wanted = {line_index(s["custom_id"]) for s in found}
     try:
         blob = pipeline.training.get_blob_client(training_prefix(run.dataset, run.version) + "test.jsonl")
@@ -156,7 +155,7 @@ def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
     """The run's ``RunReport`` as of now."""
     settings = run.effective_settings(pipeline.settings)
     manifest = pipeline.manifest(run.dataset, run.version)
-    labels = list(run.labels or (manifest or {}).get("labels", []))
+    labels = list(run.labels or (manifest.labels if manifest is not None else []))
     evaluations = run_evaluations(pipeline, run, labels)
     job = run.job
     submitted = {split: int(info.get("examples", 0)) for split, info in run.splits.items()}
@@ -221,7 +220,7 @@ def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
         budget_usd=settings.max_run_usd,
         budget_tokens=settings.max_training_tokens,
     )
-    production, _ = pipeline.production(run.dataset)
+    production = pipeline.production(run.dataset)
     return RunReport(
         dataset=run.dataset,
         version=run.version,
@@ -239,8 +238,8 @@ def build_run_report(pipeline: Pipeline, run: Run) -> RunReport:
         cost=cost,
         failure=run.failure,
         timeline=run.transitions,
-        production_model=(production or {}).get("model"),
-        production_deployment=(production or {}).get("deployment"),
+        production_model=production.model if production is not None else None,
+        production_deployment=production.deployment if production is not None else None,
         suspects=_suspects(pipeline, run, labels, manifest),
     )
 
@@ -254,7 +253,8 @@ def publish_run_report(pipeline: Pipeline, run: Run) -> RunReport:
 
 def build_index(pipeline: Pipeline, dataset: str) -> DatasetIndex:
     """``index.json`` of a dataset: every run with its outcome and accuracy, production, history."""
-    production, _ = pipeline.production(dataset)
+
+    production = pipeline.production(dataset)
     entries = []
     for run in pipeline.store.list(dataset):
         entries.append(
@@ -268,13 +268,13 @@ def build_index(pipeline: Pipeline, dataset: str) -> DatasetIndex:
                 report_path=f"{run.version}/report.html",
             )
         )
-    history = [ProductionHistoryPoint.model_validate(p) for p in (production or {}).get("history", [])]
+    history = list(production.history) if production is not None else []
     return DatasetIndex(
         dataset=dataset,
         generated_at=utcnow(),
-        production_version=(production or {}).get("version"),
-        production_model=(production or {}).get("model"),
-        production_deployment=(production or {}).get("deployment"),
+        production_version=production.version if production is not None else None,
+        production_model=production.model if production is not None else None,
+        production_deployment=production.deployment if production is not None else None,
         runs=entries,
         history=history,
         regression_threshold=pipeline.settings.regression_threshold,

@@ -12,14 +12,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from shared.aoai.deployments import DeploymentState
 from shared.aoai.files import delete_file, list_files
 from shared.aoai.limits import Expendable, RemoteFile, plan_deployment_slot, plan_fine_tune_files
 from shared.pipeline.context import Pipeline
-from shared.pipeline.models import Run, utcnow
-from shared.pipeline.store import ConcurrentUpdateError
+from shared.pipeline.models import Run
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,32 +95,18 @@ def expendable_deployments(pipeline: Pipeline) -> list[Expendable]:
     fine-tuned deployment slot but serve nothing."""
     found: list[Expendable] = []
     for dataset in pipeline.store.datasets():
-        record, _ = pipeline.production(dataset)
-        for entry in (record or {}).get("retired", []):
-            name = entry.get("deployment")
-            if name and not entry.get("deleted_at") and name != (record or {}).get("deployment"):
-                found.append(
-                    Expendable(deployment=name, dataset=dataset, retired_at=datetime.fromisoformat(entry["retired_at"]))
-                )
+        record = pipeline.production(dataset)
+        for entry in record.retired if record is not None else []:
+            name = entry.deployment
+            if name and entry.deleted_at is None and record is not None and name != record.deployment:
+                found.append(Expendable(deployment=name, dataset=dataset, retired_at=entry.retired_at))
     return found
 
 
 def retire_early(pipeline: Pipeline, expendable: Expendable, reason: str) -> None:
     """Delete a rollback-window deployment before its time and record it in its dataset's production.json."""
     pipeline.deployments.delete(expendable.deployment)
-    for _ in range(10):
-        record, etag = pipeline.production(expendable.dataset)
-        if not record:
-            return
-        for entry in record.get("retired", []):
-            if entry.get("deployment") == expendable.deployment and not entry.get("deleted_at"):
-                entry["deleted_at"] = utcnow().isoformat()
-                entry["retired_early"] = reason
-        try:
-            pipeline.write_production(expendable.dataset, record, etag)
-            return
-        except ConcurrentUpdateError:
-            continue
+    pipeline.record_deleted_deployments(expendable.dataset, [expendable.deployment], early=reason)
 
 
 def deployment_slot_ready(pipeline: Pipeline, settings: Settings, run: Run, name: str) -> tuple[bool, str]:

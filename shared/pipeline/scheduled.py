@@ -5,20 +5,21 @@ in the production history, flagged as a regression when accuracy fell by more th
 
 The work is resumable like a run's evaluation: a document ``runs/<dataset>/_scheduled/<stamp>.json``
 holds the progress (scored examples in side blobs next to it); ``evaluate_production`` starts one per
-dataset and does what fits in ``eval_tick_seconds``; ``advance_runs`` ticks continue the rest.
+dataset and does what fits in ``eval_tick_seconds``; ``advance_runs`` ticks continue the rest. A worker
+holds an evaluation under the same short, renewed lease as a run (``advance_scheduled_evaluation``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 from typing import Any
 
 from shared.aoai.files import delete_file
 from shared.events import REGRESSION_EVENT, EventPublisher, cloud_event
 from shared.layout import evaluation_stem, scheduled_prefix, side_prefix
-from shared.pipeline.context import Pipeline, lease_seconds
+from shared.pipeline.context import RUN_LEASE_RENEW_SECONDS, RUN_LEASE_SECONDS, Pipeline
+from shared.pipeline.documents import ProductionRecord, ScheduledEvaluation
 from shared.pipeline.evaluate import (
     advance_evaluation,
     base_role,
@@ -28,14 +29,14 @@ from shared.pipeline.evaluate import (
     model_evaluation,
 )
 from shared.pipeline.models import RoleProgress, utcnow
-from shared.pipeline.production import history_point
 from shared.pipeline.reports import publish_evaluation_report, publish_index
-from shared.pipeline.store import INSTANCE_ID, ConcurrentUpdateError
+from shared.pipeline.stored import ConcurrentUpdateError
 from shared.reporting.schema import EvaluationReport, ProductionHistoryPoint
 from shared.settings import Settings
 from shared.telemetry import note
 
 log = logging.getLogger(__name__)
+
 
 def evaluate_production(settings: Settings) -> list[str]:
     """Start a re-evaluation for every dataset that has a production model (unless one is still running)
@@ -43,110 +44,101 @@ def evaluate_production(settings: Settings) -> list[str]:
     pipeline = Pipeline(settings)
     started = []
     for dataset in pipeline.store.datasets():
-        production, _ = pipeline.production(dataset)
-        if not production:
+        production = pipeline.production(dataset)
+        if production is None:
             continue
-        if any(not doc.get("done") for doc, _ in _documents(pipeline, dataset)):
+        if any(not doc.done for doc in _documents(pipeline, dataset)):
             log.debug("%s: a scheduled evaluation is still running; not starting another", dataset)
             note(evaluations_still_running=1)
             continue
         runs = pipeline.store.list(dataset)
-        test_version = runs[-1].version if runs else str(production["version"])
+        test_version = runs[-1].version if runs else production.version
         items = load_test_items(pipeline, dataset, test_version)
         if not items:
             log.warning("%s: the latest test set (%s) is empty; nothing to evaluate", dataset, test_version)
             continue
         now = utcnow()
-        stem = evaluation_stem(now)
-        roles = {
-            "incumbent": incumbent_role(production, len(items)),
-            "base": base_role(settings, len(items)),
-        }
-        document = {
-            "id": stem,
-            "dataset": dataset,
-            "created_at": now.isoformat(),
-            "test_set_version": test_version,
-            "production_version": production.get("version"),
-            "roles": {name: role.model_dump(mode="json") for name, role in roles.items()},
-            "done": False,
-            "report": None,
-            "lease": None,
-        }
-        name = f"{scheduled_prefix(dataset)}{stem}.json"
+        document = ScheduledEvaluation(
+            id=evaluation_stem(now),
+            dataset=dataset,
+            created_at=now,
+            test_set_version=test_version,
+            production_version=production.version,
+            roles={"incumbent": incumbent_role(production, len(items)), "base": base_role(settings, len(items))},
+        )
         try:
-            pipeline.store.write_document(name, document, create_only=True)
+            pipeline.store.write(document)  # If-None-Match *
         except ConcurrentUpdateError:
             continue  # the same second's evaluation already started elsewhere
-        started.append(name)
+        started.append(document.document_name)
     continue_scheduled_evaluations(pipeline)
     return started
 
 
-def _documents(pipeline: Pipeline, dataset: str) -> list[tuple[dict[str, Any], str]]:
-    documents = []
-    for name in pipeline.store.list_documents(scheduled_prefix(dataset)):
-        if not name.endswith(".json") or ".d/" in name:
-            continue
-        doc, etag = pipeline.store.read_document(name)
-        if doc is not None and etag is not None:
-            documents.append((doc, etag))
-    return documents
+def _document_names(pipeline: Pipeline, dataset: str) -> list[str]:
+    return [
+        name
+        for name in pipeline.store.list_documents(scheduled_prefix(dataset))
+        if name.endswith(".json") and ".d/" not in name
+    ]
+
+
+def _documents(pipeline: Pipeline, dataset: str) -> list[ScheduledEvaluation]:
+    documents = (pipeline.store.read(name, ScheduledEvaluation) for name in _document_names(pipeline, dataset))
+    return [doc for doc in documents if doc is not None]
 
 
 def continue_scheduled_evaluations(pipeline: Pipeline) -> None:
     """Advance every unfinished scheduled evaluation (each within ``eval_tick_seconds``)."""
     for dataset in pipeline.store.datasets():
-        for name in pipeline.store.list_documents(scheduled_prefix(dataset)):
-            if name.endswith(".json") and ".d/" not in name:
-                try:
-                    _advance_document(pipeline, name)
-                except ConcurrentUpdateError:
-                    log.debug("%s is being advanced by another worker", name)
-                    note(evaluations_busy_elsewhere=1)
+        for name in _document_names(pipeline, dataset):
+            try:
+                advance_scheduled_evaluation(pipeline, name)
+            except ConcurrentUpdateError:
+                log.debug("%s is being advanced by another worker", name)
+                note(evaluations_busy_elsewhere=1)
 
 
-def _advance_document(pipeline: Pipeline, name: str) -> None:
-    doc, etag = pipeline.store.read_document(name)
-    if doc is None or doc.get("done"):
-        return
-    now = utcnow()
-    lease = doc.get("lease")
-    if lease and lease.get("owner") != INSTANCE_ID and lease.get("until", "") > now.isoformat():
-        return
-    doc["lease"] = {
-        "owner": INSTANCE_ID,
-        "until": (now + timedelta(seconds=lease_seconds(pipeline.settings))).isoformat(),
-    }
-    etag = pipeline.store.write_document(name, doc, etag=etag)  # the claim: fails if someone else wrote first
+def advance_scheduled_evaluation(pipeline: Pipeline, name: str) -> ScheduledEvaluation | None:
+    """Advance the scheduled evaluation ``name`` for up to ``eval_tick_seconds`` under its lease: the
+    runs' short lease (``RunStore.claim_document``), renewed while the work runs (``keep_lease``), so a
+    long step keeps it and a killed worker delays the evaluation by at most ``RUN_LEASE_SECONDS``.
+    Returns the document as saved, or None when it is done or another worker holds it. Raises
+    ``ConcurrentUpdateError`` when the lease was lost on the way (nothing more was written)."""
 
+    store = pipeline.store
+    doc = store.claim_document(name, ScheduledEvaluation, seconds=RUN_LEASE_SECONDS, when=lambda d: not d.done)
+    if doc is None:
+        return None
     settings = pipeline.settings
-    dataset, version = doc["dataset"], doc["test_set_version"]
-    roles = {role: RoleProgress.model_validate(data) for role, data in doc["roles"].items()}
-    items = load_test_items(pipeline, dataset, version)
+    roles = doc.roles
     prefix = side_prefix(name)
-    deadline = time.monotonic() + settings.eval_tick_seconds
-    try:
-        advance_evaluation(
-            pipeline, roles, prefix=prefix, tag=f"{dataset}-sched-{doc['id']}", items=items, deadline=deadline
-        )
-    except Exception as error:  # noqa: BLE001 - recorded; the next tick tries again
-        log.warning("%s: scheduled evaluation step failed: %s", name, error)
-        doc["last_error"] = str(error)
-        doc["errors"] = int(doc.get("errors", 0)) + 1
-        if doc["errors"] >= settings.max_step_attempts:
-            doc["failed"] = f"gave up after {doc['errors']} attempts: {error}"
-            doc["report"] = _finish_evaluation(pipeline, doc, roles, prefix, failure=doc["failed"])
-            doc["done"] = True
-    doc["roles"] = {role: progress.model_dump(mode="json") for role, progress in roles.items()}
-    if not doc.get("done") and all(progress.done for progress in roles.values()):
-        doc["report"] = _finish_evaluation(pipeline, doc, roles, prefix)
-        doc["done"] = True
-    if doc.get("done"):
-        _delete_remote_files(pipeline, roles)
-        doc["roles"] = {role: progress.model_dump(mode="json") for role, progress in roles.items()}
-    doc["lease"] = None
-    pipeline.store.write_document(name, doc, etag=etag)
+    with store.keep_lease(doc, seconds=RUN_LEASE_SECONDS, every=RUN_LEASE_RENEW_SECONDS):
+        items = load_test_items(pipeline, doc.dataset, doc.test_set_version)
+        deadline = time.monotonic() + settings.eval_tick_seconds
+        try:
+            advance_evaluation(
+                pipeline, roles, prefix=prefix, tag=f"{doc.dataset}-sched-{doc.id}", items=items, deadline=deadline
+            )
+        except ConcurrentUpdateError:
+            raise
+        except Exception as error:  # noqa: BLE001 - recorded; the next tick tries again
+            if doc._lease_lost:
+                raise ConcurrentUpdateError(f"{name}: its lease was lost") from error
+            log.warning("%s: scheduled evaluation step failed: %s", name, error)
+            doc.last_error = str(error)
+            doc.errors += 1
+            if doc.errors >= settings.max_step_attempts:
+                doc.failed = f"gave up after {doc.errors} attempts: {error}"
+                doc.report = _finish_evaluation(pipeline, doc, prefix, failure=doc.failed)
+                doc.done = True
+        if not doc.done and all(progress.done for progress in roles.values()):
+            doc.report = _finish_evaluation(pipeline, doc, prefix)
+            doc.done = True
+        if doc.done:
+            _delete_remote_files(pipeline, roles)
+    doc.lease = None
+    return store.write(doc)
 
 
 def _delete_remote_files(pipeline: Pipeline, roles: dict[str, RoleProgress]) -> None:
@@ -159,30 +151,24 @@ def _delete_remote_files(pipeline: Pipeline, roles: dict[str, RoleProgress]) -> 
                 log.warning("could not delete file %s: %s", file_id, error)
 
 
-def _finish_evaluation(
-    pipeline: Pipeline,
-    doc: dict[str, Any],
-    roles: dict[str, RoleProgress],
-    prefix: str,
-    failure: str | None = None,
-) -> str:
+def _finish_evaluation(pipeline: Pipeline, doc: ScheduledEvaluation, prefix: str, failure: str | None = None) -> str:
     """Write the evaluation report, add the point to the production history, refresh the index. With
     ``failure`` (production could not be evaluated at all) the report says so and is flagged."""
     settings = pipeline.settings
-    dataset = doc["dataset"]
-    run = pipeline.store.get(dataset, doc["test_set_version"])
+    dataset, roles, test_set = doc.dataset, doc.roles, doc.test_set_version
+    run = pipeline.store.get(dataset, test_set)
     labels = list(run.labels) if run else []
     evaluations = {}
     for role, progress in roles.items():
         examples = load_examples(pipeline, prefix, role)
         if progress.done or examples:
             evaluations[role] = model_evaluation(settings, labels, progress, examples)
-    production, _ = pipeline.production(dataset)
+    production = pipeline.production(dataset)
     if failure is not None and (not roles["incumbent"].done or "incumbent" not in evaluations):
         report = EvaluationReport(
             dataset=dataset,
             generated_at=utcnow(),
-            test_set_version=doc["test_set_version"],
+            test_set_version=test_set,
             production=None,
             base=evaluations.get("base") if roles["base"].done else None,
             previous_accuracy=None,
@@ -196,11 +182,10 @@ def _finish_evaluation(
         log.error("%s: production could not be evaluated: %s", dataset, failure)
         _announce_regression(settings, report, path)
         return path
-    test_set = doc["test_set_version"]
-    history = (production or {}).get("history", [])
+    history = production.history if production is not None else []
     # Only a measurement on the same test set is comparable (a newer test set has other, maybe harder, images).
-    same_set = [p for p in history if p.get("test_set_version") == test_set]
-    previous = float(same_set[-1]["accuracy"]) if same_set else None
+    same_set = [p for p in history if p.test_set_version == test_set]
+    previous = same_set[-1].accuracy if same_set else None
     current = evaluations["incumbent"].metrics.accuracy
     drop = None if previous is None else previous - current
     regression = drop is not None and drop > settings.regression_threshold
@@ -223,7 +208,7 @@ def _finish_evaluation(
     report = EvaluationReport(
         dataset=dataset,
         generated_at=utcnow(),
-        test_set_version=doc["test_set_version"],
+        test_set_version=test_set,
         production=evaluations["incumbent"],
         base=evaluations.get("base"),
         previous_accuracy=previous,
@@ -232,28 +217,26 @@ def _finish_evaluation(
         note=" ".join([note, *notes]),
     )
     path = publish_evaluation_report(pipeline, report)
-    for _ in range(10):
-        record, etag = pipeline.production(dataset)
-        if not record:
-            break
-        record.setdefault("history", []).append(
-            history_point(
-                ProductionHistoryPoint(
-                    at=report.generated_at,
-                    version=str(record.get("version")),
-                    model=str(record.get("model")),
-                    accuracy=current,
-                    source="scheduled",
-                    regression=regression,
-                ),
-                test_set,
-            )
-        )
-        try:
-            pipeline.write_production(dataset, record, etag)
-            break
-        except ConcurrentUpdateError:
-            continue
+    point = ProductionHistoryPoint(
+        at=report.generated_at,
+        version="",
+        model="",
+        accuracy=current,
+        source="scheduled",
+        regression=regression,
+        test_set_version=test_set,
+    )
+
+    def add_point(record: ProductionRecord | None) -> ProductionRecord | None:
+        if record is None:
+            return None
+        record.history.append(point.model_copy(update={"version": record.version, "model": record.model}))
+        return record
+
+    try:
+        pipeline.update_production(dataset, add_point)
+    except ConcurrentUpdateError as error:  # the report stands; only the history misses this point
+        log.warning("%s: the measurement was not added to the production history: %s", dataset, error)
     publish_index(pipeline, dataset)
     if regression:
         log.warning("%s: production accuracy fell from %.3f to %.3f", dataset, previous, current)

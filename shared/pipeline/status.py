@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.pipeline.context import Pipeline
+from shared.pipeline.documents import ProductionRecord
 from shared.pipeline.models import Run, utcnow
 from shared.pipeline.reports import intake_failure
 from shared.settings import Settings
@@ -60,7 +61,7 @@ def collect_status(settings: Settings, dataset: str | None = None) -> dict[str, 
         names = sorted(set(pipeline.store.datasets()) | intake_failed)
     datasets = []
     for name in names:
-        production, _ = pipeline.production(name)
+        production = pipeline.production(name)
         runs = pipeline.store.list(name)
         failure = intake_failure(pipeline, name)
         if not runs and production is None and failure is None and dataset is None:
@@ -76,11 +77,12 @@ def collect_status(settings: Settings, dataset: str | None = None) -> dict[str, 
     return {"generated_at": utcnow().isoformat(), "datasets": datasets}
 
 
-def _production_summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not record:
+def _production_summary(record: ProductionRecord | None) -> dict[str, Any] | None:
+    if record is None:
         return None
+    stored = record.model_dump(mode="json")
     return {
-        key: record.get(key)
+        key: stored[key]
         for key in (
             "version",
             "model",
@@ -92,4 +94,4 @@ def _production_summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
             "baseline_accuracy",
             "previous_version",
         )
-    } | {"retired": record.get("retired", []), "history_points": len(record.get("history", []))}
+    } | {"retired": stored["retired"], "history_points": len(record.history)}

@@ -7,6 +7,10 @@
   a lease whose holder died simply expires. ``keep_lease`` renews it from a heartbeat thread while a
   long step runs (If-Match); a renewal that finds another writer marks the copy lost, and every later
   save of it (and side write of the store) raises ``ConcurrentUpdateError``.
+- The lease is not the run's alone: ``claim_document`` / ``keep_lease`` / ``release`` take, renew and
+  drop the lease of any ``LeasedDocument`` of the container the same way (scheduled evaluations).
+- ``read`` / ``write`` / ``update_document``: any typed document of the container under its ETag
+  (``shared.pipeline.stored``); ``read_document`` / ``write_document``: untyped side data.
 - Side blobs (``runs/<dataset>/<version>.d/<name>``) hold what does not belong in the run document:
   evaluation progress (scored examples) and the like.
 """
@@ -25,12 +29,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from shared.errors import VisiontuneError
 from shared.events import EventPublisher, publish_run_transitions
 from shared.layout import RUNS_CONTAINER, dataset_prefix, run_blob, side_prefix
-from shared.pipeline.models import Lease, Run, utcnow
+from shared.pipeline.models import Run, utcnow
+from shared.pipeline.stored import (
+    ConcurrentUpdateError,
+    D,
+    DocumentError,
+    Lease,
+    LeasedDocument,
+    read_model,
+    update_document,
+    write_model,
+)
 from shared.settings import Settings
 from shared.storage.clients import container_client
 from shared.storage.readers import read_json
@@ -44,12 +57,12 @@ log = logging.getLogger(__name__)
 
 _RUN_BLOB_RE = re.compile(r"^(?P<dataset>[^/]+)/(?P<version>[^/]+)\.json$")
 
+__all__ = ["INSTANCE_ID", "ConcurrentUpdateError", "RunStore"]
+
+L = TypeVar("L", bound=LeasedDocument)
+
 # Identifies this process as a lease holder (host + pid + random: two workers never share it).
 INSTANCE_ID = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-class ConcurrentUpdateError(VisiontuneError, RuntimeError):
-    """The run changed since it was read (ETag mismatch): re-read before writing again."""
 
 
 class RunStore:
@@ -60,7 +73,7 @@ class RunStore:
         self._events = events  # publishes the state changes a successful write stored (shared.events)
         # Saves and lease renewals of one store take turns, so a renewal never interleaves with a save.
         self._write_lock = threading.RLock()
-        self._kept: Run | None = None  # the run whose lease ``keep_lease`` renews right now
+        self._kept: LeasedDocument | None = None  # the document whose lease ``keep_lease`` renews right now
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunStore:
@@ -72,57 +85,27 @@ class RunStore:
     # --- runs -------------------------------------------------------------------------------------
     def get(self, dataset: str, version: str) -> Run | None:
         """The stored run, or None."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            downloader = self._container.get_blob_client(run_blob(dataset, version)).download_blob()
-            data = downloader.readall()
-        except ResourceNotFoundError:
-            return None
-        run = Run.model_validate_json(data)
-        run._etag = downloader.properties.etag
-        run._stored_transitions = len(run.transitions)
-        return run
+        return self.read(run_blob(dataset, version), Run)
 
     def create(self, run: Run) -> tuple[Run, bool]:
         """Store ``run`` unless one exists for its dataset version. Returns (stored run, created)."""
-        from azure.core.exceptions import ResourceExistsError
-
+        run._etag = None
         try:
-            result = self._blob(run_blob(run.dataset, run.version)).upload_blob(
-                _dump(run), overwrite=False, metadata=_metadata(run)
-            )
-        except ResourceExistsError:
+            self._write(run)
+        except ConcurrentUpdateError:
             existing = self.get(run.dataset, run.version)
             if existing is None:  # deleted in between: try once more
                 return self.create(run)
             return existing, False
-        run._etag = result["etag"]
         self._announce(run)
         return run, True
 
     def save(self, run: Run) -> Run:
         """Write ``run`` if nobody else has since it was read; updates ``run.etag``."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-
         if run.etag is None:
             raise ValueError(f"{run.key}: save() needs a run that was read or created (no ETag)")
-        with self._write_lock:
-            if run._lease_lost:
-                raise ConcurrentUpdateError(f"{run.key}: its lease was lost to another worker")
-            run.updated_at = utcnow()
-            try:
-                result = self._blob(run_blob(run.dataset, run.version)).upload_blob(
-                    _dump(run),
-                    overwrite=True,
-                    metadata=_metadata(run),
-                    etag=run.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as error:
-                raise ConcurrentUpdateError(f"{run.key} changed since it was read") from error
-            run._etag = result["etag"]
+        run.updated_at = utcnow()
+        self.write(run)
         self._announce(run)
         return run
 
@@ -134,16 +117,18 @@ class RunStore:
 
     def update(self, dataset: str, version: str, mutate: Callable[[Run], Any], *, attempts: int = 10) -> Run:
         """Read, apply ``mutate(run)`` and save, re-reading and re-applying on conflict."""
-        for _ in range(attempts):
-            run = self.get(dataset, version)
+
+        def apply(run: Run | None) -> Run:
             if run is None:
                 raise KeyError(f"no run {dataset}/{version}")
             mutate(run)
-            try:
-                return self.save(run)
-            except ConcurrentUpdateError:
-                continue
-        raise ConcurrentUpdateError(f"{dataset}/{version}: still conflicting after {attempts} attempts")
+            return run
+
+        updated = update_document(
+            lambda: self.get(dataset, version), apply, self.save, what=f"{dataset}/{version}", attempts=attempts
+        )
+        assert updated is not None  # ``apply`` never returns None
+        return updated
 
     def list(self, dataset: str | None = None, *, unsettled_only: bool = False) -> list[Run]:
         """Every run (of ``dataset``), oldest first. ``unsettled_only`` skips, without reading them, runs
@@ -171,62 +156,73 @@ class RunStore:
                 names.add(match["dataset"])
         return sorted(names)
 
-    # --- leases -----------------------------------------------------------------------------------
+    # --- leases (runs and every other LeasedDocument) ---------------------------------------------
     def claim(self, dataset: str, version: str, *, seconds: float, owner: str = INSTANCE_ID) -> Run | None:
         """Take the run's lease for ``seconds`` (If-Match). None when another live holder has it or
         someone else wrote first. The returned run carries the new ETag: save it to keep the claim."""
-        run = self.get(dataset, version)
-        if run is None:
+        return self.claim_document(run_blob(dataset, version), Run, seconds=seconds, owner=owner)
+
+    def claim_document(
+        self,
+        name: str,
+        model: type[L],
+        *,
+        seconds: float,
+        owner: str = INSTANCE_ID,
+        when: Callable[[L], bool] | None = None,
+    ) -> L | None:
+        """Take the lease of the document ``name`` for ``seconds`` (If-Match). None when there is none,
+        ``when`` (if given) says it needs no work, another live holder has it, or someone else wrote first."""
+        document = self.read(name, model)
+        if document is None or (when is not None and not when(document)):
             return None
         now = utcnow()
-        if run.lease is not None and run.lease.owner != owner and run.lease.until > now:
-            # Per run and tick: a count on the invocation's summary, the detail only at DEBUG.
-            log.debug("%s is leased by %s until %s; skipping", run.key, run.lease.owner, run.lease.until)
-            note(runs_leased_elsewhere=1)
+        if document.lease is not None and document.lease.owner != owner and document.lease.until > now:
+            # Per document and tick: a count on the invocation's summary, the detail only at DEBUG.
+            log.debug("%s is leased by %s until %s; skipping", document.key, document.lease.owner, document.lease.until)
+            note(**{"runs_leased_elsewhere" if isinstance(document, Run) else "documents_leased_elsewhere": 1})
             return None
-        run.lease = Lease(owner=owner, until=now + timedelta(seconds=seconds))
+        document.lease = Lease(owner=owner, until=now + timedelta(seconds=seconds))
         try:
-            return self.save(run)
+            return self._persist(document)
         except ConcurrentUpdateError:
             return None
 
-    def renew(self, run: Run, *, seconds: float) -> bool:
-        """Extend the lease ``run`` holds to now + ``seconds``: the stored document as ``run`` last saved it
-        (If-Match its ETag), with only the lease's expiry changed; ``run`` gets the new ETag and expiry.
-        False when someone else wrote first: ``run`` is then marked lost and never saved again."""
+    def renew(self, document: LeasedDocument, *, seconds: float) -> bool:
+        """Extend the lease ``document`` holds to now + ``seconds``: the stored document as it was last
+        saved (If-Match its ETag), with only the lease's expiry changed; ``document`` gets the new ETag
+        and expiry. False when someone else wrote first: ``document`` is then marked lost, never saved again."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         with self._write_lock:
-            if run._lease_lost or run.lease is None or run.etag is None:
-                return not run._lease_lost
-            blob = self._blob(run_blob(run.dataset, run.version))
+            if document._lease_lost or document.lease is None or document.etag is None:
+                return not document._lease_lost
+            name = document.document_name
             until = utcnow() + timedelta(seconds=seconds)
             try:
-                stored = Run.model_validate_json(
-                    blob.download_blob(etag=run.etag, match_condition=MatchConditions.IfNotModified).readall()
+                data = (
+                    self._blob(name)
+                    .download_blob(etag=document.etag, match_condition=MatchConditions.IfNotModified)
+                    .readall()
                 )
-                stored.lease = Lease(owner=run.lease.owner, until=until)
-                result = blob.upload_blob(
-                    _dump(stored),
-                    overwrite=True,
-                    metadata=_metadata(stored),
-                    etag=run.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
-                run._lease_lost = True
+                stored = type(document).model_validate_json(data)
+                stored._etag = document.etag
+                stored.lease = Lease(owner=document.lease.owner, until=until)
+                self._write(stored)
+            except (ConcurrentUpdateError, ResourceModifiedError, ResourceNotFoundError):
+                document._lease_lost = True
                 return False
-            run._etag = result["etag"]
-            run.lease = Lease(owner=run.lease.owner, until=until)
+            document._etag = stored.etag
+            document.lease = Lease(owner=document.lease.owner, until=until)
             return True
 
     @contextmanager
-    def keep_lease(self, run: Run, *, seconds: float, every: float) -> Iterator[Run]:
-        """Renew ``run``'s lease every ``every`` seconds from a heartbeat thread while the body runs.
+    def keep_lease(self, document: L, *, seconds: float, every: float) -> Iterator[L]:
+        """Renew ``document``'s lease every ``every`` seconds from a heartbeat thread while the body runs.
 
         A renewal that fails for a transient reason is tried again at the next beat (the ETag still guards
-        every write); one that loses the ETag race stops the heartbeat and marks ``run`` lost, so the
+        every write); one that loses the ETag race stops the heartbeat and marks ``document`` lost, so the
         body's next save or side write raises ``ConcurrentUpdateError`` instead of overwriting another
         worker's work. Records of the heartbeat carry the caller's telemetry dimensions."""
         stop = threading.Event()
@@ -234,19 +230,19 @@ class RunStore:
         def beat() -> None:
             while not stop.wait(every):
                 try:
-                    if not self.renew(run, seconds=seconds):
-                        log.warning("%s: another worker took the run over; this worker stops", run.key)
+                    if not self.renew(document, seconds=seconds):
+                        log.warning("%s: another worker took it over; this worker stops", document.key)
                         return
                 except Exception as error:  # noqa: BLE001 - transient: the next beat tries again
-                    log.warning("%s: renewing its lease failed (trying again): %s", run.key, error)
+                    log.warning("%s: renewing its lease failed (trying again): %s", document.key, error)
 
         heartbeat = threading.Thread(
-            target=contextvars.copy_context().run, args=(beat,), name=f"lease-{run.key}", daemon=True
+            target=contextvars.copy_context().run, args=(beat,), name=f"lease-{document.key}", daemon=True
         )
-        previous, self._kept = self._kept, run
+        previous, self._kept = self._kept, document
         heartbeat.start()
         try:
-            yield run
+            yield document
         finally:
             stop.set()
             heartbeat.join()
@@ -256,13 +252,20 @@ class RunStore:
         if self._kept is not None and self._kept._lease_lost:
             raise ConcurrentUpdateError(f"{self._kept.key}: its lease was lost; {name} was not written")
 
-    def release(self, run: Run) -> Run:
+    def release(self, document: L) -> L:
         """Drop the lease (best effort: a conflict means someone else already moved on)."""
-        run.lease = None
+        document.lease = None
         try:
-            return self.save(run)
+            return self._persist(document)
         except ConcurrentUpdateError:
-            return run
+            return document
+
+    def _persist(self, document: L) -> L:
+        """Save a run (``save``: its events, its update time) or write any other document."""
+        if isinstance(document, Run):
+            self.save(document)
+            return document
+        return self.write(document)
 
     # --- side blobs -------------------------------------------------------------------------------
     def side_blob_name(self, dataset: str, version: str, name: str) -> str:
@@ -279,44 +282,51 @@ class RunStore:
             overwrite=True,
         )
 
-    # --- arbitrary documents (scheduled evaluations) ----------------------------------------------
-    def read_document(self, name: str) -> tuple[Any | None, str | None]:
-        """(JSON, etag) of any blob in the runs container, or (None, None)."""
-        from azure.core.exceptions import ResourceNotFoundError
+    # --- documents (typed: runs, scheduled evaluations, intake receipts; untyped: side data) ---------
+    def read(self, name: str, model: type[D]) -> D | None:
+        """The document ``name`` parsed as ``model`` with its ETag, or None (``DocumentError`` when malformed)."""
+        document = read_model(self._container, name, model)
+        if isinstance(document, LeasedDocument):
+            if document.document_name != name:  # its lease and saves would go to another blob
+                raise DocumentError(f"{name} holds the document of {document.document_name}")
+            document.loaded()
+        return document
 
-        try:
-            downloader = self._container.get_blob_client(name).download_blob()
-            return json.loads(downloader.readall()), downloader.properties.etag
-        except ResourceNotFoundError:
-            return None, None
+    def write(self, document: D, name: str | None = None) -> D:
+        """Write ``document`` If-Match its ETag (If-None-Match * when it was never stored) to ``name``
+        (default: its ``document_name``); refused when it is a copy whose lease was lost, or while the
+        document ``keep_lease`` renews was lost. Raises ``ConcurrentUpdateError`` when the condition fails."""
+        with self._write_lock:
+            if isinstance(document, LeasedDocument) and document._lease_lost:
+                raise ConcurrentUpdateError(f"{document.key}: its lease was lost to another worker")
+            return self._write(document, name)
 
-    def write_document(
-        self, name: str, data: Any, *, etag: str | None = None, create_only: bool = False
-    ) -> str:
-        """Write a JSON blob with If-Match ``etag`` (or If-None-Match * when ``create_only``); returns the new
-        ETag. Raises ``ConcurrentUpdateError`` when the condition fails."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
-
+    def _write(self, document: D, name: str | None = None) -> D:
+        if name is None:
+            if not isinstance(document, LeasedDocument):
+                raise ValueError(f"a {type(document).__name__} needs the name to write it under")
+            name = document.document_name
         self._refuse_if_lease_lost(name)
-        kwargs: dict[str, Any] = {"overwrite": not create_only}
-        if etag is not None:
-            kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
-        try:
-            result = self._blob(name).upload_blob(json.dumps(data, indent=1, default=str).encode(), **kwargs)
-        except (ResourceExistsError, ResourceModifiedError) as error:
-            raise ConcurrentUpdateError(f"{name} changed since it was read") from error
-        return str(result["etag"])
+        metadata = document.document_metadata() if isinstance(document, LeasedDocument) else None
+        return write_model(self._container, name, document, metadata=metadata)
+
+    def update_document(self, name: str, model: type[D], mutate: Callable[[D | None], D | None]) -> D | None:
+        """``stored.update_document`` on the document ``name`` of this container."""
+        return update_document(
+            lambda: self.read(name, model), mutate, lambda document: self.write(document, name), what=name
+        )
+
+    def read_document(self, name: str) -> Any | None:
+        """The JSON of any blob in the runs container (side data that has no model), or None."""
+
+        return read_json(self._container, name)
+
+    def write_document(self, name: str, data: Any) -> None:
+        """Write side data (JSON, no model) to ``name`` unconditionally; refused while the document
+        ``keep_lease`` renews was lost."""
+        self._refuse_if_lease_lost(name)
+        self._container.upload_blob(name, json.dumps(data, indent=1, default=str).encode(), overwrite=True)
 
     def list_documents(self, prefix: str) -> builtins.list[str]:
         return sorted(b.name for b in self._container.list_blobs(name_starts_with=prefix))
 
-
-def _metadata(run: Run) -> dict[str, str]:
-    """Blob metadata that lets a listing skip settled runs (ended, cleaned up, report written)."""
-    settled = run.terminal and run.report_written_for == run.state.value
-    return {"state": run.state.value, "settled": "1" if settled else "0"}
-
-
-def _dump(run: Run) -> bytes:
-    return run.model_dump_json().encode()

@@ -125,3 +125,13 @@ def read_json(container: ContainerClient, name: str) -> Any | None:
         return json.loads(container.get_blob_client(name).download_blob().readall())
     except ResourceNotFoundError:
         return None
+
+
+def read_bytes(container: ContainerClient, name: str) -> bytes | None:
+    """The bytes of blob ``name``, or None when the blob does not exist."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return container.get_blob_client(name).download_blob().readall()
+    except ResourceNotFoundError:
+        return None

@@ -187,7 +187,7 @@ def _clear_visiontune_environment(monkeypatch) -> None:
 def test_convert_defaults_are_the_pipelines(monkeypatch):
     """No option given: the options the pipeline's intake would use with the same settings (seed 42, ...)."""
     from shared.pipeline.intake import convert_options
-    from shared.pipeline.models import RunOverrides
+    from shared.pipeline.overrides import RunOverrides
     from shared.settings import Settings
 
     _clear_visiontune_environment(monkeypatch)

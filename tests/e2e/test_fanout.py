@@ -41,7 +41,7 @@ def expected_artifacts(stack, src: Path, tmp_path: Path) -> dict[str, bytes]:
     """The same drop converted in one process with the pipeline's options."""
     from shared.conversion import FolderSink, FolderSource, convert_dataset
     from shared.pipeline.intake import convert_options
-    from shared.pipeline.models import RunOverrides
+    from shared.pipeline.overrides import RunOverrides
     from shared.settings import Settings
 
     options = convert_options(Settings.model_validate(stack.settings), RunOverrides.parse_marker(b""))

@@ -74,7 +74,7 @@ def _test_files(settings, run, digits: Path) -> list[Path]:
     from shared.pipeline.context import Pipeline
 
     manifest = Pipeline(settings).manifest("digits", run.version)
-    return [digits / path for path in manifest["splits"]["test"]["files"]]
+    return [digits / path for path in manifest.splits["test"].files]
 
 
 def _post(url: str, body: bytes) -> tuple[int, dict]:
@@ -177,8 +177,8 @@ def test_wrong_preprocessing_costs_accuracy(promoted) -> None:
     pipeline = Pipeline(settings)
     target = resolve_target(pipeline, "digits")
     manifest = pipeline.manifest("digits", run.version)
-    test = manifest["splits"]["test"]
-    test["files"] = [f for f in test["files"] if MISLABELLED not in f]
+    test = manifest.splits["test"]
+    test.files = [f for f in test.files if MISLABELLED not in f]
     images = held_out_images(digits, manifest)
     wanted = {"right", "right (camera files, EXIF applied)", "no EXIF transpose (camera files)"}
     results = measure(pipeline.openai, target, images, [v for v in VARIANTS if v.name in wanted])

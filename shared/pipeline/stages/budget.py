@@ -8,6 +8,7 @@ from typing import Any
 
 from shared.layout import training_prefix
 from shared.pipeline.context import RUN_LEASE_SECONDS, Pipeline
+from shared.pipeline.documents import Manifest
 from shared.pipeline.models import Run, RunState, UploadedFile, utcnow
 from shared.pipeline.reports import publish_index, publish_run_report
 from shared.pipeline.resource_limits import make_room_for_training_files
@@ -42,14 +43,13 @@ def untrainable_reason(splits: dict[str, dict[str, Any]]) -> str | None:
     return None
 
 
-def fill_from_manifest(run: Run, manifest: dict[str, Any]) -> None:
+def fill_from_manifest(run: Run, manifest: Manifest) -> None:
     """Copy what the run needs from the version's manifest (labels, split counts, estimate)."""
-    run.labels = list(manifest.get("labels", []))
+    run.labels = list(manifest.labels)
     run.splits = {
-        name: {"examples": int(split.get("examples", 0)), "per_label": dict(split.get("per_label", {}))}
-        for name, split in (manifest.get("splits") or {}).items()
+        name: {"examples": split.examples, "per_label": dict(split.per_label)} for name, split in manifest.splits.items()
     }
-    run.estimate = dict(manifest.get("estimate") or {})
+    run.estimate = manifest.estimate.model_dump(mode="json")
 
 
 def budget_check(settings: Settings, estimate: dict[str, Any]) -> tuple[int, float, str | None]:

@@ -54,14 +54,14 @@ def plan_evaluation(pipeline: Pipeline, settings: Settings, run: Run, **_: Any) 
             total=len(items),
         ),
     }
-    production = pipeline.production(run.dataset)[0]
-    if production and production.get("version") != run.version:
-        deployed = pipeline.deployments.get(str(production.get("deployment")))
+    production = pipeline.production(run.dataset)
+    if production is not None and production.version != run.version:
+        deployed = pipeline.deployments.get(production.deployment)
         if deployed is not None and deployed.succeeded:
             roles["incumbent"] = incumbent_role(production, len(items))
         else:
             run.note(
-                f"the production deployment {production.get('deployment')} is not available; "
+                f"the production deployment {production.deployment} is not available; "
                 "the candidate is judged against the base model"
             )
     roles["base"] = base_role(settings, len(items))

@@ -63,9 +63,9 @@ def upload_and_start_job(
 
     model = settings.base_model
     if settings.continue_from_production:
-        production = pipeline.production(run.dataset)[0]
-        if production and production.get("model"):
-            model = str(production["model"])
+        production = pipeline.production(run.dataset)
+        if production is not None and production.model:
+            model = production.model
     run.job.model = model
     run.intent = {"action": "create_job", "model": model, "at": utcnow().isoformat()}
     pipeline.store.save(run)

@@ -27,12 +27,11 @@ class FakeStore:
     def side_blob_name(self, dataset: str, version: str, name: str) -> str:
         return f"{dataset}/{version}.d/{name}"
 
-    def read_document(self, name: str) -> tuple[Any, str | None]:
-        return self.documents.get(name), None
+    def read_document(self, name: str) -> Any:
+        return self.documents.get(name)
 
-    def write_document(self, name: str, data: Any, **_: Any) -> str:
+    def write_document(self, name: str, data: Any) -> None:
         self.documents[name] = data
-        return "etag"
 
     def save(self, run: Run) -> Run:
         if self.fail_save:

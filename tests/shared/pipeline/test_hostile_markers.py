@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.pipeline.models import OverridesError, RunOverrides
+from shared.pipeline.overrides import OverridesError, RunOverrides
 
 POWERSHELL_EMPTY = "\ufeff{}\r\n".encode("utf-16-le")  # `echo {} > _READY` in Windows PowerShell 5
 

@@ -97,6 +97,9 @@ def test_a_worker_that_lost_its_lease_writes_nothing_more(leased, monkeypatch):
     time.sleep(0.5)
     # another writer changes the run under the worker (e.g. its lease had lapsed during a storage outage)
     store.update("digits", "v1", lambda run: run.note("taken over"))
+    # Until its next renewal the worker cannot know (its side writes may still land): the new holder's
+    # side write comes after two renewal periods, and nothing of the old worker may follow it.
+    time.sleep(2 * advance.RUN_LEASE_RENEW_SECONDS)
     store.write_side("digits", "v1", "progress.json", {"owner": "second-worker"})
     worker.join()
     assert result == [None]  # it stepped aside

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from shared.pipeline.models import RENAMED_OVERRIDES, OverridesError, Run, RunOverrides, RunState
+from shared.pipeline.models import Run, RunState
+from shared.pipeline.overrides import RENAMED_OVERRIDES, OverridesError, RunOverrides
 from shared.settings import Settings
 
 

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from shared.pipeline.models import OverridesError, Run, RunOverrides, RunState, TransitionError
+from shared.pipeline.models import Run, RunState, TransitionError
+from shared.pipeline.overrides import OverridesError, RunOverrides
 from shared.pipeline.store import ConcurrentUpdateError, RunStore
 
 
@@ -129,3 +130,12 @@ def test_settled_runs_are_skipped_without_being_read(store):
     store.save(run)
     assert [r.version for r in store.list(unsettled_only=True)] == ["v2"]
     assert [r.version for r in store.list()] == ["v1", "v2"]
+
+
+def test_a_document_stored_under_another_name_is_refused(store):
+    from shared.pipeline.stored import DocumentError
+
+    run, _ = store.create(Run(dataset="digits", version="v1"))
+    store._container.upload_blob("digits/v2.json", run.model_dump_json().encode())
+    with pytest.raises(DocumentError, match="digits/v2.json holds the document of digits/v1.json"):
+        store.get("digits", "v2")
