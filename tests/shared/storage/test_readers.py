@@ -16,6 +16,7 @@ from shared.storage.readers import (
     BlobDatasetSource,
     BlobRangeReader,
     open_blob_reader,
+    read_bytes,
     read_json,
 )
 
@@ -110,3 +111,9 @@ def test_read_json_reads_a_document_or_says_none(container):
     container.upload_blob("doc.json", json.dumps({"a": [1, 2]}).encode())
     assert read_json(container, "doc.json") == {"a": [1, 2]}
     assert read_json(container, "missing.json") is None
+
+
+def test_read_bytes_reads_a_blob_or_says_none(container):
+    container.upload_blob("doc.bin", b"\x00\xffmanifest")
+    assert read_bytes(container, "doc.bin") == b"\x00\xffmanifest"
+    assert read_bytes(container, "missing.bin") is None
