@@ -324,7 +324,7 @@ def scheduled_line(dataset_reports: Path) -> str | None:
 
 def _scheduled_done(settings: Any) -> bool:
     documents = _documents(Pipeline(settings), DATASET)
-    return bool(documents) and all(doc.get("done") for doc, _ in documents)
+    return bool(documents) and all(doc.done for doc in documents)
 
 
 def _row(label: str, images: int, run: Any, seconds: float) -> dict[str, Any]:

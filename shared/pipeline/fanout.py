@@ -276,8 +276,7 @@ def _replacement_converted(pipeline: Pipeline, settings: Settings, dataset: str,
         return False
     if job == plan["job"]:
         return False
-    receipt, _ = pipeline.store.read_document(intake_receipt_blob(dataset, job))
-    return receipt is not None
+    return pipeline.store.read(intake_receipt_blob(dataset, job), IntakeReceipt) is not None
 
 
 def _line(prompt: str, record: Any, jpeg: bytes) -> bytes:

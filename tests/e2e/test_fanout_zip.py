@@ -41,7 +41,7 @@ def expected_artifacts(stack, archive: bytes, tmp_path: Path) -> dict[str, bytes
     """The same zip converted in one process with the pipeline's options."""
     from shared.conversion import FolderSink, ZipSource, convert_dataset
     from shared.pipeline.intake import convert_options
-    from shared.pipeline.models import RunOverrides
+    from shared.pipeline.overrides import RunOverrides
     from shared.settings import Settings
 
     options = convert_options(Settings.model_validate(stack.settings), RunOverrides.parse_marker(b""))

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from shared.pipeline import evaluate, scheduled
+from shared.pipeline import scheduled
 from shared.pipeline.context import Pipeline
 from shared.pipeline.documents import ScheduledEvaluation
 from shared.pipeline.models import RoleProgress, utcnow
@@ -67,7 +67,7 @@ def evaluation(pipeline_env, monkeypatch):
     """A stored, unfinished scheduled evaluation and a pipeline whose leases last 1 s, renewed every 0.25 s."""
     monkeypatch.setattr(scheduled, "RUN_LEASE_SECONDS", LEASE)
     monkeypatch.setattr(scheduled, "RUN_LEASE_RENEW_SECONDS", 0.25)
-    monkeypatch.setattr(evaluate, "load_test_items", lambda pipeline, dataset, version: [])
+    monkeypatch.setattr(scheduled, "load_test_items", lambda pipeline, dataset, version: [])
     pipeline = Pipeline(pipeline_env.settings)
     roles = {
         role: RoleProgress(role=role, model="m", deployment="d", method="realtime", total=10)
@@ -98,7 +98,7 @@ def _slow_step(seconds: float, calls: list[float]):
 def test_a_long_evaluation_keeps_its_lease_and_a_second_worker_cannot_take_it(evaluation, monkeypatch):
     pipeline, name = evaluation
     calls: list[float] = []
-    monkeypatch.setattr(evaluate, "advance_evaluation", _slow_step(3.5 * LEASE, calls))
+    monkeypatch.setattr(scheduled, "advance_evaluation", _slow_step(3.5 * LEASE, calls))
     rival = Pipeline(pipeline.settings).store
     taken, tries, started = [], 0, time.monotonic()
     worker = threading.Thread(target=lambda: taken.append(advance_scheduled_evaluation(pipeline, name)))
@@ -122,7 +122,7 @@ def test_a_long_evaluation_keeps_its_lease_and_a_second_worker_cannot_take_it(ev
 def test_a_crashed_holders_lease_lapses_and_the_evaluation_is_taken_over(evaluation, monkeypatch):
     pipeline, name = evaluation
     calls: list[float] = []
-    monkeypatch.setattr(evaluate, "advance_evaluation", _slow_step(0.0, calls))
+    monkeypatch.setattr(scheduled, "advance_evaluation", _slow_step(0.0, calls))
     dead = Pipeline(pipeline.settings).store.claim_document(name, ScheduledEvaluation, seconds=LEASE, owner="dead")
     assert dead is not None  # took the lease, then crashed: never renewed, never released
     assert advance_scheduled_evaluation(pipeline, name) is None and calls == []
@@ -145,7 +145,7 @@ def test_a_worker_that_lost_the_lease_writes_nothing_more(evaluation, monkeypatc
         roles["base"].scored = 10
         pipeline.store.write_document(prefix + "eval-base.json", {"examples": []})
 
-    monkeypatch.setattr(evaluate, "advance_evaluation", overtaken)
+    monkeypatch.setattr(scheduled, "advance_evaluation", overtaken)
     with pytest.raises(ConcurrentUpdateError, match="lease was lost"):
         advance_scheduled_evaluation(pipeline, name)
     stored = pipeline.store.read(name, ScheduledEvaluation)
