@@ -57,7 +57,7 @@ from shared.layout import (
     shard_job_prefix,
 )
 from shared.pipeline.context import Pipeline
-from shared.pipeline.documents import manifest_from
+from shared.pipeline.documents import IntakeReceipt, manifest_from
 from shared.pipeline.fanout_plan import PLAN, open_archive
 from shared.pipeline.intake import (
     convert_options,
