@@ -14,6 +14,7 @@ from local.emulator.constants import BASE_DEPLOYMENT, BATCH_DEPLOYMENT
 from tests.fixtures.emulator import (
     DIGIT_LABELS,
     FAST_STEP_SECONDS,
+    deploy_model,
     digit_messages,
     digit_split,
     to_jsonl,
@@ -112,16 +113,10 @@ def test_a_line_whose_body_has_an_undeclared_field_fails_the_batch(emulator):
 
 
 def test_batch_with_a_fine_tuned_model_fails(emulator, small_fine_tuned_job):
-    from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
-
     from local.emulator.clients import management_client
     from local.emulator.constants import ACCOUNT, RESOURCE_GROUP
 
-    management_client(emulator.url).deployments.begin_create_or_update(
-        RESOURCE_GROUP, ACCOUNT, "ft-for-batch",
-        Deployment(sku=Sku(name="Standard", capacity=1), properties=DeploymentProperties(
-            model=DeploymentModel(format="OpenAI", name=small_fine_tuned_job.fine_tuned_model, version="1"))),
-    ).result()
+    deploy_model(management_client(emulator.url), "ft-for-batch", small_fine_tuned_job.fine_tuned_model, "Standard")
     batch, _ = _run(openai_client(emulator.url), _batch_input([1], model="ft-for-batch"))
     assert batch.status == "failed"
     management_client(emulator.url).deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "ft-for-batch").result()

@@ -7,7 +7,7 @@ import pytest
 
 from local.emulator.clients import openai_client
 from local.emulator.constants import BASE_DEPLOYMENT, BASE_MODEL, BATCH_DEPLOYMENT
-from tests.fixtures.emulator import DIGIT_LABELS, digit_messages, digit_split
+from tests.fixtures.emulator import DIGIT_LABELS, deploy_model, digit_messages, digit_split
 
 pytestmark = pytest.mark.emulator
 
@@ -55,17 +55,11 @@ def test_base_model_uses_the_prompts_labels(emulator):
 
 
 def test_temperature_changes_fine_tuned_answers(emulator, small_fine_tuned_job):
-    from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
-
     from local.emulator.clients import management_client
     from local.emulator.constants import ACCOUNT, RESOURCE_GROUP
 
     mgmt = management_client(emulator.url)
-    mgmt.deployments.begin_create_or_update(
-        RESOURCE_GROUP, ACCOUNT, "temperature-test",
-        Deployment(sku=Sku(name="GlobalStandard", capacity=1), properties=DeploymentProperties(
-            model=DeploymentModel(format="OpenAI", name=small_fine_tuned_job.fine_tuned_model, version="1"))),
-    ).result()
+    deploy_model(mgmt, "temperature-test", small_fine_tuned_job.fine_tuned_model)
     client = openai_client(emulator.url)
     index = digit_split()[1][0]
     cold = {
@@ -140,16 +134,9 @@ def test_logprobs_only_when_asked_and_refused_as_the_spec_refuses_them(emulator)
 def test_fine_tuned_logprobs_are_the_models_probability_of_its_answer(emulator, small_fine_tuned_job):
     import math
 
-    from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
-
     from local.emulator.clients import management_client
-    from local.emulator.constants import ACCOUNT, RESOURCE_GROUP
 
-    management_client(emulator.url).deployments.begin_create_or_update(
-        RESOURCE_GROUP, ACCOUNT, "logprobs-test",
-        Deployment(sku=Sku(name="GlobalStandard", capacity=1), properties=DeploymentProperties(
-            model=DeploymentModel(format="OpenAI", name=small_fine_tuned_job.fine_tuned_model, version="1"))),
-    ).result()
+    deploy_model(management_client(emulator.url), "logprobs-test", small_fine_tuned_job.fine_tuned_model)
     client = openai_client(emulator.url)
     probabilities = []
     for index in digit_split()[1][:10]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import openai
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
 
 from local.emulator.admin import EmulatorAdmin
 from local.emulator.clients import management_client, openai_client
@@ -16,20 +15,17 @@ from local.emulator.constants import (
     BATCH_DEPLOYMENT,
     RESOURCE_GROUP,
 )
-from tests.fixtures.emulator import digit_messages, digit_split, digits_examples, fine_tune, to_jsonl
+from tests.fixtures.emulator import (
+    deploy_model,
+    deployment_of,
+    digit_messages,
+    digit_split,
+    digits_examples,
+    fine_tune,
+    to_jsonl,
+)
 
 pytestmark = pytest.mark.emulator
-
-
-def _deployment(model: str, sku: str = "GlobalStandard", capacity: int = 1) -> Deployment:
-    return Deployment(
-        sku=Sku(name=sku, capacity=capacity),
-        properties=DeploymentProperties(model=DeploymentModel(format="OpenAI", name=model, version="1")),
-    )
-
-
-def _deploy(mgmt, name: str, model: str, sku: str = "GlobalStandard") -> Deployment:
-    return mgmt.deployments.begin_create_or_update(RESOURCE_GROUP, ACCOUNT, name, _deployment(model, sku)).result()
 
 
 def test_default_deployments_exist(emulator):
@@ -45,7 +41,7 @@ def test_put_get_list_delete_fine_tuned_deployment(emulator, small_fine_tuned_jo
     mgmt = management_client(emulator.url)
     client = openai_client(emulator.url)
     poller = mgmt.deployments.begin_create_or_update(
-        RESOURCE_GROUP, ACCOUNT, "candidate-crud", _deployment(small_fine_tuned_job.fine_tuned_model, "DeveloperTier")
+        RESOURCE_GROUP, ACCOUNT, "candidate-crud", deployment_of(small_fine_tuned_job.fine_tuned_model, "DeveloperTier")
     )
     assert poller.status() in ("Creating", "InProgress")
     # Not serving until provisioning succeeded: Azure's answer for a deployment that is not there yet.
@@ -64,7 +60,7 @@ def test_put_get_list_delete_fine_tuned_deployment(emulator, small_fine_tuned_jo
     # Same model, other capacity: an update is fine.
     updated = mgmt.deployments.begin_create_or_update(
         RESOURCE_GROUP, ACCOUNT, "candidate-crud",
-        _deployment(small_fine_tuned_job.fine_tuned_model, "DeveloperTier", capacity=5),
+        deployment_of(small_fine_tuned_job.fine_tuned_model, "DeveloperTier", capacity=5),
     ).result()
     assert updated.sku.capacity == 5
     mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "candidate-crud").result()
@@ -76,7 +72,7 @@ def test_checkpoint_is_deployable(emulator, small_fine_tuned_job):
     client = openai_client(emulator.url)
     mgmt = management_client(emulator.url)
     oldest_kept = client.fine_tuning.jobs.checkpoints.list(small_fine_tuned_job.id).data[-1]
-    result = _deploy(mgmt, "checkpoint-deploy", oldest_kept.id)
+    result = deploy_model(mgmt, "checkpoint-deploy", oldest_kept.id)
     assert result.properties.provisioning_state == "Succeeded"
     mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "checkpoint-deploy").result()
 
@@ -85,14 +81,14 @@ def test_deployment_rules(emulator, small_fine_tuned_job):
     mgmt = management_client(emulator.url)
     model = small_fine_tuned_job.fine_tuned_model
     with pytest.raises(HttpResponseError) as batch_sku:
-        _deploy(mgmt, "ft-batch", model, "GlobalBatch")
+        deploy_model(mgmt, "ft-batch", model, "GlobalBatch")
     assert batch_sku.value.status_code == 400 and "Standard, GlobalStandard or DeveloperTier" in str(batch_sku.value)
     with pytest.raises(HttpResponseError) as unknown:
-        _deploy(mgmt, "unknown-model", "gpt-4.1-2025-04-14.ft-00000000000000000000000000000000")
+        deploy_model(mgmt, "unknown-model", "gpt-4.1-2025-04-14.ft-00000000000000000000000000000000")
     assert unknown.value.error.code == "DeploymentModelNotSupported"
-    _deploy(mgmt, "fixed-model", model)
+    deploy_model(mgmt, "fixed-model", model)
     with pytest.raises(HttpResponseError) as changed:
-        _deploy(mgmt, "fixed-model", BASE_MODEL)
+        deploy_model(mgmt, "fixed-model", BASE_MODEL)
     assert 400 <= changed.value.status_code < 500 and "cannot be changed" in str(changed.value)
     mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "fixed-model").result()
     with pytest.raises(HttpResponseError) as wrong_account:
@@ -106,13 +102,13 @@ def test_at_most_five_fine_tuned_deployments(emulator_factory):
     mgmt = management_client(server.url)
     job = fine_tune(client, to_jsonl(digits_examples(digit_split()[0][:30])), hyperparameters={"n_epochs": 1})
     for number in range(5):
-        _deploy(mgmt, f"ft-{number}", job.fine_tuned_model)
+        deploy_model(mgmt, f"ft-{number}", job.fine_tuned_model)
     with pytest.raises(HttpResponseError) as refused:
-        _deploy(mgmt, "ft-5", job.fine_tuned_model)
+        deploy_model(mgmt, "ft-5", job.fine_tuned_model)
     assert refused.value.error.code == "QuotaExceeded" and "limit is 5" in str(refused.value)
-    _deploy(mgmt, "base-copy", BASE_MODEL)  # base model deployments do not count
+    deploy_model(mgmt, "base-copy", BASE_MODEL)  # base model deployments do not count
     mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "ft-0").result()
-    assert _deploy(mgmt, "ft-5", job.fine_tuned_model).properties.provisioning_state == "Succeeded"
+    assert deploy_model(mgmt, "ft-5", job.fine_tuned_model).properties.provisioning_state == "Succeeded"
 
 
 def test_transient_dependent_service_failures(emulator_factory):
@@ -122,15 +118,15 @@ def test_transient_dependent_service_failures(emulator_factory):
         admin.fail_next_deployments(2)
         for _ in range(2):
             with pytest.raises(HttpResponseError) as failed:
-                _deploy(mgmt, "retry-me", BASE_MODEL)
+                deploy_model(mgmt, "retry-me", BASE_MODEL)
             assert failed.value.error.code == "BadRequestForDependentService"
-        assert _deploy(mgmt, "retry-me", BASE_MODEL).properties.provisioning_state == "Succeeded"
+        assert deploy_model(mgmt, "retry-me", BASE_MODEL).properties.provisioning_state == "Succeeded"
         admin.fail_next_deployments(1, phase="provisioning")
         with pytest.raises(HttpResponseError) as provisioning:
-            _deploy(mgmt, "fails-late", BASE_MODEL)
+            deploy_model(mgmt, "fails-late", BASE_MODEL)
         assert "BadRequestForDependentService" in str(provisioning.value)
         assert mgmt.deployments.get(RESOURCE_GROUP, ACCOUNT, "fails-late").properties.provisioning_state == "Failed"
-        assert _deploy(mgmt, "fails-late", BASE_MODEL).properties.provisioning_state == "Succeeded"
+        assert deploy_model(mgmt, "fails-late", BASE_MODEL).properties.provisioning_state == "Succeeded"
         assert admin.stats().count("deployments_create_or_update") == 5  # 2 refused, 1 ok, 1 failed late, 1 ok
 
 
@@ -157,7 +153,7 @@ def test_a_deployment_write_or_delete_during_another_operation_is_a_409_request_
 
     def put(name: str):
         return mgmt.deployments.begin_create_or_update(
-            RESOURCE_GROUP, ACCOUNT, name, _deployment(BASE_MODEL), polling=False
+            RESOURCE_GROUP, ACCOUNT, name, deployment_of(BASE_MODEL), polling=False
         ).result()
 
     def state(name: str) -> str:
@@ -189,12 +185,12 @@ def test_developer_tier_needs_the_arm_api_version_that_documents_it(emulator, sm
     model = small_fine_tuned_job.fine_tuned_model
     with pytest.raises(HttpResponseError) as refused:
         mgmt.deployments.begin_create_or_update(
-            RESOURCE_GROUP, ACCOUNT, "dev-old", _deployment(model, "DeveloperTier"), api_version="2024-10-01"
+            RESOURCE_GROUP, ACCOUNT, "dev-old", deployment_of(model, "DeveloperTier"), api_version="2024-10-01"
         )
     assert refused.value.status_code == 400 and refused.value.error.code == "InvalidSkuName"
     assert "2024-10-01" in refused.value.message and "2025-07-01-preview" in refused.value.message
     created = mgmt.deployments.begin_create_or_update(
-        RESOURCE_GROUP, ACCOUNT, "dev-new", _deployment(model, "DeveloperTier"), api_version="2025-07-01-preview"
+        RESOURCE_GROUP, ACCOUNT, "dev-new", deployment_of(model, "DeveloperTier"), api_version="2025-07-01-preview"
     ).result()
     assert created.sku.name == "DeveloperTier"
     mgmt.deployments.begin_delete(RESOURCE_GROUP, ACCOUNT, "dev-new").result()

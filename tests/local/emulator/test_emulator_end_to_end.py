@@ -6,11 +6,11 @@ Digits (scikit-learn's 8x8 handwritten digits as JPEGs), 1,500 for training and 
 from __future__ import annotations
 
 import pytest
-from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
 
 from local.emulator.clients import management_client, openai_client, v1_client
-from local.emulator.constants import ACCOUNT, BASE_DEPLOYMENT, BASE_MODEL, RESOURCE_GROUP
+from local.emulator.constants import BASE_DEPLOYMENT, BASE_MODEL
 from tests.fixtures.emulator import (
+    deploy_model,
     digit_label,
     digit_messages,
     digit_split,
@@ -42,15 +42,7 @@ def test_fine_tuned_model_clearly_beats_the_base_model(emulator_factory):
     assert job.status == "succeeded", job.error
 
     mgmt = management_client(server.url)
-    deployment = mgmt.deployments.begin_create_or_update(
-        RESOURCE_GROUP,
-        ACCOUNT,
-        "digits-candidate",
-        Deployment(
-            sku=Sku(name="GlobalStandard", capacity=10),
-            properties=DeploymentProperties(model=DeploymentModel(format="OpenAI", name=job.fine_tuned_model, version="1")),
-        ),
-    ).result()
+    deployment = deploy_model(mgmt, "digits-candidate", job.fine_tuned_model, capacity=10)
     assert deployment.properties.provisioning_state == "Succeeded"
 
     def accuracy(deployment_name: str) -> float:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
 
 from local.emulator.admin import EmulatorAdmin
 from local.emulator.clients import management_client, openai_client
 from local.emulator.constants import ACCOUNT, BASE_MODEL, BATCH_DEPLOYMENT, RESOURCE_GROUP
 from tests.fixtures.emulator import (
+    deploy_model,
     digit_messages,
     digit_split,
     digits_examples,
@@ -28,12 +28,7 @@ def test_state_survives_a_restart(emulator_factory, tmp_path):
     train, held_out = digit_split()
     job = fine_tune(client, to_jsonl(digits_examples(train[:100])), suffix="keep", hyperparameters={"n_epochs": 2})
     assert job.status == "succeeded"
-    mgmt = management_client(first.url)
-    mgmt.deployments.begin_create_or_update(
-        RESOURCE_GROUP, ACCOUNT, "kept",
-        Deployment(sku=Sku(name="GlobalStandard", capacity=1), properties=DeploymentProperties(
-            model=DeploymentModel(format="OpenAI", name=job.fine_tuned_model, version="1"))),
-    ).result()
+    deploy_model(management_client(first.url), "kept", job.fine_tuned_model)
     answers = [
         client.chat.completions.create(model="kept", messages=digit_messages(i), temperature=0).choices[0].message.content
         for i in held_out[:15]
