@@ -26,14 +26,10 @@ from shared.conversion import (
 )
 from shared.conversion.examples import DEFAULT_PROMPT_TEMPLATE
 from shared.validation import validate_file
+from tests.fixtures.conversion import convert_to_folder
 from tests.shared.conversion import image_cases as cases
 
 ARTIFACTS = ("train.jsonl", "validation.jsonl", "test.jsonl", "rejected.json", "manifest.json")
-
-
-def run(source, out: Path, **options):
-    options.setdefault("workers", 1)
-    return convert_dataset(source, FolderSink(out), ConvertOptions(**options))
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -75,7 +71,7 @@ def messy_dataset(root: Path) -> Path:
 def messy(tmp_path_factory):
     root = messy_dataset(tmp_path_factory.mktemp("messy") / "src")
     out = tmp_path_factory.mktemp("messy-out") / "out"
-    return root, out, run(FolderSource(root), out)
+    return root, out, convert_to_folder(FolderSource(root), out)
 
 
 def test_every_artifact_is_written_and_output_passes_the_independent_validator(messy):
@@ -189,7 +185,7 @@ def test_text_tokens_match_tiktoken_on_the_written_messages(messy):
 
 def test_two_runs_are_byte_identical_whatever_the_worker_count(tmp_path, messy):
     root, out, first = messy
-    second = run(FolderSource(root), tmp_path / "again", workers=2)
+    second = convert_to_folder(FolderSource(root), tmp_path / "again", workers=2)
     assert second.version == first.version
     for name in ARTIFACTS:
         assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
@@ -198,7 +194,7 @@ def test_two_runs_are_byte_identical_whatever_the_worker_count(tmp_path, messy):
 
 def test_options_change_the_version(tmp_path, messy):
     root, _out, first = messy
-    other = run(FolderSource(root), tmp_path / "q", quality=70)
+    other = convert_to_folder(FolderSource(root), tmp_path / "q", quality=70)
     assert other.version != first.version
 
 
@@ -210,7 +206,7 @@ def test_zip_input_with_a_single_top_folder_gives_the_same_dataset(tmp_path, mes
             zf.write(path, "my-dataset/" + path.relative_to(root).as_posix())
         zf.writestr("__MACOSX/my-dataset/._cat", b"\0")
     with ZipSource(archive) as source:
-        result = run(source, tmp_path / "zip-out")
+        result = convert_to_folder(source, tmp_path / "zip-out")
     assert result.version == first.version
     assert (tmp_path / "zip-out" / "train.jsonl").read_bytes() == (out / "train.jsonl").read_bytes()
     assert "__MACOSX/my-dataset/._cat" in result.manifest["ignored"]
@@ -222,7 +218,7 @@ def test_zip_from_any_seekable_file_object(tmp_path):
         for path, data in cases.good_set(per_label=8).items():
             zf.writestr(path.replace("/", "\\"), data)  # a Windows tool's backslashes
     buffer.seek(0)
-    result = run(ZipSource(buffer), tmp_path / "out")
+    result = convert_to_folder(ZipSource(buffer), tmp_path / "out")
     assert result.manifest["labels"] == ["cat", "dog"]
     assert result.manifest["examples"] == 16
 
@@ -234,7 +230,7 @@ def test_given_splits_are_kept(tmp_path):
     files.update(cases.good_set(per_label=3, prefix="test/", start=200))
     files["stray.jpg"] = cases.photo_jpeg(seed=5000)
     files["extra/cat/1.jpg"] = cases.photo_jpeg(seed=5001)
-    result = run(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out")
+    result = convert_to_folder(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out")
     splits = result.manifest["splits"]
     assert result.manifest["split"]["given"] is True
     assert {s: splits[s]["examples"] for s in splits} == {"train": 12, "validation": 4, "test": 6}
@@ -246,7 +242,7 @@ def test_given_splits_are_kept(tmp_path):
 def test_duplicate_across_given_splits_keeps_the_training_copy(tmp_path):
     files = cases.good_set(per_label=6, prefix="train/")
     files["test/cat/leak.jpg"] = files["train/cat/000.jpg"]
-    result = run(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out")
+    result = convert_to_folder(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out")
     assert result.rejected == [
         {
             "path": "test/cat/leak.jpg",
@@ -261,8 +257,8 @@ def test_hash_split_is_stable_when_images_are_added(tmp_path):
     small = cases.good_set(per_label=30)
     added = {f"{path[:-4]}-new.jpg": data for path, data in cases.good_set(per_label=40, start=500).items()}
     big = {**small, **added}
-    first = run(FolderSource(cases.write(tmp_path / "v1", small)), tmp_path / "o1").manifest
-    second = run(FolderSource(cases.write(tmp_path / "v2", big)), tmp_path / "o2").manifest
+    first = convert_to_folder(FolderSource(cases.write(tmp_path / "v1", small)), tmp_path / "o1").manifest
+    second = convert_to_folder(FolderSource(cases.write(tmp_path / "v2", big)), tmp_path / "o2").manifest
     for split in ("train", "validation", "test"):
         assert set(first["splits"][split]["files"]) <= set(second["splits"][split]["files"])
     counts = {s: second["splits"][s]["examples"] for s in ("train", "validation", "test")}
@@ -276,7 +272,7 @@ def test_unicode_labels_and_file_names(tmp_path):
     for n in range(8):
         files[f"{nfd_cafe}/ü-{n}.jpg"] = cases.photo_jpeg(seed=n)
         files[f"猫/写真 {n} 😀.jpg"] = cases.photo_jpeg(seed=100 + n)
-    result = run(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out")
+    result = convert_to_folder(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out")
     assert result.manifest["labels"] == ["café", "猫"]  # NFC labels
     raw = (tmp_path / "out" / "train.jsonl").read_bytes()
     answers = {json.loads(line)["messages"][2]["content"] for line in raw.splitlines()}
@@ -288,7 +284,8 @@ def test_unicode_labels_and_file_names(tmp_path):
 
 def test_custom_prompt_gets_the_categories(tmp_path):
     root = cases.write(tmp_path / "src", cases.good_set(per_label=8))
-    result = run(FolderSource(root), tmp_path / "out", prompt="Which animal?\nCategories:\n{categories}\nAnswer with one.")
+    prompt = "Which animal?\nCategories:\n{categories}\nAnswer with one."
+    result = convert_to_folder(FolderSource(root), tmp_path / "out", prompt=prompt)
     assert result.manifest["prompt"] == "Which animal?\nCategories:\n- cat\n- dog\nAnswer with one."
 
 
@@ -305,7 +302,7 @@ def test_dataset_level_errors_are_clear_and_leave_no_output(tmp_path, files, mes
     root = cases.write(tmp_path / "src", files)
     root.mkdir(exist_ok=True)
     with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        run(FolderSource(root), tmp_path / "out")
+        convert_to_folder(FolderSource(root), tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.glob(".out.partial-*"))
 
@@ -314,7 +311,7 @@ def test_too_few_usable_examples_after_rejections(tmp_path):
     files = cases.good_set(per_label=4)
     files.update({f"cat/bad{n}.jpg": b"" for n in range(6)})
     with pytest.raises(DatasetError, match="only 8 usable training example"):
-        run(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out", split=(1, 0, 0))
+        convert_to_folder(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out", split=(1, 0, 0))
 
 
 def test_a_label_with_no_training_examples_is_an_error(tmp_path):
@@ -322,7 +319,7 @@ def test_a_label_with_no_training_examples_is_an_error(tmp_path):
     files["test/bird/1.jpg"] = cases.photo_jpeg(seed=9000)
     files["train/fish/broken.jpg"] = cases.truncated_jpeg()
     with pytest.raises(DatasetError) as caught:
-        run(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out")
+        convert_to_folder(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out")
     text = str(caught.value)
     assert "'bird' (1 in test)" in text
     assert "'fish' (rejected: 1 truncated)" in text
@@ -333,13 +330,13 @@ def test_too_large_source_files_are_not_read(tmp_path):
     files["cat/huge.png"] = cases.encode(cases.pattern(600, 600, seed=3), "PNG")
     limit = len(files["cat/huge.png"]) - 1
     assert all(len(v) <= limit for k, v in files.items() if k != "cat/huge.png")
-    result = run(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out", max_file_bytes=limit)
+    result = convert_to_folder(FolderSource(cases.write(tmp_path / "src", files)), tmp_path / "out", max_file_bytes=limit)
     assert [(r["path"], r["code"]) for r in result.rejected] == [("cat/huge.png", "too_large")]
 
 
 def test_empty_validation_split_is_allowed_and_reported(tmp_path):
     root = cases.write(tmp_path / "src", cases.good_set(per_label=8))
-    result = run(FolderSource(root), tmp_path / "out", split=(90, 0, 10))
+    result = convert_to_folder(FolderSource(root), tmp_path / "out", split=(90, 0, 10))
     assert result.manifest["splits"]["validation"]["examples"] == 0
     assert (tmp_path / "out" / "validation.jsonl").read_bytes() == b""
     assert any("validation.jsonl is empty" in w for w in result.manifest["warnings"])
@@ -347,8 +344,8 @@ def test_empty_validation_split_is_allowed_and_reported(tmp_path):
 
 def test_rerun_replaces_an_earlier_output(tmp_path):
     root = cases.write(tmp_path / "src", cases.good_set(per_label=8))
-    run(FolderSource(root), tmp_path / "out", quality=50)
-    result = run(FolderSource(root), tmp_path / "out", quality=80)
+    convert_to_folder(FolderSource(root), tmp_path / "out", quality=50)
+    result = convert_to_folder(FolderSource(root), tmp_path / "out", quality=80)
     assert json.loads((tmp_path / "out" / "manifest.json").read_bytes())["version"] == result.version
 
 
@@ -415,7 +412,7 @@ def test_custom_sink_and_source_get_the_artifacts_in_order_manifest_last(tmp_pat
     assert {(r["path"], r["code"]) for r in result.rejected} == {("dog/locked.jpg", "unreadable")}
     # the same files on disk give the same version: sources are interchangeable
     readable = {k: v for k, v in files.items() if "locked" not in k}
-    folder = run(FolderSource(cases.write(tmp_path / "src", readable)), tmp_path / "out")
+    folder = convert_to_folder(FolderSource(cases.write(tmp_path / "src", readable)), tmp_path / "out")
     written = (tmp_path / "out" / "train.jsonl").read_bytes()
     assert hashlib.sha256(sink.data["train.jsonl"]).digest() == hashlib.sha256(written).digest()
     assert folder.version != result.version  # the unreadable file is part of the source listing

@@ -14,29 +14,14 @@ from pathlib import Path
 import pytest
 
 from shared.conversion import (
-    ConvertOptions,
     DatasetError,
-    FolderSink,
     FolderSource,
     ZipSource,
-    convert_dataset,
 )
 from shared.conversion.images import ImageSettings, normalise_image
 from shared.conversion.sources import normalise_entry_name, read_regular_file
+from tests.fixtures.conversion import convert_to_folder
 from tests.shared.conversion import image_cases as cases
-
-
-def run(source, out: Path, **options):
-    options.setdefault("workers", 1)
-    return convert_dataset(source, FolderSink(out), ConvertOptions(**options))
-
-
-def write_tree(root: Path, files: dict[str, bytes]) -> Path:
-    for relative, data in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
 
 
 def by_path(result) -> dict[str, list[dict]]:
@@ -101,7 +86,7 @@ def test_unsafe_and_repeated_zip_entries_are_reported_by_name(tmp_path):
         ],
     )
     with ZipSource(archive) as source:
-        result = run(source, tmp_path / "out")
+        result = convert_to_folder(source, tmp_path / "out")
     rejected = by_path(result)
     assert sorted(result.manifest["labels"]) == ["cat", "dog"]  # no label "C:" or ".."
     for name in ("C:/Windows/evil.jpg", "../../evil.jpg", "/etc/evil.jpg", "cat/../../evil.jpg"):
@@ -121,13 +106,13 @@ def test_unsafe_and_repeated_zip_entries_are_reported_by_name(tmp_path):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_fifo_in_the_dataset_is_reported_and_never_opened(tmp_path, workers):
-    root = write_tree(tmp_path / "data", cases.good_set(("cat", "dog"), per_label=12))
+    root = cases.write(tmp_path / "data", cases.good_set(("cat", "dog"), per_label=12))
     os.mkfifo(root / "cat" / "pipe.jpg")
     outcome: dict = {}
 
     def convert() -> None:
         try:
-            outcome["result"] = run(FolderSource(root), tmp_path / "out", workers=workers)
+            outcome["result"] = convert_to_folder(FolderSource(root), tmp_path / "out", workers=workers)
         except BaseException as exc:  # noqa: BLE001 - reported to the test thread
             outcome["error"] = exc
 
@@ -154,11 +139,11 @@ def test_a_fifo_swapped_in_after_listing_is_not_waited_on(tmp_path):
 def test_a_socket_in_the_dataset_is_reported(tmp_path):
     import socket
 
-    root = write_tree(tmp_path / "data", cases.good_set(("cat", "dog"), per_label=12))
+    root = cases.write(tmp_path / "data", cases.good_set(("cat", "dog"), per_label=12))
     server = socket.socket(socket.AF_UNIX)
     try:
         server.bind(str(root / "dog" / "sock.png"))
-        result = run(FolderSource(root), tmp_path / "out")
+        result = convert_to_folder(FolderSource(root), tmp_path / "out")
     finally:
         server.close()
     (item,) = by_path(result)["dog/sock.png"]
@@ -168,9 +153,9 @@ def test_a_socket_in_the_dataset_is_reported(tmp_path):
 def test_label_folders_next_to_split_folders_stop_with_an_explanation(tmp_path):
     files = cases.good_set(("cat", "dog"), per_label=12)
     files["train/sub/odd.jpg"] = cases.photo_jpeg(seed=950)  # a label called "train" with a sub-folder
-    root = write_tree(tmp_path / "data", files)
+    root = cases.write(tmp_path / "data", files)
     with pytest.raises(DatasetError) as caught:
-        run(FolderSource(root), tmp_path / "out")
+        convert_to_folder(FolderSource(root), tmp_path / "out")
     message = str(caught.value)
     assert "ambiguous layout" in message and "train/" in message and "cat/" in message and "dog/" in message
     assert not (tmp_path / "out").exists()
@@ -179,7 +164,7 @@ def test_label_folders_next_to_split_folders_stop_with_an_explanation(tmp_path):
 def test_a_clean_split_layout_is_not_ambiguous(tmp_path):
     files = {f"train/{k}": v for k, v in cases.good_set(("cat", "dog"), per_label=12).items()}
     files.update({f"test/{k}": v for k, v in cases.good_set(("cat", "dog"), per_label=2, start=100).items()})
-    result = run(FolderSource(write_tree(tmp_path / "data", files)), tmp_path / "out")
+    result = convert_to_folder(FolderSource(cases.write(tmp_path / "data", files)), tmp_path / "out")
     assert result.manifest["split"]["given"] is True
 
 
@@ -210,7 +195,7 @@ def test_damaged_pixel_data_is_rejected_even_when_the_header_reads(make, code):
 def test_damaged_png_is_in_rejected_json(tmp_path):
     files = cases.good_set(("cat", "dog"), per_label=12)
     files["cat/damaged.png"] = _damaged(cases.encode(cases.pattern(300, 200, seed=4), "PNG"), 0.5)
-    result = run(FolderSource(write_tree(tmp_path / "data", files)), tmp_path / "out", workers=2)
+    result = convert_to_folder(FolderSource(cases.write(tmp_path / "data", files)), tmp_path / "out", workers=2)
     (item,) = by_path(result)["cat/damaged.png"]
     assert item["code"] == "corrupt" and "pixel data" in item["reason"]
 
@@ -219,15 +204,15 @@ def test_extreme_shapes_are_reported_with_configurable_limits(tmp_path):
     files = cases.good_set(("cat", "dog"), per_label=12)
     files["cat/sliver.png"] = cases.encode(cases.pattern(2000, 40, seed=7), "PNG")  # 50:1
     files["dog/tiny.png"] = cases.encode(cases.pattern(5, 40, seed=8), "PNG")
-    root = write_tree(tmp_path / "data", files)
-    rejected = by_path(run(FolderSource(root), tmp_path / "out"))
+    root = cases.write(tmp_path / "data", files)
+    rejected = by_path(convert_to_folder(FolderSource(root), tmp_path / "out"))
     assert rejected["cat/sliver.png"][0]["code"] == "extreme_aspect_ratio"
     assert "50.0:1" in rejected["cat/sliver.png"][0]["reason"]
     assert rejected["dog/tiny.png"][0]["code"] == "too_small"
-    relaxed = by_path(run(FolderSource(root), tmp_path / "out2", min_side=4, max_aspect_ratio=60))
+    relaxed = by_path(convert_to_folder(FolderSource(root), tmp_path / "out2", min_side=4, max_aspect_ratio=60))
     assert "cat/sliver.png" not in relaxed and "dog/tiny.png" not in relaxed
     with pytest.raises(ValueError, match="max_aspect_ratio"):
-        run(FolderSource(root), tmp_path / "out3", max_aspect_ratio=0.5)
+        convert_to_folder(FolderSource(root), tmp_path / "out3", max_aspect_ratio=0.5)
 
 
 SECRET = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
@@ -252,10 +237,10 @@ def test_a_rejection_names_a_detected_type_never_the_bytes(content, kind):
 
 
 def test_a_link_to_a_secret_file_does_not_leak_into_rejected_json(tmp_path):
-    root = write_tree(tmp_path / "data", cases.good_set(("cat", "dog"), per_label=12))
+    root = cases.write(tmp_path / "data", cases.good_set(("cat", "dog"), per_label=12))
     (tmp_path / "id_ed25519").write_bytes(SECRET)
     os.symlink(tmp_path / "id_ed25519", root / "cat" / "key.jpg")
-    run(FolderSource(root), tmp_path / "out")
+    convert_to_folder(FolderSource(root), tmp_path / "out")
     written = (tmp_path / "out" / "rejected.json").read_text() + (tmp_path / "out" / "manifest.json").read_text()
     assert "key.jpg" in written and "a text file" in written
     assert "BEGIN" not in written and "OPENSSH" not in written and "b3Bl" not in written
