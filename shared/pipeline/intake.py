@@ -14,12 +14,14 @@ would fail the same way, so the trigger must not retry it into the poison queue.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Concatenate, ParamSpec
 
 from shared.aoai.models import base_model_problem
 from shared.conversion.cache import ImageCache
@@ -95,28 +97,31 @@ def convert_options(settings: Settings, overrides: RunOverrides) -> ConvertOptio
 UNEXPECTED_STAGE = "intake"
 
 
-def accept_dataset(
-    settings: Settings,
-    dataset: str,
-    *,
-    archive: bool,
-    marker_body: bytes,
-    archive_blob: BlobClient | None = None,
-) -> IntakeResult | None:
-    """``_accept_dataset`` (below), and an intake report for any exception it did not foresee.
+_Params = ParamSpec("_Params")
+
+
+def _reports_unexpected_failures(
+    accept: Callable[Concatenate[Settings, str, _Params], IntakeResult | None],
+) -> Callable[Concatenate[Settings, str, _Params], IntakeResult | None]:
+    """``accept`` (settings, dataset, ...), and an intake report for any exception it did not foresee.
 
     The report is written at once, on every failing attempt, and the exception is re-raised so the
     trigger retries: a transient cause (storage, the network) may pass, and a later success clears the
     report; a lasting one (a bug) ends in the poison queue WITH the report, so no marker is left without a
     run or a report. Waiting for the last attempt would need the trigger's dequeue count, which a blob
     trigger does not give the function."""
-    try:
-        return _accept_dataset(
-            settings, dataset, archive=archive, marker_body=marker_body, archive_blob=archive_blob
-        )
-    except Exception as error:
-        _report_unexpected_failure(settings, dataset, error)
-        raise
+
+    @functools.wraps(accept)
+    def reporting(
+        settings: Settings, dataset: str, /, *args: _Params.args, **kwargs: _Params.kwargs
+    ) -> IntakeResult | None:
+        try:
+            return accept(settings, dataset, *args, **kwargs)
+        except Exception as error:
+            _report_unexpected_failure(settings, dataset, error)
+            raise
+
+    return reporting
 
 
 def _report_unexpected_failure(settings: Settings, dataset: str, error: Exception) -> None:
@@ -135,7 +140,8 @@ def _report_unexpected_failure(settings: Settings, dataset: str, error: Exceptio
         log.exception("%s: the intake report of an unexpected failure could not be written", dataset)
 
 
-def _accept_dataset(
+@_reports_unexpected_failures
+def accept_dataset(
     settings: Settings,
     dataset: str,
     *,
@@ -147,7 +153,8 @@ def _accept_dataset(
     ``training/<dataset>/<version>/`` and create the run (state ``converted``) just before the version is
     published. Returns None (after writing a failure report) when the drop cannot be used.
     ``archive_blob``: the archive's client as the trigger bound it (else one is made from the settings);
-    the archive is read with ranged downloads, never whole."""
+    the archive is read with ranged downloads, never whole. An exception no check foresaw is reported
+    (``_reports_unexpected_failures``) and re-raised."""
     started = time.monotonic()
     try:
         validate_dataset_name(dataset)
