@@ -21,6 +21,7 @@ from shared.conversion.options import (
 from shared.conversion.records import Prepared, Record
 from shared.conversion.small_rgb import BACKGROUND
 from shared.layout import SPLITS
+from shared.pipeline.documents import Manifest
 
 
 def source_digest(records: list[Record]) -> str:
@@ -78,7 +79,7 @@ def describe(
     image_rejects = [{"path": r.path, "code": r.code, "reason": r.reason or ""} for r in records if r.code]
     rejected = sorted(prepared.layout_rejects + image_rejects, key=lambda item: item["path"])
     train = splits_manifest["train"]
-    manifest: dict[str, Any] = {
+    manifest: dict[str, Any] = Manifest.model_validate({
         "version": version,
         "labels": labels,
         "prompt": prompt,
@@ -116,7 +117,7 @@ def describe(
             "digest": digest,
         },
         "converter": {**converter_settings, "pillow": pillow_version()},
-    }
+    }).model_dump(mode="json")  # checked against the one model every reader uses; same bytes
     return version, manifest, rejected
 
 
