@@ -51,6 +51,11 @@ MAX_PACKS = 16  # above this many packs, the smallest old ones are merged into o
 PACKS, INDEX, REFS, LINES = "packs/", "index/", "refs/", "lines/"
 
 
+def lines_document(version: str) -> str:
+    """The name, in a cache's store, of the line record of ``version`` (``shared.conversion.reuse``)."""
+    return f"{LINES}{version}.json"
+
+
 class PackWriter(Protocol):
     def write(self, data: bytes) -> int: ...
 
@@ -312,7 +317,7 @@ class ImageCache:
         for name, modified in self.store.list(REFS):
             version = name[len(REFS) : -len(".json")]
             if version not in kept and old(modified):
-                self.store.delete(f"{LINES}{version}.json")  # its line record (shared.conversion.reuse)
+                self.store.delete(lines_document(version))
                 self.store.delete(name)
                 stats["refs_deleted"] += 1
                 continue

@@ -24,18 +24,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.conversion.cache import LINES, CacheStore
+from shared.conversion.cache import CacheStore, lines_document
 from shared.conversion.examples import IMAGE_DETAIL
 from shared.layout import SPLITS
 
 log = logging.getLogger(__name__)
 
 LINES_FORMAT = 1
-
-
-def lines_document(version: str) -> str:
-    """The name, in the cache's store, of the line record of ``version``."""
-    return f"{LINES}{version}.json"
 
 
 def prompt_digest(prompt: str) -> str:
