@@ -46,9 +46,10 @@ from shared.layout import MANIFEST_NAME, REJECTED_NAME, SPLITS
 log = logging.getLogger(__name__)
 
 # Reusing lines: a plan of more steps than this is written line by line instead (Azure allows 50,000 blocks
-# per blob, and a step is one block or more); new lines go to the sink in blocks of about this size.
+# per blob, and a step is one block or more); new lines go to the sink in blocks of whole lines of about
+# this size (the size of the blocks a first conversion writes, ``shared.storage.writers.LINE_BLOCK_BYTES``).
 MAX_ASSEMBLED_STEPS = 20_000
-FRESH_BLOCK_BYTES = 4 * 1024 * 1024
+FRESH_BLOCK_BYTES = 256 * 1024
 
 
 @dataclass
@@ -267,5 +268,5 @@ class _SplitWriter:
                     yield bytes(block)
                 position = step.stop
 
-        sink.assemble(name, segments())
+        sink.assemble(name, segments(), base=previous_source)
         return lengths

@@ -31,9 +31,12 @@ class AssemblingSink(Protocol):
         ``assemble``), or None when it is not there."""
         ...
 
-    def assemble(self, name: str, segments: Iterable[bytes | tuple[str, int, int]]) -> int:
+    def assemble(
+        self, name: str, segments: Iterable[bytes | tuple[str, int, int]], *, base: str | None = None
+    ) -> int:
         """Write artifact ``name`` as the concatenation of ``segments``: bytes, or ``(source, offset,
-        length)`` ranges of published artifacts. Returns its size."""
+        length)`` ranges of published artifacts. ``base``: the source most ranges come from, which the sink
+        may copy whole first and cut (blob storage reuses its blocks). Returns its size."""
         ...
 
 

@@ -48,7 +48,7 @@ class PublishingSink:
         data = self.store.get(version, {}).get(name)
         return None if data is None else (f"{version}/{name}", len(data))
 
-    def assemble(self, name: str, segments: Iterable[bytes | tuple[str, int, int]]) -> int:
+    def assemble(self, name: str, segments: Iterable[bytes | tuple[str, int, int]], *, base: str | None = None) -> int:
         if self.fail_assemble:
             raise OSError("injected: the previous version's file is gone")
         parts = list(segments)
@@ -201,12 +201,16 @@ class CountingBlobSource:
         return self.inner.read(path)
 
 
-def blob_convert(blob_service, datasets: str, training: str, dataset: str):
+def blob_convert(blob_service, datasets: str, training: str, dataset: str, sinks: list | None = None):
+    """Convert ``dataset`` from blobs with its cache; the sink (one JSONL line per block) goes to ``sinks``."""
     options = ConvertOptions(workers=1)
     container = blob_service.get_container_client(training)
     source = CountingBlobSource(BlobDatasetSource(blob_service.get_container_client(datasets), f"{dataset}/"))
     cache = ImageCache(BlobCacheStore(container, cache_prefix(dataset)), image_settings(options), CONVERTER_FORMAT)
-    result = convert_dataset(source, BlobArtifactSink(container, dataset), options, cache=cache)
+    sink = BlobArtifactSink(container, dataset, line_block_size=1)
+    if sinks is not None:
+        sinks.append(sink)
+    result = convert_dataset(source, sink, options, cache=cache)
     published = {
         name: container.get_blob_client(f"{dataset}/{result.version}/{name}").download_blob().readall()
         for name in ARTIFACTS
@@ -232,10 +236,16 @@ def test_on_blob_storage_a_grown_drop_copies_the_previous_lines_and_reads_only_n
 
     new = {f"dog/new{i}.jpg": cases.photo_jpeg(seed=700 + i) for i in range(4)}
     upload(blob_service, datasets, "pets", new)
-    second, published, source, cache = blob_convert(blob_service, datasets, training, "pets")
+    sinks: list[BlobArtifactSink] = []
+    second, published, source, cache = blob_convert(blob_service, datasets, training, "pets", sinks)
     assert published == fresh({**files, **new}, tmp_path / "fresh")
     assert sorted(source.reads) == sorted(f"{p}" for p in new)  # unchanged blobs: neither read nor hashed
     assert second.stats["lines_reused"] == first.manifest["examples"] and cache.hits == 0
+    # the previous file was copied (Copy Blob) and its blocks, one line each, committed again: no byte of
+    # the old lines was copied by range nor uploaded
+    assemblies = sinks[0].assemblies.values()
+    assert assemblies and all(a.base_blocks_usable and a.bytes_copied == 0 for a in assemblies)
+    assert sum(a.blocks_committed_again for a in assemblies) == first.manifest["examples"]
 
     # the previous version's file gone (retention deleted it): every line is written, same bytes
     container = blob_service.get_container_client(training)
