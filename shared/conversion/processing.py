@@ -36,12 +36,13 @@ _BATCH_BYTES = 4 * 1024 * 1024  # ... or fewer, once their source bytes reach th
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 
 
-_Task = tuple[int, "str | None", "bytes | None"]  # record index, local path or the file's bytes
+# record index, local path or the file's bytes, and the bytes' digest when the reader already computed it
+_Task = tuple[int, "str | None", "bytes | None", str]
 
 
 def _process(task: _Task, settings: ImageSettings, max_bytes: int) -> tuple[int, str, ImageResult]:
-    """Read (if given a local path), hash and normalise one file."""
-    index, local_path, data = task
+    """Read (if given a local path), hash (unless the digest came with the bytes) and normalise one file."""
+    index, local_path, data, digest = task
     if data is None:
         try:
             data = read_regular_file(local_path, max_bytes)  # type: ignore[arg-type]
@@ -49,7 +50,7 @@ def _process(task: _Task, settings: ImageSettings, max_bytes: int) -> tuple[int,
             return index, "", ImageResult(code="unreadable", reason=f"cannot read the file: {exc.strerror or exc}")
         if len(data) > max_bytes:
             return index, "", too_large(len(data), max_bytes)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = digest or hashlib.sha256(data).hexdigest()
     try:
         return index, digest, normalise_image(data, settings)
     except Exception as exc:  # a decoder bug on one odd file must not stop the rest
@@ -152,18 +153,19 @@ def run_pass_one(
             return _Fetched(error=ImageResult(code="unreadable", reason=f"cannot read the file: {type(exc).__name__}: {exc}"))
         if len(data) > options.max_file_bytes:
             return _Fetched(error=too_large(len(data), options.max_file_bytes))
-        digest = hashlib.sha256(data).hexdigest()
-        if cache is not None:
-            hit = cached(cache.key(digest))
-            if hit is not None:
-                hit.digest = digest
-                return hit
+        if cache is None:
+            return _Fetched(data=data)  # hashed where it is decoded, in a worker process
+        digest = hashlib.sha256(data).hexdigest()  # the cache is looked up by it
+        hit = cached(cache.key(digest))
+        if hit is not None:
+            hit.digest = digest
+            return hit
         return _Fetched(digest=digest, data=data)
 
     def tasks() -> Iterator[_Task]:
         if workers_read:
             for record in todo:
-                yield record.index, str(local_path(record.path)), None  # type: ignore[misc]
+                yield record.index, str(local_path(record.path)), None, ""  # type: ignore[misc]
             return
         for record, fetched in read_ahead(todo, fetch, concurrency=read_concurrency, size=lambda r: r.size):
             if fetched.error is not None:
@@ -180,7 +182,7 @@ def run_pass_one(
                 outcome.reused += 1
                 advance()
             else:
-                yield record.index, None, fetched.data
+                yield record.index, None, fetched.data, fetched.digest
 
     def batches() -> Iterator[list[_Task]]:
         batch: list[_Task] = []
@@ -228,7 +230,7 @@ def run_pass_one(
         with pool:
             pending: set[Future[list[tuple[int, str, ImageResult]]]] = set()
             for batch in batches():
-                batch_bytes = sum(len(data) for _, _, data in batch if data is not None)
+                batch_bytes = sum(len(data) for _, _, data, _ in batch if data is not None)
                 # Wait while too many batches, or too many bytes read from the source (zip entries, blobs),
                 # are in flight; one batch alone may always go.
                 while pending and (
