@@ -87,7 +87,9 @@ def test_sink_publishes_manifest_last_and_cleans_staging(container):
     assert sorted(blobs) == sorted(f"digits/abc/{n}" for n, _ in bodies)
     for name, body in bodies:
         assert container.get_blob_client(f"digits/abc/{name}").download_blob().readall() == body
-    assert copied == [f"digits/abc/{n}" for n, _ in bodies]  # in order, manifest.json last
+    # the data files (copied at once, in any order), then manifest.json, last
+    assert sorted(copied[:-1]) == sorted(f"digits/abc/{n}" for n, _ in bodies[:-1])
+    assert copied[-1] == "digits/abc/manifest.json"
     assert list(container.list_blobs(name_starts_with=STAGING_PREFIX)) == []
 
 
@@ -164,7 +166,7 @@ def _base(container, name, blocks):
     return b"".join(blocks)
 
 
-def test_assemble_from_a_base_commits_its_whole_blocks_again_and_copies_only_the_partial_ones(container):
+def test_assemble_from_a_base_commits_its_whole_blocks_again_and_rewrites_only_the_cut_ones(container):
     blocks = [bytes([65 + k]) * (10_000 + 100 * k) for k in range(10)]
     base = _base(container, "pets/v1/train.jsonl", blocks)
     starts = [sum(len(b) for b in blocks[:k]) for k in range(11)]
@@ -183,8 +185,10 @@ def test_assemble_from_a_base_commits_its_whole_blocks_again_and_copies_only_the
     assert staged.download_blob().readall() == expected
     stats = sink.assemblies["train.jsonl"]
     assert stats.base_blocks_usable and stats.blocks_committed_again == 6  # 2, 3, 4, 5, 1, 9
-    assert stats.bytes_copied == (starts[7] - starts[6] - 50) + (starts[1] - 10)  # the partial blocks only
-    assert stats.bytes_uploaded == len(b"new line\n")
+    assert stats.bytes_read_back == (starts[7] - starts[6] - 50) + (starts[1] - 10)  # the cut blocks only
+    assert stats.bytes_uploaded == len(b"new line\n") and stats.bytes_copied == 0
+    # the new line, the cut block 6 and the end of block 0 that follow it went up as one block
+    assert len(staged.get_block_list("committed")[0]) == 6 + 1
 
 
 def test_assemble_copies_ranges_when_the_copy_of_the_base_lost_its_block_list(container, monkeypatch):
