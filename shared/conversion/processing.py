@@ -14,6 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
+from shared.conversion.allocator import keep_freed_memory
 from shared.conversion.cache import ImageCache
 from shared.conversion.images import ImageResult, ImageSettings, normalise_image
 from shared.conversion.options import ConvertOptions
@@ -114,6 +115,7 @@ def run_pass_one(
     (``source.read_concurrency`` of them) read, hash and look each file up in ``cache`` ahead of the
     decoders, and only cache misses are decoded. ``defer_cached``: a cache hit only marks its record
     ``in_cache`` (its JPEG is not read); ``spill_cached`` reads the ones that turn out to be needed."""
+    keep_freed_memory()
     local_path = getattr(source, "local_path", None)
     workers_read = local_path is not None and cache is None
     read_concurrency = max(1, int(getattr(source, "read_concurrency", 1) or 1))
@@ -214,7 +216,7 @@ def run_pass_one(
     pool = None
     if workers > 1:
         try:
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context())
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=keep_freed_memory)
         except (OSError, ImportError, NotImplementedError) as exc:  # no working semaphores (e.g. no /dev/shm)
             log.warning("converting in one process: cannot start worker processes (%s)", exc)
     max_bytes = options.max_file_bytes
