@@ -126,7 +126,7 @@ def peak_rss_from_blobs(connection_string: str, latency_ms: float, dataset: str,
         [sys.executable, "-c", _RSS_CHILD, connection_string, str(latency_ms), dataset, str(workers)],
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    return {**json.loads(stdout.strip().splitlines()[-1]), "tree_mb": peaks["tree"] / 1024}
+    return {**json.loads(stdout.strip().splitlines()[-1]), "tree_mb": peaks["tree"] / 1024, "main_mb": peaks["main"] / 1024}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from azure.storage.blob import BlobClient, ContainerClient
 
 DEFAULT_READ_BUFFER = 4 * 1024 * 1024
+LIST_PAGE_SIZE = 1000
 
 
 class BlobChangedError(SourceChangedError):
@@ -107,7 +108,9 @@ class BlobDatasetSource:
         self.read_concurrency = read_concurrency
 
     def entries(self) -> Iterator[SourceEntry]:
-        for blob in self._container.list_blobs(name_starts_with=self._prefix):
+        # Pages of LIST_PAGE_SIZE, not the service's 5,000: the SDK holds a page's parsed XML and its
+        # BlobProperties (a few KB each) until the page is consumed, so a big drop would hold ~20 MB more.
+        for blob in self._container.list_blobs(name_starts_with=self._prefix, results_per_page=LIST_PAGE_SIZE):
             relative = blob.name[len(self._prefix) :]
             if not relative or relative == READY_MARKER:
                 continue

@@ -107,6 +107,19 @@ def test_dataset_source_lists_relative_paths_without_the_marker(container):
     assert hashlib.sha256(source.read("train/cat/3.png")).digest() == hashlib.sha256(b"333").digest()
 
 
+def test_dataset_source_lists_a_drop_larger_than_one_page(container, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import shared.storage.readers as readers
+
+    monkeypatch.setattr(readers, "LIST_PAGE_SIZE", 40)
+    names = [f"pets/{'cat' if k % 2 else 'dog'}/{k:04d}.jpg" for k in range(130)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda name: container.upload_blob(name, name.encode()), names))
+    entries = list(BlobDatasetSource(container, "pets/").entries())
+    assert sorted(e.path for e in entries) == sorted(name[len("pets/") :] for name in names)
+
+
 def test_read_json_reads_a_document_or_says_none(container):
     container.upload_blob("doc.json", json.dumps({"a": [1, 2]}).encode())
     assert read_json(container, "doc.json") == {"a": [1, 2]}
