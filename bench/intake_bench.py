@@ -228,7 +228,7 @@ def _run(args, work: Path, connection: str, service, uploader, started: float) -
     assert timings[1]["version"] == timings[2]["version"], "1 and 2 shard workers disagree"
     speedup = timings[1]["seconds"] / timings[2]["seconds"]
     print(f"\n3. fan-out: {args.shard_photos:,} phone photos in {args.shards} shards (convert_shard's code, each "
-          f"worker a process with 1 converter process, as one Flex instance with host.json batchSize 1):")
+          f"worker a started process with 1 converter process, as one warm Flex instance with host.json batchSize 1):")
     for workers in (1, 2):
         t = timings[workers]
         print(f"   {workers} shard worker{'s' if workers > 1 else ' '}: {t['seconds']:6.1f} s   ({t['load']})")
@@ -276,14 +276,17 @@ storage_clients._service_client = lambda *args, **kwargs: client  # every storag
 from shared.pipeline.fanout import run_shard
 from shared.settings import Settings
 settings = Settings.model_validate(json.loads(sys.argv[3]))
-print(json.dumps([run_shard(settings, message.encode()) for message in json.loads(sys.argv[4])]))
+print("ready", flush=True)  # a warm instance: imports done, waiting for its messages
+messages = json.loads(sys.stdin.readline())
+print(json.dumps([run_shard(settings, message.encode()) for message in messages]))
 """
 
 
 def fan_out(connection: str, latency_ms: float, uploader, dataset: str, workers: int, shards: int) -> dict:
     """Plan ``dataset`` in ``shards`` shards and run them on ``workers`` processes (shard k on worker
-    k % workers, as instances taking messages in turn); seconds from the first shard to the published
-    manifest (the planning is the dataset_ready call's, not timed)."""
+    k % workers, as instances taking messages in turn); seconds from handing the messages to the started
+    workers (imports done, as warm Functions instances) to the published manifest (the planning is the
+    dataset_ready call's, not timed)."""
     for container, prefix in ((TRAINING, f"{dataset}/"), (TRAINING, f"_shards/{dataset}/"), ("runs", f"{dataset}/")):
         client = uploader.get_container_client(container)
         for blob in list(client.list_blobs(name_starts_with=prefix)):
@@ -300,16 +303,22 @@ def fan_out(connection: str, latency_ms: float, uploader, dataset: str, workers:
     options = convert_options(settings, RunOverrides.parse_marker(b""))
     messages = plan_fanout(Pipeline(settings), settings, dataset, f"bench-{workers}-{time.time_ns()}", b"", options)
     assert messages is not None
-    started = time.perf_counter()
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _SHARD_CHILD, connection, str(latency_ms), json.dumps(values),
-             json.dumps(messages[k::workers])],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", _SHARD_CHILD, connection, str(latency_ms), json.dumps(values)],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )  # fmt: skip
-        for k in range(workers)
+        for _k in range(workers)
     ]
+    for process in processes:  # warm instances: a Functions worker is started before messages arrive
+        if process.stdout is None or process.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"a shard worker did not start: {process.communicate()[1][-2000:]}")
+    started = time.perf_counter()
+    for k, process in enumerate(processes):
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(messages[k::workers]) + "\n")
+        process.stdin.flush()
     outcomes = []
     for process in processes:
         stdout, stderr = process.communicate()

@@ -37,6 +37,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,7 @@ from shared.pipeline.overrides import RunOverrides
 from shared.pipeline.reports import publish_intake_failure
 from shared.settings import Settings
 from shared.storage.readers import BlobChangedError, BlobDatasetSource
-from shared.storage.writers import BlobArtifactSink, BlockBlobWriter
+from shared.storage.writers import BlobArtifactSink, BlockBlobWriter, delete_blobs
 from shared.telemetry import note
 
 if TYPE_CHECKING:
@@ -334,13 +335,18 @@ def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], wher
         created.update(run=stored, created=was_created)
 
     sink = BlobArtifactSink(container, dataset, before_publish=create_run)
+
+    def assemble_split(split: str) -> None:  # server-side: Put Block From URL over ranges of the shards' parts
+        sink.assemble(
+            f"{split}.jsonl",
+            [(f"{prefix}{PARTS}{part_name(shard, split)}", offset, length)
+             for shard, offset, length in assembly.ranges[split]],
+        )  # fmt: skip
+
     try:
-        for split in SPLITS:  # server-side: Put Block From URL over ranges of the shards' parts
-            sink.assemble(
-                f"{split}.jsonl",
-                [(f"{prefix}{PARTS}{part_name(shard, split)}", offset, length)
-                 for shard, offset, length in assembly.ranges[split]],
-            )  # fmt: skip
+        with ThreadPoolExecutor(max_workers=len(SPLITS), thread_name_prefix="visiontune-splits") as pool:
+            for future in [pool.submit(assemble_split, split) for split in SPLITS]:
+                future.result()  # the splits at once: each waits on requests
         with sink.open(REJECTED_NAME) as out:
             out.write(canonical_json(assembly.rejected))
         if cache is not None:
@@ -363,9 +369,5 @@ def _mark_assembled(pipeline: Pipeline, prefix: str, outcome: dict[str, Any]) ->
     """Record the job's end (later deliveries stop at it) and delete its parts and markers."""
     container = pipeline.training
     container.upload_blob(prefix + ASSEMBLED, json.dumps({**outcome, "at": time.time()}).encode(), overwrite=True)
-    for blob in container.list_blobs(name_starts_with=prefix):
-        if blob.name.startswith((prefix + PARTS, prefix + DONE)):
-            try:
-                container.delete_blob(blob.name)
-            except Exception as error:  # noqa: BLE001 - leftovers only cost space
-                log.warning("could not delete %s: %s", blob.name, error)
+    names = [b.name for b in container.list_blobs(name_starts_with=prefix)]
+    delete_blobs(container, [n for n in names if n.startswith((prefix + PARTS, prefix + DONE))])

@@ -213,6 +213,21 @@ class CommittedBlocks:
         return pieces
 
 
+def delete_blobs(container: ContainerClient, names: list[str], *, concurrency: int = 8) -> None:
+    """Delete ``names``, a few at once (each delete waits on latency), best effort: a failure is logged
+    (leftovers only cost space) and never hides the caller's outcome."""
+
+    def delete(name: str) -> None:
+        try:
+            container.delete_blob(name)
+        except Exception as error:  # noqa: BLE001 - cleanup must not hide the real outcome
+            log.warning("could not delete %s: %s", name, error)
+
+    if names:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(names)), thread_name_prefix="visiontune-delete") as pool:
+            list(pool.map(delete, names))
+
+
 class BlobArtifactSink:
     """An ``ArtifactSink`` that streams each artifact to ``_staging/<dataset>/<token>/<name>.part`` in the
     training container and, on ``commit(version)``, copies them to ``<dataset>/<version>/`` with
@@ -497,18 +512,7 @@ class BlobArtifactSink:
             raise OSError(f"copying {source} to {target} ended with status {status}")
 
     def discard(self) -> None:
-        """Delete the staged blobs, a few at once (best effort: leftovers are only wasted space under
-        ``_staging/``)."""
-
-        def delete(name: str) -> None:
-            try:
-                self._container.delete_blob(name)
-            except Exception as error:  # noqa: BLE001 - cleanup must not hide the real outcome
-                log.warning("could not delete staged %s: %s", name, error)
-
-        names = [blob.name for blob in self._container.list_blobs(name_starts_with=self._staging)]
-        if names:
-            with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="visiontune-discard") as pool:
-                list(pool.map(delete, names))
+        """Delete the staged blobs (best effort: leftovers are only wasted space under ``_staging/``)."""
+        delete_blobs(self._container, [blob.name for blob in self._container.list_blobs(name_starts_with=self._staging)])
 
     abort = discard  # the converter calls ``abort()`` when a conversion fails
