@@ -133,6 +133,12 @@ class BlockBlobWriter(io.RawIOBase):
         from azure.storage.blob import BlobBlock
 
         try:
+            if not self._block_ids and not self._whole_writes:
+                # small enough for one block: one Put Blob instead of Put Block + Put Block List (a JSONL
+                # file always gets its block list, which a later version reuses)
+                self._blob.upload_blob(bytes(self._buffer), length=len(self._buffer), overwrite=True)
+                self._buffer.clear()
+                return
             if self._buffer or not self._block_ids:
                 self._stage(bytes(self._buffer))
                 self._buffer.clear()
