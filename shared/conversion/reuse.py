@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,9 +84,12 @@ def find_previous_lines(
             splits: dict[str, dict[str, PublishedLine]] = {}
             sources: dict[str, str] = {}
             usable = True
+            names = [f"{split}.jsonl" for split in SPLITS]
+            with ThreadPoolExecutor(max_workers=len(SPLITS)) as pool:  # one request each: at once
+                found = dict(zip(SPLITS, pool.map(published, [version] * len(names), names), strict=True))
             for split in SPLITS:
                 entries = document["splits"].get(split, [])
-                where = published(version, f"{split}.jsonl")
+                where = found[split]
                 size = sum(int(length) for _id, length in entries)
                 if where is None or where[1] != size:
                     usable = False  # deleted, or not what the record says: do not trust any of it

@@ -461,9 +461,20 @@ class BlobArtifactSink:
         (its Copy Blob copies the blob's committed block list)."""
         try:
             self._copy(base, target.blob_name)
-            committed, _uncommitted = target.get_block_list("committed")
-            properties = target.get_blob_properties()
-            size = int(properties.size)
+            # Get Block List answers with the blob's length and ETag (Learn, "Get Block List", response
+            # headers x-ms-blob-content-length and ETag): no Get Blob Properties round trip when they are there
+            headers: dict[str, str] = {}
+            committed, _uncommitted = target.get_block_list(
+                "committed",
+                raw_response_hook=lambda response: headers.update(
+                    (key.lower(), value) for key, value in response.http_response.headers.items()
+                ),
+            )
+            size_header, etag = headers.get("x-ms-blob-content-length"), headers.get("etag")
+            if size_header is None or etag is None:
+                properties = target.get_blob_properties()
+                size_header, etag = str(properties.size), properties.etag
+            size = int(size_header)
         except Exception as error:  # noqa: BLE001 - the ranges are then copied one by one
             log.warning("could not copy %s to reuse its blocks (%s); copying its ranges instead", base, error)
             return None
@@ -473,7 +484,7 @@ class BlobArtifactSink:
         if not ids or sum(sizes) != size or not usable:
             log.info("the copy of %s kept no usable block list (%d blocks); copying its ranges instead", base, len(ids))
             return None
-        return CommittedBlocks(ids, sizes, properties.etag)
+        return CommittedBlocks(ids, sizes, etag)
 
     def read_staged(self, name: str) -> bytes:
         """The bytes of an artifact staged by this sink (small ones: the manifest)."""
