@@ -46,10 +46,8 @@ from shared.layout import MANIFEST_NAME, REJECTED_NAME, SPLITS
 log = logging.getLogger(__name__)
 
 # Reusing lines: a plan of more steps than this is written line by line instead (Azure allows 50,000 blocks
-# per blob, and a step is one block or more); new lines go to the sink in blocks of whole lines of about
-# this size (the size of the blocks a first conversion writes, ``shared.storage.writers.LINE_BLOCK_BYTES``).
+# per blob, and a step is one block or more). New lines go to the sink one by one: it groups them in blocks.
 MAX_ASSEMBLED_STEPS = 20_000
-FRESH_BLOCK_BYTES = 256 * 1024
 
 
 @dataclass
@@ -256,16 +254,10 @@ class _SplitWriter:
                     lengths.extend(table[ids[position + k]].length for k in range(step.count))
                     position += step.count
                     continue
-                block = bytearray()
                 for record in members[step.start : step.stop]:
                     line = self._line(record)
                     lengths.append(len(line))
-                    block += line
-                    if len(block) >= FRESH_BLOCK_BYTES:
-                        yield bytes(block)
-                        block.clear()
-                if block:
-                    yield bytes(block)
+                    yield line
                 position = step.stop
 
         sink.assemble(name, segments(), base=previous_source)

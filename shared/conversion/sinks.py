@@ -34,9 +34,10 @@ class AssemblingSink(Protocol):
     def assemble(
         self, name: str, segments: Iterable[bytes | tuple[str, int, int]], *, base: str | None = None
     ) -> int:
-        """Write artifact ``name`` as the concatenation of ``segments``: bytes, or ``(source, offset,
-        length)`` ranges of published artifacts. ``base``: the source most ranges come from, which the sink
-        may copy whole first and cut (blob storage reuses its blocks). Returns its size."""
+        """Write artifact ``name`` as the concatenation of ``segments``: bytes (as small as one line: the sink
+        groups them), or ``(source, offset, length)`` ranges of published artifacts. ``base``: the source
+        most ranges come from, which the sink may copy whole first and cut (blob storage reuses its blocks).
+        Returns its size."""
         ...
 
 

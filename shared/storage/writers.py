@@ -312,7 +312,8 @@ class BlobArtifactSink:
         concurrency: int = ASSEMBLE_CONCURRENCY,
     ) -> int:
         """Stage artifact ``name`` as the concatenation of ``segments``: ``(blob, offset, length)`` ranges of
-        other blobs of this container, and bytes (Put Block). Returns its size. Blocks are staged
+        other blobs of this container, and bytes (Put Block, consecutive ones grouped in blocks of about
+        ``line_block_size``). Returns its size. Blocks are staged
         ``concurrency`` at a time (a few MB of bytes held at most) and committed in order by Put Block List,
         whose list alone decides the blob's content (Learn, "Put Block List"), so the staging order does not
         matter.
@@ -339,14 +340,16 @@ class BlobArtifactSink:
         pending: set[Future[Any]] = set()
         committed_again: set[str] = set()
 
-        def next_block() -> str:
-            nonlocal staged
+        def add_block(identity: str, state: BlockState) -> str:
             if len(block_list) >= MAX_BLOCKS_PER_BLOB:
                 raise ValueError(f"{name}: more than the {MAX_BLOCKS_PER_BLOB} blocks Azure allows per blob")
-            identity = block_id(prefix, staged)
-            staged += 1
-            block_list.append(BlobBlock(block_id=identity, state=BlockState.UNCOMMITTED))
+            block_list.append(BlobBlock(block_id=identity, state=state))
             return identity
+
+        def next_block() -> str:
+            nonlocal staged
+            staged += 1
+            return add_block(block_id(prefix, staged - 1), BlockState.UNCOMMITTED)
 
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="visiontune-assemble") as pool:
 
@@ -371,9 +374,10 @@ class BlobArtifactSink:
                     done_bytes += step
                 stats.bytes_copied += length
 
-            # Where the base is usable, the cut ends of its blocks are read back from the copy and uploaded in
-            # one block with the lines inserted between them: a cut block stays one block (no fragments
-            # piling up version after version) and costs one read instead of two Put Block From URL.
+            # Bytes are uploaded in blocks of about ``line_block_size``. Where the base is usable, the cut ends
+            # of its blocks are read back from the copy and uploaded in one block with the lines inserted
+            # between them: a cut block stays one block (no fragments piling up version after version) and
+            # costs one read instead of two Put Block From URL.
             group: list[bytes | tuple[int, int]] = []
             group_bytes = 0
 
@@ -407,10 +411,7 @@ class BlobArtifactSink:
                         if segment:
                             size += len(segment)
                             stats.bytes_uploaded += len(segment)
-                            if blocks is not None:
-                                add_to_group(segment, len(segment))
-                            else:
-                                submit(target.stage_block, next_block(), segment, length=len(segment))
+                            add_to_group(segment, len(segment))
                         continue
                     blob, offset, length = segment
                     size += length
@@ -421,12 +422,8 @@ class BlobArtifactSink:
                     for piece in blocks.cover(offset, length):
                         if isinstance(piece, str) and piece not in committed_again:
                             flush_group()
-                            if len(block_list) >= MAX_BLOCKS_PER_BLOB:
-                                raise ValueError(
-                                    f"{name}: more than the {MAX_BLOCKS_PER_BLOB} blocks Azure allows per blob"
-                                )
                             committed_again.add(piece)  # a block listed twice: its second use is read back
-                            block_list.append(BlobBlock(block_id=piece, state=BlockState.COMMITTED))
+                            add_block(piece, BlockState.COMMITTED)
                             stats.blocks_committed_again += 1
                             stats.bytes_committed_again += blocks.size_of(piece)
                         else:
