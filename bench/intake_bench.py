@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.corpus import build_kind, link_first_jpegs
+from bench.latency import LatentReader
 from bench.rss import run_sampling_rss
 from local.azurite import AzuriteProcess
 from shared.conversion import FolderSink, FolderSource
@@ -94,11 +95,25 @@ def upload_folder(service, folder: Path, prefix: str) -> int:
     return len(paths)
 
 
-def convert_from_blobs(service, dataset: str, workers: int, *, cache: bool, concurrency: int = 16):
-    """``convert_dataset`` as intake runs it: blobs in, staged blobs out, the dataset's cache if ``cache``."""
+class LatentBlobSource(BlobDatasetSource):
+    """``BlobDatasetSource`` whose worker processes' reads wait ``latency_ms`` per request too."""
+
+    def __init__(self, container, prefix: str, *, read_concurrency: int, latency_ms: float) -> None:
+        super().__init__(container, prefix, read_concurrency=read_concurrency)
+        self.latency_ms = latency_ms
+
+    def process_reader(self) -> LatentReader:  # type: ignore[override]
+        return LatentReader(super().process_reader(), self.latency_ms)
+
+
+def convert_from_blobs(service, dataset: str, workers: int, *, cache: bool, latency_ms: float, concurrency: int = 16):
+    """``convert_dataset`` as intake runs it: blobs in, staged blobs out, the dataset's cache if ``cache``;
+    ``latency_ms`` (that of ``service``'s client) is added to the worker processes' own reads too."""
     options = ConvertOptions(workers=workers)
     training = service.get_container_client(TRAINING)
-    source = BlobDatasetSource(service.get_container_client(DATASETS), f"{dataset}/", read_concurrency=concurrency)
+    source = LatentBlobSource(
+        service.get_container_client(DATASETS), f"{dataset}/", read_concurrency=concurrency, latency_ms=latency_ms
+    )
     image_cache = None
     if cache:
         image_cache = ImageCache(BlobCacheStore(training, cache_prefix(dataset)), image_settings(options), CONVERTER_FORMAT)
@@ -118,7 +133,7 @@ _RSS_CHILD = """
 import json, sys
 from bench.intake_bench import convert_from_blobs, latency_client
 service = latency_client(sys.argv[1], float(sys.argv[2]))
-seconds, result = convert_from_blobs(service, sys.argv[3], int(sys.argv[4]), cache=False)
+seconds, result = convert_from_blobs(service, sys.argv[3], int(sys.argv[4]), cache=False, latency_ms=float(sys.argv[2]))
 print(json.dumps({"examples": result.manifest["examples"], "seconds": seconds}))
 """
 
@@ -193,7 +208,7 @@ def _run(args, work: Path, connection: str, service, uploader, started: float) -
     for _trial in range(args.trials):  # interleaved, so a change of load weighs on both
         disk_s, disk = convert_from_disk(speed, work / "out-disk", args.workers)
         disk_runs.append((disk_s, load()))
-        blob_s, blob = convert_from_blobs(service, "speed", args.workers, cache=False)
+        blob_s, blob = convert_from_blobs(service, "speed", args.workers, cache=False, latency_ms=args.latency_ms)
         blob_runs.append((blob_s, load()))
         assert blob.version == disk.version, "blob and disk conversions disagree"
     disk_s, blob_s = min(t for t, _ in disk_runs), min(t for t, _ in blob_runs)
@@ -211,9 +226,9 @@ def _run(args, work: Path, connection: str, service, uploader, started: float) -
     full_runs, grown_runs = [], []
     for _trial in range(args.trials):
         _forget(uploader, "photos")  # each trial starts from the same state: no cache, no new files yet
-        full_s, full = convert_from_blobs(service, "photos", args.workers, cache=True)
+        full_s, full = convert_from_blobs(service, "photos", args.workers, cache=True, latency_ms=args.latency_ms)
         full_runs.append((full_s, full, load()))
-        grown_s, grown_result = _grow_in_place(service, uploader, photos, grown, args.workers)
+        grown_s, grown_result = _grow_in_place(service, uploader, photos, grown, args.workers, args.latency_ms)
         grown_runs.append((grown_s, grown_result, load()))
     full_s, full, _ = min(full_runs, key=lambda run: run[0])
     grown_s, grown_result, _ = min(grown_runs, key=lambda run: run[0])
@@ -364,14 +379,14 @@ def _forget(uploader, dataset: str) -> None:
             datasets.delete_blob(blob.name)
 
 
-def _grow_in_place(service, uploader, photos: Path, grown: Path, workers: int):
+def _grow_in_place(service, uploader, photos: Path, grown: Path, workers: int, latency_ms: float):
     """The daily drop: the new 5% uploaded next to the files already there (old blobs untouched), then
     the conversion with the warm cache."""
     datasets = uploader.get_container_client(DATASETS)
     for path in sorted(grown.rglob("*")):
         if path.is_file() and path.name.startswith("new-"):
             datasets.upload_blob(f"photos/{path.relative_to(grown).as_posix()}", path.read_bytes(), overwrite=True)
-    return convert_from_blobs(service, "photos", workers, cache=True)
+    return convert_from_blobs(service, "photos", workers, cache=True, latency_ms=latency_ms)
 
 
 if __name__ == "__main__":

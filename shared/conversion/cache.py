@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from shared.conversion.images import DRAFT_TOLERANCE, ImageSettings
 from shared.conversion.reading import read_ahead
+from shared.conversion.worker_pool import CacheFilter
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,10 @@ class ImageCache:
             except Exception as error:  # noqa: BLE001 - without it, files are read and hashed again
                 log.warning("image cache: ignoring the sources of %s: %s", name, error)
         return len(self._entries)
+
+    def process_filter(self) -> CacheFilter:
+        """The keys known now, so worker processes that read and hash files can skip decoding cached ones."""
+        return CacheFilter(self._fingerprint, frozenset(int(key[:16], 16) for key in self._entries))
 
     def known_digest(self, path: str, size: int, etag: str) -> str | None:
         """The sha256 of ``path`` as a cached version saw it, if its size and ETag are unchanged."""

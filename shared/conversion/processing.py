@@ -20,7 +20,15 @@ from shared.conversion.images import ImageResult, ImageSettings, normalise_image
 from shared.conversion.options import ConvertOptions
 from shared.conversion.reading import read_ahead
 from shared.conversion.records import Record, too_large
-from shared.conversion.sources import DatasetSource, read_regular_file
+from shared.conversion.sources import DatasetSource
+from shared.conversion.worker_pool import (
+    ProcessReader,
+    PullPool,
+    WorkerDied,
+    WorkerResult,
+    WorkerTask,
+    read_threads_for,
+)
 from shared.errors import SourceChangedError, VisiontuneError
 
 if TYPE_CHECKING:
@@ -37,20 +45,13 @@ _BATCH_BYTES = 4 * 1024 * 1024  # ... or fewer, once their source bytes reach th
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 
 
-# record index, local path or the file's bytes, and the bytes' digest when the reader already computed it
-_Task = tuple[int, "str | None", "bytes | None", str]
+# record index, the file's bytes, and the bytes' digest when the reader already computed it
+_Task = tuple[int, bytes, str]
 
 
 def _process(task: _Task, settings: ImageSettings, max_bytes: int) -> tuple[int, str, ImageResult]:
-    """Read (if given a local path), hash (unless the digest came with the bytes) and normalise one file."""
-    index, local_path, data, digest = task
-    if data is None:
-        try:
-            data = read_regular_file(local_path, max_bytes)  # type: ignore[arg-type]
-        except OSError as exc:
-            return index, "", ImageResult(code="unreadable", reason=f"cannot read the file: {exc.strerror or exc}")
-        if len(data) > max_bytes:
-            return index, "", too_large(len(data), max_bytes)
+    """Hash (unless the digest came with the bytes) and normalise one file."""
+    index, data, digest = task
     digest = digest or hashlib.sha256(data).hexdigest()
     try:
         return index, digest, normalise_image(data, settings)
@@ -111,13 +112,16 @@ def run_pass_one(
     only: list[Record] | None = None,
     defer_cached: bool = False,
 ) -> PassOne:
-    """Process every record (or the records in ``only``). Worker processes read local files themselves; otherwise reader threads
-    (``source.read_concurrency`` of them) read, hash and look each file up in ``cache`` ahead of the
-    decoders, and only cache misses are decoded. ``defer_cached``: a cache hit only marks its record
-    ``in_cache`` (its JPEG is not read); ``spill_cached`` reads the ones that turn out to be needed."""
+    """Process every record (or the records in ``only``).
+
+    With several workers and a source that can be read from another process (``process_reader()``: a
+    folder, blobs), the workers read, hash and decode the files themselves (``worker_pool``); this process
+    only looks up the files the cache knows unchanged (same path, size and ETag) and never reads the others.
+    Otherwise reader threads (``source.read_concurrency`` of them) read, hash and look each file up in
+    ``cache`` ahead of the decoders, and only cache misses are decoded. ``defer_cached``: a cache hit only
+    marks its record ``in_cache`` (its JPEG is not read); ``spill_cached`` reads the ones that turn out to
+    be needed."""
     keep_freed_memory()
-    local_path = getattr(source, "local_path", None)
-    workers_read = local_path is not None and cache is None
     read_concurrency = max(1, int(getattr(source, "read_concurrency", 1) or 1))
     todo = [r for r in (records if only is None else only) if r.code is None]
     total = len(todo)
@@ -138,15 +142,23 @@ def run_pass_one(
         jpeg = cache.get(key)  # type: ignore[union-attr]
         return None if jpeg is None else _Fetched(jpeg=jpeg)
 
+    def known(record: Record) -> _Fetched | None:  # on a reader thread
+        """The cached image of a file unchanged since a cached version (same path, size and ETag): its
+        digest is known, so it is not read."""
+        if cache is None or record.etag is None:
+            return None
+        digest = cache.known_digest(record.path, record.size, record.etag)
+        if digest is None:
+            return None
+        hit = cached(cache.key(digest))
+        if hit is not None:
+            hit.digest = digest
+        return hit
+
     def fetch(record: Record) -> _Fetched:  # on a reader thread
-        if cache is not None and record.etag is not None:
-            # unchanged since a cached version (same path, size and ETag): its digest is known, skip the read
-            known = cache.known_digest(record.path, record.size, record.etag)
-            if known is not None:
-                hit = cached(cache.key(known))
-                if hit is not None:
-                    hit.digest = known
-                    return hit
+        hit = known(record)
+        if hit is not None:
+            return hit
         try:
             data = source.read(record.path)
         except SourceChangedError:
@@ -164,34 +176,33 @@ def run_pass_one(
             return hit
         return _Fetched(digest=digest, data=data)
 
+    def take(record: Record, fetched: _Fetched) -> None:
+        """Record an error or a cache hit (``fetched`` without bytes to convert)."""
+        if fetched.error is not None:
+            record.code, record.reason = fetched.error.code, fetched.error.reason
+        elif fetched.in_cache:
+            record.sha256, record.in_cache = fetched.digest, True
+            outcome.reused += 1
+        else:
+            record.sha256 = fetched.digest
+            record.offset, record.length = spill.tell(), len(fetched.jpeg)  # type: ignore[arg-type]
+            spill.write(fetched.jpeg)  # type: ignore[arg-type]
+            outcome.reused += 1
+        advance()
+
     def tasks() -> Iterator[_Task]:
-        if workers_read:
-            for record in todo:
-                yield record.index, str(local_path(record.path)), None, ""  # type: ignore[misc]
-            return
         for record, fetched in read_ahead(todo, fetch, concurrency=read_concurrency, size=lambda r: r.size):
-            if fetched.error is not None:
-                record.code, record.reason = fetched.error.code, fetched.error.reason
-                advance()
-            elif fetched.in_cache:
-                record.sha256, record.in_cache = fetched.digest, True
-                outcome.reused += 1
-                advance()
-            elif fetched.jpeg is not None:
-                record.sha256 = fetched.digest
-                record.offset, record.length = spill.tell(), len(fetched.jpeg)
-                spill.write(fetched.jpeg)
-                outcome.reused += 1
-                advance()
+            if fetched.data is None:
+                take(record, fetched)
             else:
-                yield record.index, None, fetched.data, fetched.digest
+                yield record.index, fetched.data, fetched.digest
 
     def batches() -> Iterator[list[_Task]]:
         batch: list[_Task] = []
         batch_bytes = 0
         for task in tasks():
             batch.append(task)
-            batch_bytes += records[task[0]].size
+            batch_bytes += len(task[1])
             if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
                 yield batch
                 batch, batch_bytes = [], 0
@@ -212,27 +223,78 @@ def run_pass_one(
             record.code, record.reason = result.code, result.reason
         advance()
 
+    def unfinished() -> list[Record]:
+        return [r for r in todo if not r.sha256 and r.code is None]
+
     workers = _worker_count(options.workers, total)
+    max_bytes = options.max_file_bytes
+    reader = _process_reader(source) if workers > 1 else None
+    if reader is not None:
+
+        def worker_tasks() -> Iterator[WorkerTask]:
+            pairs = read_ahead(todo, known, concurrency=read_concurrency) if cache is not None else ((r, None) for r in todo)
+            for record, hit in pairs:
+                if hit is not None:
+                    take(record, hit)
+                else:
+                    yield WorkerTask(record.index, record.path, record.etag, record.size)
+
+        def on_result(got: WorkerResult) -> WorkerTask | None:
+            record = records[got.index]
+            if got.result is not None:
+                handle(got.index, got.sha256, got.result)
+                return None
+            hit = cached(cache.key(got.sha256))  # type: ignore[union-attr]
+            if hit is None:  # the filter's hint was wrong, or the entry cannot be read: decode it
+                return WorkerTask(record.index, record.path, record.etag, record.size, decode=True)
+            hit.digest = got.sha256
+            take(record, hit)
+            return None
+
+        threads = read_threads_for(read_concurrency, workers)
+        pull: PullPool | None = PullPool(
+            _mp_context(), workers, settings, max_bytes,
+            cache_filter=None if cache is None else cache.process_filter(), read_threads=threads,
+        )  # fmt: skip
+        try:
+            pull.start()  # type: ignore[union-attr]
+        except (OSError, ImportError, NotImplementedError) as exc:  # no working semaphores (e.g. no /dev/shm)
+            log.warning("converting in one process: cannot start worker processes (%s)", exc)
+            pull, workers = None, 1
+        if pull is not None:
+            try:
+                with pull:
+                    pull.run(
+                        worker_tasks(), reader, on_result,
+                        max_outstanding=workers * (2 * threads + 2), max_bytes_outstanding=MAX_BYTES_IN_FLIGHT,
+                        renew=lambda: _process_reader(source, strict=True) or reader,
+                    )  # fmt: skip
+                outcome.workers = workers
+                return outcome
+            except WorkerDied as exc:
+                # A worker died: finish the files that have no result in this process.
+                log.warning("worker processes failed (%s); converting the remaining files in this process", exc)
+                todo, workers = unfinished(), 1
+
     pool = None
     if workers > 1:
         try:
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=keep_freed_memory)
         except (OSError, ImportError, NotImplementedError) as exc:  # no working semaphores (e.g. no /dev/shm)
             log.warning("converting in one process: cannot start worker processes (%s)", exc)
-    max_bytes = options.max_file_bytes
     if pool is None:
         for task in tasks():
             handle(*_process(task, settings, max_bytes))
         return outcome
 
     limit = workers * _IN_FLIGHT_PER_WORKER  # bounds the memory held by images in flight
-    # source bytes sent with each batch (0 when workers read the files)
+    # source bytes sent with each batch
     shipped: dict[Future[list[tuple[int, str, ImageResult]]], int] = {}
     try:
         with pool:
             pending: set[Future[list[tuple[int, str, ImageResult]]]] = set()
             for batch in batches():
-                batch_bytes = sum(len(data) for _, _, data, _ in batch if data is not None)
+                batch_bytes = sum(len(data) for _, data, _ in batch)
                 # Wait while too many batches, or too many bytes read from the source (zip entries, blobs),
                 # are in flight; one batch alone may always go.
                 while pending and (
@@ -253,12 +315,28 @@ def run_pass_one(
     except BrokenProcessPool as exc:
         # A worker could not start or died: finish the files that have no result in this process.
         log.warning("worker processes failed (%s); converting the remaining files in this process", exc)
-        todo = [r for r in todo if not r.sha256 and r.code is None]
+        todo = unfinished()
         for task in tasks():
             handle(*_process(task, settings, max_bytes))
         return outcome
     outcome.workers = workers
     return outcome
+
+
+def _process_reader(source: DatasetSource, *, strict: bool = False) -> ProcessReader | None:
+    """``source.process_reader()``: how a worker process reads the source's files itself, or None (the
+    source has none, e.g. a zip; or it could not make one, e.g. no role to sign a SAS: then this process
+    reads, with a warning). ``strict``: raise instead (a reader renewed mid-conversion)."""
+    make = getattr(source, "process_reader", None)
+    if make is None:
+        return None
+    try:
+        return make()  # type: ignore[no-any-return]
+    except Exception as exc:
+        if strict:
+            raise
+        log.warning("reading the files in this process: the worker processes cannot read them (%s)", exc)
+        return None
 
 
 def spill_cached(

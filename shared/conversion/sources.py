@@ -44,8 +44,8 @@ class DatasetSource(Protocol):
     """A dataset's files. ``entries`` may come in any order (the converter sorts).
 
     Optional: ``read_concurrency`` (int, default 1), how many ``read`` calls may run at once on threads
-    (a source over a network store sets it high: each read waits on latency); ``local_path(path)``, the
-    file on disk, so worker processes can read it themselves.
+    (a source over a network store sets it high: each read waits on latency); ``process_reader()``, a
+    picklable ``worker_pool.ProcessReader`` with which worker processes read the files themselves.
     """
 
     def entries(self) -> Iterable[SourceEntry]: ...
@@ -104,8 +104,22 @@ class FolderSource:
         return read_regular_file(str(self.local_path(path)))
 
     def local_path(self, path: str) -> Path:
-        """The file on disk behind ``path``, so worker processes can read it themselves."""
+        """The file on disk behind ``path``."""
         return self.root.joinpath(*path.split("/"))
+
+    def process_reader(self) -> LocalFileReader:
+        """How a worker process reads these files itself."""
+        return LocalFileReader(str(self.root))
+
+
+@dataclass(frozen=True)
+class LocalFileReader:
+    """Reads the files under ``root`` on this machine's disk (a ``worker_pool.ProcessReader``)."""
+
+    root: str
+
+    def read(self, path: str, etag: str | None, limit: int) -> bytes:
+        return read_regular_file(os.path.join(self.root, *path.split("/")), limit)
 
 
 class ZipSource:

@@ -1,5 +1,5 @@
 """Clients of the blob service: the pooled, cached service client built from the settings, container
-clients, the containers of ``shared.layout``, and read SAS URLs for Put Block From URL.
+clients, the containers of ``shared.layout``, and read SASs (for Put Block From URL and worker processes).
 
 Every client made from the settings goes through ``_service_client`` (benchmarks and tests patch it there).
 """
@@ -99,33 +99,47 @@ def ensure_containers(service: BlobServiceClient, names: Iterable[str] = ALL_CON
 SOURCE_SAS_SECONDS = 3600
 
 
-def readable_url(container: ContainerClient, blob: str) -> str:
-    """A URL of ``blob`` that Put Block From URL may read: with a SAS the storage service checks.
+def _sas_signer(container: ContainerClient) -> tuple[str, dict[str, Any], datetime, datetime]:
+    """(account name, the signing keyword of ``generate_*_sas``, start, expiry) for a read SAS over
+    ``container``'s blobs, valid ``SOURCE_SAS_SECONDS``.
 
-    On Azure (shared keys disabled, managed identity) it is a user delegation SAS, signed with a key the
-    identity gets from ``Get User Delegation Key`` (Learn: "Create a user delegation SAS for a blob with
+    On Azure (shared keys disabled, managed identity) a user delegation SAS, signed with a key the identity
+    gets from ``Get User Delegation Key`` (Learn: "Create a user delegation SAS for a container or blob with
     Python"; needs a role with ``generateUserDelegationKey``, e.g. Storage Blob Data Owner/Contributor).
-    Locally (Azurite, an account-key connection string) it is a service SAS signed with that key."""
-    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+    Locally (Azurite, an account-key connection string) a service SAS signed with that key."""
+    from azure.storage.blob import BlobServiceClient
 
-    client = container.get_blob_client(blob)
-    account = client.account_name
+    account = container.account_name
     if account is None:
-        raise ValueError(f"no storage account name in {client.url}")
+        raise ValueError(f"no storage account name in {container.url}")
     start = datetime.now(UTC) - timedelta(minutes=5)  # clock skew
     expiry = datetime.now(UTC) + timedelta(seconds=SOURCE_SAS_SECONDS)
     account_key = getattr(container.credential, "account_key", None)
     if account_key:
-        sas = generate_blob_sas(
-            account, container.container_name, blob, account_key=account_key,
-            permission=BlobSasPermissions(read=True), start=start, expiry=expiry,
-        )  # fmt: skip
-    else:
-        service = BlobServiceClient(container.url.rsplit("/", 1)[0], credential=container.credential)
-        key = service.get_user_delegation_key(start, expiry)
-        sas = generate_blob_sas(
-            account, container.container_name, blob, user_delegation_key=key,
-            permission=BlobSasPermissions(read=True), start=start, expiry=expiry,
-        )  # fmt: skip
-    return f"{client.url}?{sas}"
+        return account, {"account_key": account_key}, start, expiry
+    service = BlobServiceClient(container.url.rsplit("/", 1)[0], credential=container.credential)
+    return account, {"user_delegation_key": service.get_user_delegation_key(start, expiry)}, start, expiry
 
+
+def readable_url(container: ContainerClient, blob: str) -> str:
+    """A URL of ``blob`` that Put Block From URL may read: with a read SAS the storage service checks
+    (``_sas_signer``)."""
+    from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+    account, key, start, expiry = _sas_signer(container)
+    sas = generate_blob_sas(
+        account, container.container_name, blob, permission=BlobSasPermissions(read=True), start=start, expiry=expiry, **key
+    )  # fmt: skip
+    return f"{container.get_blob_client(blob).url}?{sas}"
+
+
+def container_read_sas(container: ContainerClient) -> str:
+    """A read-only SAS query string (no ``?``) over every blob of ``container`` (``_sas_signer``), with
+    which worker processes read a drop's blobs without a client of their own (Learn: "Create a user
+    delegation SAS for a container with Python")."""
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    account, key, start, expiry = _sas_signer(container)
+    return generate_container_sas(
+        account, container.container_name, permission=ContainerSasPermissions(read=True), start=start, expiry=expiry, **key
+    )  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.conversion.sources import SourceEntry
@@ -119,6 +120,91 @@ class BlobDatasetSource:
 
     def read(self, path: str) -> bytes:
         return self._container.get_blob_client(self._prefix + path).download_blob(max_concurrency=1).readall()
+
+    def process_reader(self) -> SasBlobReader:
+        """How a worker process reads these blobs itself: plain GETs with a read-only SAS over the container
+        (``container_read_sas``; on Azure this asks for a user delegation key, so it may raise)."""
+        from shared.storage.clients import container_read_sas
+
+        return SasBlobReader(self._container.url, self._prefix, container_read_sas(self._container))
+
+
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds before each retry (the Storage SDK retries 3 times too)
+_http_pools: dict[int, Any] = {}  # one urllib3 pool manager per process
+
+
+def _http() -> Any:
+    import os
+
+    import urllib3
+
+    pool = _http_pools.get(os.getpid())
+    if pool is None:
+        pool = _http_pools.setdefault(
+            os.getpid(),
+            urllib3.PoolManager(
+                maxsize=8, retries=False, timeout=urllib3.Timeout(connect=20, read=60), block=False
+            ),
+        )
+    return pool
+
+
+@dataclass(frozen=True)
+class SasBlobReader:
+    """Reads the blobs under ``prefix`` of the container at ``container_url`` with plain Get Blob requests
+    authorised by ``sas`` (a read-only SAS query string), from any process: picklable, no SDK client, no
+    credential. A ``worker_pool.ProcessReader``.
+
+    Get Blob (Learn, "Get Blob" REST reference): ``Range`` asks for at most ``limit + 1`` bytes (a larger
+    file is reported too large without being downloaded whole); ``If-Match`` pins the version listed (a
+    replaced blob answers 412: ``BlobChangedError``). A SAS request runs at the SAS's ``sv`` version and
+    ignores ``x-ms-version`` (Learn, "Previous Azure Storage service versions": requests authorized via
+    shared access signature), so none is sent. Connection errors and 408/429/5xx are retried 3 times. No
+    error message holds the SAS."""
+
+    container_url: str
+    prefix: str
+    sas: str
+
+    def read(self, path: str, etag: str | None, limit: int) -> bytes:
+        import time
+        from urllib.parse import quote
+
+        url = f"{self.container_url}/{quote(self.prefix + path, safe='/~')}?{self.sas}"
+        headers = {"Range": f"bytes=0-{limit}"}
+        if etag is not None:
+            headers["If-Match"] = etag
+        for attempt in range(len(_RETRY_DELAYS) + 1):
+            try:
+                response = _http().request("GET", url, headers=headers, preload_content=False)
+                try:
+                    status = response.status
+                    if status in (200, 206):
+                        return response.read()  # type: ignore[no-any-return]
+                    code = response.headers.get("x-ms-error-code", "")
+                    response.drain_conn()
+                finally:
+                    response.release_conn()
+            except Exception as exc:  # urllib3's errors name the URL: never let the SAS out
+                if attempt == len(_RETRY_DELAYS):
+                    raise OSError(f"GET {self.prefix + path} failed: {self._redact(str(exc))}") from None
+            else:
+                if status == 416 and "Range" in headers:  # an empty blob has no byte 0 (the SDK reads it again too)
+                    del headers["Range"]
+                    continue
+                if status == 412:
+                    raise BlobChangedError(f"{self.prefix + path} changed since the drop was listed; drop it again")
+                if status not in _RETRY_STATUSES or attempt == len(_RETRY_DELAYS):
+                    raise OSError(f"GET {self.prefix + path} answered HTTP {status} {code}".rstrip())
+            time.sleep(_RETRY_DELAYS[attempt])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _redact(text: str) -> str:
+        import re
+
+        return re.sub(r"(?i)\bsig=[^&\s'\"]*", "sig=REDACTED", text)
 
 
 def read_json(container: ContainerClient, name: str) -> Any | None:

@@ -162,7 +162,7 @@ MAX_BLOCK_FROM_URL = 100 * 1024 * 1024
 # Learn, "Scalability and performance targets for Blob storage": at most 50,000 blocks per block blob.
 MAX_BLOCKS_PER_BLOB = 50_000
 ASSEMBLE_CONCURRENCY = 16  # blocks staged at once by BlobArtifactSink.assemble
-WRITE_CONCURRENCY = 8  # blocks of a JSONL artifact staged at once by BlobArtifactSink.open
+WRITE_CONCURRENCY = 16  # blocks of a JSONL artifact staged at once by BlobArtifactSink.open
 
 
 @dataclass

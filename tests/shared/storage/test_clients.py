@@ -108,3 +108,37 @@ def test_every_settings_client_comes_from_the_one_patch_point(monkeypatch):
     assert isinstance(clients.blob_service_client(settings), FakeService)
     assert clients.container_client(settings, "datasets") == ("container", "datasets")
     assert [args[0] for args in made] == [_connection_string(10000)] * 2
+
+
+def test_read_sas_on_azure_is_a_user_delegation_sas(monkeypatch):
+    """With a token credential (managed identity: no account key) the worker processes' read SAS is signed with
+    a user delegation key the identity asks for, never an account key."""
+    from azure.storage.blob import BlobServiceClient, UserDelegationKey
+
+    from shared.storage.clients import container_read_sas
+
+    asked: list[tuple[object, object]] = []
+
+    def delegation_key(self, start, expiry, **kwargs):
+        asked.append((start, expiry))
+        key = UserDelegationKey()
+        key.signed_oid, key.signed_tid = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
+        key.signed_start, key.signed_expiry = "2026-11-30T00:00:00Z", "2026-11-30T02:00:00Z"
+        key.signed_service, key.signed_version = "b", "2025-01-05"
+        key.value = "a2V5"  # base64
+        return key
+
+    class TokenCredential:
+        def get_token(self, *scopes, **kwargs):  # pragma: no cover - never called: no request is sent
+            raise AssertionError("no request")
+
+    monkeypatch.setattr(BlobServiceClient, "get_user_delegation_key", delegation_key)
+    container = BlobServiceClient("https://acct.blob.core.windows.net", credential=TokenCredential()).get_container_client(
+        "datasets"
+    )
+    sas = dict(part.split("=", 1) for part in container_read_sas(container).split("&"))
+    assert len(asked) == 1
+    assert sas["sp"] == "r" and sas["sr"] == "c"  # read-only, the container
+    assert sas["skoid"] == "11111111-1111-1111-1111-111111111111"  # signed by the identity's delegation key
+    start, expiry = asked[0]
+    assert 3000 < (expiry - start).total_seconds() < 3901  # one hour (and the clock-skew margin)

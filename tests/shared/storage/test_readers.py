@@ -130,3 +130,99 @@ def test_read_bytes_reads_a_blob_or_says_none(container):
     container.upload_blob("doc.bin", b"\x00\xffmanifest")
     assert read_bytes(container, "doc.bin") == b"\x00\xffmanifest"
     assert read_bytes(container, "missing.bin") is None
+
+
+# --- worker processes' reader: plain GETs with a read-only SAS ------------------------------------------
+
+
+def test_sas_reader_reads_blobs_from_any_process(container):
+    import pickle
+
+    files = {"cat/a b.jpg": b"spaces", "cat/é+%.jpg": b"unicode and escapes", "dog/empty.jpg": b""}
+    for name, body in files.items():
+        container.upload_blob(f"pets/{name}", body)
+    reader = pickle.loads(pickle.dumps(BlobDatasetSource(container, "pets").process_reader()))
+    for name, body in files.items():
+        assert reader.read(name, None, 1000) == body, name
+    etag = container.get_blob_client("pets/cat/a b.jpg").get_blob_properties().etag
+    assert reader.read("cat/a b.jpg", etag, 1000) == b"spaces"
+    assert "sig=" in reader.sas and "sp=r" in reader.sas  # read-only
+
+
+def test_sas_reader_reads_at_most_one_byte_past_the_limit(container):
+    container.upload_blob("pets/big.jpg", os.urandom(5000))
+    reader = BlobDatasetSource(container, "pets").process_reader()
+    assert len(reader.read("big.jpg", None, 1000)) == 1001  # enough to say "too large", not the whole file
+
+
+def test_sas_reader_refuses_a_blob_replaced_since_it_was_listed(container):
+    container.upload_blob("pets/cat/1.jpg", b"first")
+    listed = next(iter(BlobDatasetSource(container, "pets").entries()))
+    container.upload_blob("pets/cat/1.jpg", b"second", overwrite=True)
+    reader = BlobDatasetSource(container, "pets").process_reader()
+    with pytest.raises(BlobChangedError, match="cat/1.jpg changed since the drop was listed"):
+        reader.read(listed.path, listed.etag, 1000)
+
+
+def test_sas_reader_errors_name_the_blob_never_the_signature(container, monkeypatch):
+    import shared.storage.readers as readers
+
+    reader = BlobDatasetSource(container, "pets").process_reader()
+    with pytest.raises(OSError, match="pets/missing.jpg answered HTTP 404 BlobNotFound") as missing:
+        reader.read("missing.jpg", None, 1000)
+    monkeypatch.setattr(readers, "_RETRY_DELAYS", (0.0, 0.0))
+    closed = socket_port_nobody_listens_on()
+    unreachable = readers.SasBlobReader(f"http://127.0.0.1:{closed}/devstoreaccount1/c", "pets/", reader.sas)
+    with pytest.raises(OSError, match="GET pets/x.jpg failed") as refused:
+        unreachable.read("x.jpg", None, 1000)
+    signature = [part for part in reader.sas.split("&") if part.startswith("sig=")][0]
+    for error in (missing.value, refused.value):
+        assert signature not in str(error) and signature.split("=", 1)[1] not in str(error)
+
+
+def test_sas_reader_retries_a_busy_server(container, monkeypatch):
+    import shared.storage.readers as readers
+
+    container.upload_blob("pets/cat/1.jpg", b"photo")
+    reader = BlobDatasetSource(container, "pets").process_reader()
+    answers = iter([503, 500])
+    real = readers._http()
+
+    class Busy:
+        def request(self, method, url, **kwargs):
+            status = next(answers, None)
+            if status is None:
+                return real.request(method, url, **kwargs)
+            response = real.request(method, url.replace("cat/1.jpg", "nothing-here"), **kwargs)
+            response.status = status
+            return response
+
+    monkeypatch.setattr(readers, "_RETRY_DELAYS", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(readers, "_http", lambda: Busy())
+    assert reader.read("cat/1.jpg", None, 1000) == b"photo"
+
+
+def test_workers_reading_blobs_convert_what_one_process_converts(container, tmp_path):
+    from shared.conversion import ConvertOptions, FolderSink, convert_dataset
+    from tests.shared.conversion import image_cases as cases
+
+    files = cases.good_set(("cat", "dog"), per_label=10)
+    files["dog/notes.jpg"] = b"not an image"
+    for name, body in files.items():
+        container.upload_blob(f"pets/{name}", body)
+    one = convert_dataset(BlobDatasetSource(container, "pets"), FolderSink(tmp_path / "one"), ConvertOptions(workers=1))
+    source = BlobDatasetSource(container, "pets")
+    source.read = None  # this process must not read: the workers do  # type: ignore[method-assign]
+    two = convert_dataset(source, FolderSink(tmp_path / "two"), ConvertOptions(workers=2))
+    assert two.stats["workers"] == 2 and two.version == one.version
+    for name in ("train.jsonl", "validation.jsonl", "test.jsonl", "rejected.json", "manifest.json"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    assert [r["path"] for r in two.rejected] == ["dog/notes.jpg"]
+
+
+def socket_port_nobody_listens_on() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
