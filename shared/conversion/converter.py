@@ -12,9 +12,12 @@ whatever the number of workers or the order of the source's listing.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -106,12 +109,22 @@ def _convert(
     live_stats: dict[str, Any] | None = None,
 ) -> ConversionResult:
     started = time.perf_counter()
-    if cache is not None:
-        cache.load()
-    prepared = prepare_records(source, options)
+    previous: PreviousLines | None = None
+    if cache is None:
+        prepared = prepare_records(source, options)
+    else:
+        # Independent round trips: the cache's documents and the previous version's line record are read
+        # while the source is listed.
+        def load_cache() -> PreviousLines | None:
+            cache.load()
+            return _previous_lines(cache, sink)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="visiontune-cache") as pool:
+            loading = pool.submit(load_cache)
+            prepared = prepare_records(source, options)
+            previous = loading.result()
     records = prepared.records
     settings = image_settings(options)
-    previous = _previous_lines(cache, sink)
     with tempfile.TemporaryFile(prefix="visiontune-images-") as spill:
         pass_one = run_pass_one(source, records, settings, options, spill, progress, cache, defer_cached=previous is not None)
         processed_at = time.perf_counter()
@@ -123,9 +136,15 @@ def _convert(
         splits_manifest: dict[str, Any] = {}
         lines: dict[str, list[tuple[str, int]]] = {}
         reused_lines = 0
-        for split in SPLITS:
+        plans = [writer.plan(split, by_split[split], previous) for split in SPLITS]
+        writer.spill_needed(plans)
+        if isinstance(sink, AssemblingSink):  # blob storage: each split waits on round trips, not on CPU
+            with ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="visiontune-split") as pool:
+                written = list(pool.map(writer.write, plans))
+        else:
+            written = [writer.write(plan) for plan in plans]
+        for split, (lengths, reused) in zip(SPLITS, written, strict=True):
             members = by_split[split]
-            lengths, reused = writer.write(split, members, previous)
             reused_lines += reused
             splits_manifest[split] = split_summary(members, labels, label_tokens, sum(lengths))
             lines[split] = list(zip(writer.line_ids(members), lengths, strict=True))
@@ -177,6 +196,20 @@ def _previous_lines(cache: ImageCache | None, sink: ArtifactSink) -> PreviousLin
     return find_previous_lines(cache.store, versions, sink.published_artifact)
 
 
+@dataclass
+class _SplitPlan:
+    """One split's JSONL: its members, and when lines of the previous version are reused, the steps."""
+
+    split: str
+    members: list[Record]
+    steps: list[Reused | Fresh] | None = None
+    reused: int = 0
+    ids: list[str] = field(default_factory=list)
+    table: dict[str, PublishedLine] | None = None
+    base: str = ""
+    version: str = ""
+
+
 class _SplitWriter:
     """Writes one split's JSONL: from the previous version's lines where they can be reused (assembled
     by the sink), otherwise line by line from the spilled JPEGs."""
@@ -194,6 +227,7 @@ class _SplitWriter:
     ) -> None:
         self.source, self.records, self.settings, self.options = source, records, settings, options
         self.spill, self.cache, self.sink, self.prompt = spill, cache, sink, prompt
+        self._spill_lock = threading.Lock()
         self._prompt_sha = prompt_digest(prompt)
 
     def line_ids(self, members: list[Record]) -> list[str]:
@@ -201,56 +235,75 @@ class _SplitWriter:
             return ["" for _ in members]
         return [line_id(self._prompt_sha, r.label, self.cache.key(r.sha256)) for r in members]
 
-    def write(self, split: str, members: list[Record], previous: PreviousLines | None) -> tuple[list[int], int]:
-        """Write ``<split>.jsonl``; returns each member's line length and how many lines were reused."""
-        name = f"{split}.jsonl"
+    def plan(self, split: str, members: list[Record], previous: PreviousLines | None) -> _SplitPlan:
+        """How ``<split>.jsonl`` will be written: from the previous version's lines where some can be
+        reused (and the sink can assemble), otherwise line by line."""
+        plan = _SplitPlan(split, members)
         if previous is not None and isinstance(self.sink, AssemblingSink):
             ids = self.line_ids(members)
-            table = previous.splits[split]
-            plan = plan_split(ids, table)
-            reused = reused_lines(plan)
-            if reused and len(plan) <= MAX_ASSEMBLED_STEPS:
-                try:
-                    return self._assemble(self.sink, name, members, plan, previous.sources[split], ids, table), reused
-                except Exception as error:  # noqa: BLE001 - e.g. the previous file deleted meanwhile: write it all
-                    log.warning("%s: cannot reuse the lines of version %s (%s); writing every line", name,
-                                previous.version, error)  # fmt: skip
-        self._spill(members)
+            steps = plan_split(ids, previous.splits[split])
+            reused = reused_lines(steps)
+            if reused and len(steps) <= MAX_ASSEMBLED_STEPS:
+                plan.steps, plan.reused, plan.ids = steps, reused, ids
+                plan.table, plan.base, plan.version = previous.splits[split], previous.sources[split], previous.version
+        return plan
+
+    def spill_needed(self, plans: list[_SplitPlan]) -> None:
+        """Read the cached images of every line that must be built (the fresh lines of an assembled split,
+        every line of the others) into the spill file, in one pass."""
+        needed: list[Record] = []
+        for plan in plans:
+            if plan.steps is None:
+                needed.extend(plan.members)
+            else:
+                needed.extend(m for step in plan.steps if isinstance(step, Fresh) for m in plan.members[step.start : step.stop])
+        self._spill(needed)
+
+    def write(self, plan: _SplitPlan) -> tuple[list[int], int]:
+        """Write ``<split>.jsonl`` as planned (``spill_needed`` first); returns each member's line length and
+        how many lines were reused. Splits may be written at once, on threads."""
+        name = f"{plan.split}.jsonl"
+        if plan.steps is not None:
+            try:
+                return self._assemble(self.sink, name, plan), plan.reused  # type: ignore[arg-type]
+            except Exception as error:  # noqa: BLE001 - e.g. the previous file deleted meanwhile: write it all
+                log.warning("%s: cannot reuse the lines of version %s (%s); writing every line", name,
+                            plan.version, error)  # fmt: skip
+                self._spill(plan.members)
         lengths: list[int] = []
         with self.sink.open(name) as out:
-            for record in members:
+            for record in plan.members:
                 line = self._line(record)
                 out.write(line)
                 lengths.append(len(line))
         return lengths, 0
 
     def _line(self, record: Record) -> bytes:
-        self.spill.seek(record.offset)
-        return example_line(self.prompt, record.label, self.spill.read(record.length))
+        return example_line(self.prompt, record.label, self._read_spill(record.offset, record.length))
+
+    def _read_spill(self, offset: int, length: int) -> bytes:
+        if hasattr(os, "pread"):  # no shared file position: splits are written on threads
+            return os.pread(self.spill.fileno(), length, offset)
+        with self._spill_lock:
+            self.spill.seek(offset)
+            return self.spill.read(length)
 
     def _spill(self, members: list[Record]) -> None:
-        if self.cache is not None and any(r.in_cache for r in members):
-            spill_cached(self.source, self.records, members, self.settings, self.options, self.spill, self.cache)
+        with self._spill_lock:
+            if self.cache is not None and any(r.in_cache for r in members):
+                spill_cached(self.source, self.records, members, self.settings, self.options, self.spill, self.cache)
+            self.spill.flush()  # ``pread`` reads the file, not this object's buffer
 
-    def _assemble(
-        self,
-        sink: AssemblingSink,
-        name: str,
-        members: list[Record],
-        plan: list[Reused | Fresh],
-        previous_source: str,
-        ids: list[str],
-        table: dict[str, PublishedLine],
-    ) -> list[int]:
-        fresh = [members[i] for step in plan if isinstance(step, Fresh) for i in range(step.start, step.stop)]
-        self._spill(fresh)
+    def _assemble(self, sink: AssemblingSink, name: str, plan: _SplitPlan) -> list[int]:
+        steps, members, ids, table = plan.steps, plan.members, plan.ids, plan.table
+        assert steps is not None and table is not None
         lengths: list[int] = []
 
         def segments() -> Iterator[bytes | tuple[str, int, int]]:
             position = 0
-            for step in plan:
+            for step in steps:
                 if isinstance(step, Reused):
-                    yield previous_source, step.offset, step.length
+                    yield plan.base, step.offset, step.length
                     lengths.extend(table[ids[position + k]].length for k in range(step.count))
                     position += step.count
                     continue
@@ -260,5 +313,5 @@ class _SplitWriter:
                     yield line
                 position = step.stop
 
-        sink.assemble(name, segments(), base=previous_source)
+        sink.assemble(name, segments(), base=plan.base)
         return lengths

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.conversion.allocator import keep_freed_memory
 from shared.conversion.images import ImageResult, ImageSettings, normalise_image
 from shared.conversion.records import too_large
-from shared.errors import SourceChangedError
+from shared.errors import SourceChangedError, VisiontuneError
 
 if TYPE_CHECKING:
     import multiprocessing.context
@@ -84,8 +85,10 @@ class WorkerResult:
     result: ImageResult | None
 
 
-class WorkerDied(RuntimeError):
-    """A worker process ended before the conversion did."""
+class WorkerDied(VisiontuneError, RuntimeError):
+    """A worker process ended before the conversion did (the caller finishes its files itself)."""
+
+    transient = True
 
 
 def _read_one(reader: ProcessReader, task: WorkerTask, limit: int) -> tuple[bytes | None, Any]:
@@ -221,8 +224,6 @@ class PullPool:
         task alone may always go), and call ``handle`` with each result as it comes, in any order. ``handle``
         may return a task to send again (a cache hint that was wrong).
         Raises what a worker raised (``SourceChangedError``), or ``WorkerDied``."""
-        import time
-
         current = reader
         made = time.monotonic()
         outstanding: dict[int, int] = {}  # task index -> its size

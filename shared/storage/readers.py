@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from shared.conversion.sources import SourceEntry
 from shared.errors import SourceChangedError
 from shared.layout import READY_MARKER
 from shared.seekable import SizedRawReader
+from shared.storage.clients import container_read_sas
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from azure.storage.blob import BlobClient, ContainerClient
@@ -124,8 +129,6 @@ class BlobDatasetSource:
     def process_reader(self) -> SasBlobReader:
         """How a worker process reads these blobs itself: plain GETs with a read-only SAS over the container
         (``container_read_sas``; on Azure this asks for a user delegation key, so it may raise)."""
-        from shared.storage.clients import container_read_sas
-
         return SasBlobReader(self._container.url, self._prefix, container_read_sas(self._container))
 
 
@@ -135,8 +138,6 @@ _http_pools: dict[int, Any] = {}  # one urllib3 pool manager per process
 
 
 def _http() -> Any:
-    import os
-
     import urllib3
 
     pool = _http_pools.get(os.getpid())
@@ -168,9 +169,6 @@ class SasBlobReader:
     sas: str
 
     def read(self, path: str, etag: str | None, limit: int) -> bytes:
-        import time
-        from urllib.parse import quote
-
         url = f"{self.container_url}/{quote(self.prefix + path, safe='/~')}?{self.sas}"
         headers = {"Range": f"bytes=0-{limit}"}
         if etag is not None:
@@ -202,8 +200,6 @@ class SasBlobReader:
 
     @staticmethod
     def _redact(text: str) -> str:
-        import re
-
         return re.sub(r"(?i)\bsig=[^&\s'\"]*", "sig=REDACTED", text)
 
 

@@ -388,7 +388,22 @@ class BlobArtifactSink:
                 ).readall()  # fmt: skip
 
             def stage_group(identity: str, parts: list[bytes | tuple[int, int]]) -> None:
-                data = b"".join(part if isinstance(part, bytes) else read_copy(*part) for part in parts)
+                # The two ends of a block cut by new lines are contiguous in the copy: one read serves both.
+                spans: list[list[int]] = []
+                for part in sorted(p for p in parts if not isinstance(p, bytes)):
+                    if spans and spans[-1][1] == part[0]:
+                        spans[-1][1] = part[1]
+                    else:
+                        spans.append([part[0], part[1]])
+                read = {start: read_copy(start, stop) for start, stop in spans}
+
+                def piece(part: bytes | tuple[int, int]) -> bytes:
+                    if isinstance(part, bytes):
+                        return part
+                    start = max(s for s in read if s <= part[0])
+                    return read[start][part[0] - start : part[1] - start]
+
+                data = b"".join(piece(part) for part in parts)
                 target.stage_block(identity, data, length=len(data))
 
             def add_to_group(part: bytes | tuple[int, int], length: int) -> None:
