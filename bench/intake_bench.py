@@ -307,6 +307,10 @@ import shared.storage.clients as storage_clients
 from bench.intake_bench import latency_client
 client = latency_client(sys.argv[1], float(sys.argv[2]))
 storage_clients._service_client = lambda *args, **kwargs: client  # every storage request of the shard waits first
+import shared.storage.readers as readers
+from bench.latency import LatentReader
+sas_reader = readers.BlobDatasetSource.process_reader
+readers.BlobDatasetSource.process_reader = lambda self: LatentReader(sas_reader(self), float(sys.argv[2]))  # its GETs too
 from shared.pipeline.fanout import run_shard
 from shared.settings import Settings
 settings = Settings.model_validate(json.loads(sys.argv[3]))

@@ -136,7 +136,7 @@ def _worker_main(
                 continue
             assert data is not None
             if len(data) > max_bytes:
-                results.put(WorkerResult(task.index, "", too_large(len(data), max_bytes)))
+                results.put(WorkerResult(task.index, "", too_large(max(len(data), task.size), max_bytes)))
                 continue
             digest = hashlib.sha256(data).hexdigest()
             if cache_filter is not None and not task.decode and cache_filter.may_have(digest):

@@ -145,7 +145,7 @@ def _http() -> Any:
         pool = _http_pools.setdefault(
             os.getpid(),
             urllib3.PoolManager(
-                maxsize=8, retries=False, timeout=urllib3.Timeout(connect=20, read=60), block=False
+                maxsize=32, retries=False, timeout=urllib3.Timeout(connect=20, read=60), block=False
             ),
         )
     return pool

@@ -210,13 +210,18 @@ def test_workers_reading_blobs_convert_what_one_process_converts(container, tmp_
     files["dog/notes.jpg"] = b"not an image"
     for name, body in files.items():
         container.upload_blob(f"pets/{name}", body)
-    one = convert_dataset(BlobDatasetSource(container, "pets"), FolderSink(tmp_path / "one"), ConvertOptions(workers=1))
+    plain = BlobDatasetSource(container, "pets")
+    plain.process_reader = None  # the Storage SDK's download, as without a SAS  # type: ignore[assignment,method-assign]
+    sdk = convert_dataset(plain, FolderSink(tmp_path / "sdk"), ConvertOptions(workers=1))
     source = BlobDatasetSource(container, "pets")
-    source.read = None  # this process must not read: the workers do  # type: ignore[method-assign]
+    source.read = None  # never the SDK's download: the SAS reader, here and in the workers  # type: ignore[method-assign]
+    one = convert_dataset(source, FolderSink(tmp_path / "one"), ConvertOptions(workers=1))
     two = convert_dataset(source, FolderSink(tmp_path / "two"), ConvertOptions(workers=2))
+    assert one.version == sdk.version
     assert two.stats["workers"] == 2 and two.version == one.version
     for name in ("train.jsonl", "validation.jsonl", "test.jsonl", "rejected.json", "manifest.json"):
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+        assert (tmp_path / "sdk" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
     assert [r["path"] for r in two.rejected] == ["dog/notes.jpg"]
 
 
