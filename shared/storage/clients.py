@@ -134,12 +134,13 @@ def readable_url(container: ContainerClient, blob: str) -> str:
 
 
 def container_read_sas(container: ContainerClient) -> str:
-    """A read-only SAS query string (no ``?``) over every blob of ``container`` (``_sas_signer``), with
-    which worker processes read a drop's blobs without a client of their own (Learn: "Create a user
-    delegation SAS for a container with Python")."""
+    """A read and list SAS query string (no ``?``) over every blob of ``container`` (``_sas_signer``), with
+    which a drop's blobs are listed and worker processes read them without a client of their own (Learn:
+    "Create a user delegation SAS for a container with Python")."""
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     account, key, start, expiry = _sas_signer(container)
+    permission = ContainerSasPermissions(read=True, list=True)
     return generate_container_sas(
-        account, container.container_name, permission=ContainerSasPermissions(read=True), start=start, expiry=expiry, **key
+        account, container.container_name, permission=permission, start=start, expiry=expiry, **key
     )  # fmt: skip

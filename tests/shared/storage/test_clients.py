@@ -138,7 +138,7 @@ def test_read_sas_on_azure_is_a_user_delegation_sas(monkeypatch):
     )
     sas = dict(part.split("=", 1) for part in container_read_sas(container).split("&"))
     assert len(asked) == 1
-    assert sas["sp"] == "r" and sas["sr"] == "c"  # read-only, the container
+    assert sas["sp"] == "rl" and sas["sr"] == "c"  # read and list, the container
     assert sas["skoid"] == "11111111-1111-1111-1111-111111111111"  # signed by the identity's delegation key
     start, expiry = asked[0]
     assert 3000 < (expiry - start).total_seconds() < 3901  # one hour (and the clock-skew margin)

@@ -11,6 +11,7 @@ import zipfile
 
 import pytest
 
+import shared.storage.readers as readers
 from shared.storage.readers import (
     BlobChangedError,
     BlobDatasetSource,
@@ -146,7 +147,41 @@ def test_sas_reader_reads_blobs_from_any_process(container):
         assert reader.read(name, None, 1000) == body, name
     etag = container.get_blob_client("pets/cat/a b.jpg").get_blob_properties().etag
     assert reader.read("cat/a b.jpg", etag, 1000) == b"spaces"
-    assert "sig=" in reader.sas and "sp=r" in reader.sas  # read-only
+    assert "sig=" in reader.sas and "sp=rl&" in reader.sas  # read and list only
+
+
+def test_listing_with_the_sas_finds_what_the_sdk_lists(container, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"pets/{'cat' if k % 2 else 'dog'}/{k:03d}.jpg" for k in range(95)]
+    names += ["pets/cat/a b&<é>.jpg", "pets/cat/%41.jpg", "pets/_READY", "petshop/cat/9.png"]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda name: container.upload_blob(name, name.encode() * 3), names))
+    source = BlobDatasetSource(container, "pets")
+    listed = {(e.path, e.size, e.etag) for e in source.entries()}
+    sdk = {(path, size, etag) for path, size, etag in source._sdk_entries() if path != "_READY"}
+    assert listed == sdk and len(listed) == 97
+    odd = "pets/cat/a b&<é>.jpg"
+    etag = container.get_blob_client(odd).get_blob_properties().etag.strip('"')
+    assert (odd[len("pets/") :], 3 * len(odd.encode()), etag) in listed
+    # a page at a time: 10 blobs per request here
+    requests: list[str] = []
+    real_get, real_entries = readers.SasBlobReader._get, readers.SasBlobReader.entries
+    monkeypatch.setattr(readers.SasBlobReader, "_get", lambda self, url, *a: (requests.append(url), real_get(self, url, *a))[1])
+    monkeypatch.setattr(readers.SasBlobReader, "entries", lambda self: real_entries(self, page_size=10))
+    assert {(e.path, e.size, e.etag) for e in BlobDatasetSource(container, "pets").entries()} == listed
+    assert len(requests) == 10 and all("comp=list" in url and "maxresults=10" in url for url in requests)
+
+
+def test_without_a_sas_the_sdk_lists(container, monkeypatch, caplog):
+    container.upload_blob("pets/cat/1.jpg", b"1")
+
+    def no_sas(_container):
+        raise PermissionError("no role to get a user delegation key")
+
+    monkeypatch.setattr(readers, "container_read_sas", no_sas)
+    assert [(e.path, e.size) for e in BlobDatasetSource(container, "pets").entries()] == [("cat/1.jpg", 1)]
+    assert "listing pets/ with the Storage SDK: no SAS (no role" in caplog.text
 
 
 def test_sas_reader_reads_at_most_one_byte_past_the_limit(container):
