@@ -1,20 +1,25 @@
-"""A worker process's blob reader that waits a fixed latency before each request (``make bench-intake``).
-
-In a module of its own, light to import: worker processes import it when they unpickle their first task."""
+"""The SAS blob reader with a fixed latency before each request (``make bench-intake``), as the benchmark's
+storage clients have. In a module of its own: worker processes import it when they unpickle a task."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from shared.storage.readers import SasBlobReader
 
-class LatentReader:
-    """A ``worker_pool.ProcessReader`` (``SasBlobReader``) whose every request waits ``latency_ms`` first, as
-    the benchmark's storage clients do."""
 
-    def __init__(self, reader: Any, latency_ms: float) -> None:
-        self.reader, self.latency_ms = reader, latency_ms
+@dataclass(frozen=True)
+class LatentReader(SasBlobReader):
+    """``SasBlobReader`` whose every request (Get Blob, each List Blobs page) waits ``latency_ms`` first."""
 
-    def read(self, path: str, etag: str | None, limit: int) -> bytes:
+    latency_ms: float = 0.0
+
+    @classmethod
+    def around(cls, reader: SasBlobReader, latency_ms: float) -> LatentReader:
+        return cls(reader.container_url, reader.prefix, reader.sas, latency_ms)
+
+    def _get(self, url: str, headers: dict[str, str], what: str) -> Any:
         time.sleep(self.latency_ms / 1000.0)
-        return self.reader.read(path, etag, limit)  # type: ignore[no-any-return]
+        return super()._get(url, headers, what)

@@ -203,6 +203,18 @@ class AzuriteProcess:
         """True while the Azurite process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the Azurite process has used so far, 0.0 where ``/proc`` is missing
+        (benchmarks: it shares the cores with the conversion)."""
+        if self._process is None:
+            return 0.0
+        try:
+            stat = Path(f"/proc/{self._process.pid}/stat").read_text()
+        except OSError:
+            return 0.0
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3, utime 14, stime 15
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     # --- endpoints ------------------------------------------------------------------------------
     def _port(self, service: str) -> int:
         if service not in self._ports:

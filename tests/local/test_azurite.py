@@ -100,3 +100,13 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_cpu_seconds_counts_the_work_azurite_does(azurite):
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("cpu-seconds")
+    container.create_container()
+    before = azurite.cpu_seconds()
+    for n in range(100):
+        container.upload_blob(f"b{n}", b"x" * 100_000)
+    assert azurite.cpu_seconds() > before > 0
+    assert AzuriteProcess().cpu_seconds() == 0.0  # not started
