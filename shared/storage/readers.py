@@ -118,16 +118,26 @@ class BlobDatasetSource:
         # Reads wait on per-request latency, not bandwidth: the converter keeps this many in flight.
         self.read_concurrency = read_concurrency
         self._sas: tuple[str, float] | None = None
+        self._sas_refused = ""  # why the SAS could not be used, once it could not: the SDK reads instead
 
     def entries(self) -> Iterator[SourceEntry]:
         """The blobs under the prefix: listed with the SAS reader (its XML parsed as it streams, about 10x less
         CPU than the SDK's models, which matters for drops of tens of thousands of blobs), or by the SDK
-        when no SAS can be made."""
+        when no SAS can be made or the service refuses the SAS's first request (then the SDK reads too)."""
+        listed = 0
         try:
-            listing: Iterator[tuple[str, int, str]] = self.process_reader().entries()
-        except Exception as exc:  # e.g. no role to get a user delegation key
-            log.warning("listing %s with the Storage SDK: no SAS (%s)", self._prefix, exc)
-            listing = self._sdk_entries()
+            for entry in self._entries(self.process_reader().entries()):
+                listed += 1
+                yield entry
+            return
+        except Exception as exc:  # no role to get a user delegation key, a SAS the account refuses, ...
+            if listed:
+                raise  # a later page failed: not a question of the SAS
+            log.warning("listing and reading %s with the Storage SDK: the SAS cannot be used (%s)", self._prefix, exc)
+            self._sas_refused = f"{type(exc).__name__}: {exc}"
+        yield from self._entries(self._sdk_entries())
+
+    def _entries(self, listing: Iterator[tuple[str, int, str]]) -> Iterator[SourceEntry]:
         for relative, size, etag in listing:
             if not relative or relative == READY_MARKER:
                 continue
@@ -146,6 +156,8 @@ class BlobDatasetSource:
         """How a worker process reads (and this process lists) these blobs: plain requests with a read and
         list SAS over the container (``container_read_sas``; on Azure this asks for a user delegation key,
         so it may raise). The SAS is made again once it is ``SAS_REUSE_SECONDS`` old."""
+        if self._sas_refused:
+            raise PermissionError(f"the SAS over {self._prefix} cannot be used: {self._sas_refused}")
         if self._sas is None or time.monotonic() - self._sas[1] > SAS_REUSE_SECONDS:
             self._sas = container_read_sas(self._container), time.monotonic()
         return SasBlobReader(self._container.url, self._prefix, self._sas[0])

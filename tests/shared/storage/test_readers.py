@@ -181,7 +181,28 @@ def test_without_a_sas_the_sdk_lists(container, monkeypatch, caplog):
 
     monkeypatch.setattr(readers, "container_read_sas", no_sas)
     assert [(e.path, e.size) for e in BlobDatasetSource(container, "pets").entries()] == [("cat/1.jpg", 1)]
-    assert "listing pets/ with the Storage SDK: no SAS (no role" in caplog.text
+    assert "with the Storage SDK: the SAS cannot be used (no role to get" in caplog.text
+
+
+def test_a_sas_the_service_refuses_leaves_listing_and_reading_to_the_sdk(container, monkeypatch, caplog, tmp_path):
+    from shared.conversion import ConvertOptions, FolderSink, convert_dataset
+    from tests.shared.conversion import image_cases as cases
+
+    for name, body in cases.good_set(("cat", "dog"), per_label=10).items():
+        container.upload_blob(f"pets/{name}", body)
+    reference = convert_dataset(BlobDatasetSource(container, "pets"), FolderSink(tmp_path / "sas"), ConvertOptions(workers=2))
+
+    def refused(self, url, headers, what):
+        raise OSError(f"GET {what} answered HTTP 403 AuthorizationFailure")
+
+    monkeypatch.setattr(readers.SasBlobReader, "_get", refused)
+    source = BlobDatasetSource(container, "pets")
+    result = convert_dataset(source, FolderSink(tmp_path / "sdk"), ConvertOptions(workers=2))
+    assert result.version == reference.version and not result.rejected
+    assert "listing and reading pets/ with the Storage SDK: the SAS cannot be used (GET the list of pets/ answered " \
+        "HTTP 403 AuthorizationFailure)" in caplog.text
+    with pytest.raises(PermissionError, match="cannot be used"):
+        source.process_reader()
 
 
 def test_sas_reader_reads_at_most_one_byte_past_the_limit(container):
