@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 DEFAULT_READ_THREADS = 2
 MAX_READ_THREADS = 4
 _POLL_SECONDS = 1.0  # how often a wait for results checks that every worker is still alive
+_EXIT_SECONDS = 3.0  # how long finished workers may take to exit before they are stopped
 
 
 class ProcessReader(Protocol):
@@ -195,13 +196,17 @@ class PullPool:
 
     def _stop(self, *, graceful: bool) -> None:
         started = [p for p in self._processes if p.pid is not None]
-        if graceful:
+        if graceful:  # every result is in: a worker has only to see its end marks and exit
             for _ in range(len(started) * self.read_threads):
                 self._tasks.put(None)
+            deadline = time.monotonic() + _EXIT_SECONDS
             for process in started:
-                process.join(timeout=10)
+                process.join(timeout=max(0.0, deadline - time.monotonic()))
         for process in started:
             if process.is_alive():
+                if graceful:
+                    log.warning("worker process %s did not exit %.0f s after its last file; stopped", process.name,
+                                _EXIT_SECONDS)  # fmt: skip
                 process.terminate()
                 process.join(timeout=5)
         for q in (self._tasks, self._results):

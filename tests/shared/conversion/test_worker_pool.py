@@ -80,11 +80,12 @@ def same_artifacts(left: Path, right: Path) -> None:
         assert (left / name).read_bytes() == (right / name).read_bytes(), name
 
 
-def test_the_workers_read_the_files_and_the_output_matches_one_process(tmp_path, drop):
+def test_the_workers_read_the_files_and_the_output_matches_one_process(tmp_path, drop, caplog):
     root, reference_out, reference = drop
     result = convert_dataset(WorkersOnlySource(root), FolderSink(tmp_path / "out"), ConvertOptions(workers=2))
     assert result.version == reference.version and result.stats["workers"] == 2
     same_artifacts(tmp_path / "out", reference_out)
+    assert "did not exit" not in caplog.text  # finished workers exit on their own
 
 
 def test_a_worker_that_dies_leaves_its_files_to_this_process(tmp_path, drop):
