@@ -16,10 +16,10 @@ from typing import IO, TYPE_CHECKING
 
 from shared.conversion.allocator import keep_freed_memory
 from shared.conversion.cache import ImageCache
-from shared.conversion.images import ImageResult, ImageSettings, normalise_image
+from shared.conversion.images import ImageResult, ImageSettings
 from shared.conversion.options import ConvertOptions
 from shared.conversion.reading import read_ahead
-from shared.conversion.records import Record, too_large
+from shared.conversion.records import Record, too_large, unreadable
 from shared.conversion.sources import DatasetSource
 from shared.conversion.worker_pool import (
     ProcessReader,
@@ -27,6 +27,7 @@ from shared.conversion.worker_pool import (
     WorkerDied,
     WorkerResult,
     WorkerTask,
+    decode,
     read_threads_for,
 )
 from shared.errors import SourceChangedError, VisiontuneError
@@ -53,10 +54,7 @@ def _process(task: _Task, settings: ImageSettings, max_bytes: int) -> tuple[int,
     """Hash (unless the digest came with the bytes) and normalise one file."""
     index, data, digest = task
     digest = digest or hashlib.sha256(data).hexdigest()
-    try:
-        return index, digest, normalise_image(data, settings)
-    except Exception as exc:  # a decoder bug on one odd file must not stop the rest
-        return index, digest, ImageResult(code="corrupt", reason=f"cannot decode the image: {type(exc).__name__}: {exc}")
+    return index, digest, decode(data, settings)
 
 
 def _process_batch(batch: list[_Task], settings: ImageSettings, max_bytes: int) -> list[tuple[int, str, ImageResult]]:
@@ -119,9 +117,8 @@ def run_pass_one(
     only looks up the files the cache knows unchanged (same path, size and ETag) and never reads the others.
     Otherwise reader threads (``source.read_concurrency`` of them; with the source's process reader when it
     has one) read, hash and look each file up in ``cache`` ahead of the decoders, and only cache misses are
-    decoded. ``defer_cached``: a cache hit only
-    marks its record ``in_cache`` (its JPEG is not read); ``spill_cached`` reads the ones that turn out to
-    be needed."""
+    decoded. ``defer_cached``: a cache hit only marks its record ``in_cache`` (its JPEG is not read);
+    ``spill_cached`` reads the ones that turn out to be needed."""
     keep_freed_memory()
     read_concurrency = max(1, int(getattr(source, "read_concurrency", 1) or 1))
     todo = [r for r in (records if only is None else only) if r.code is None]
@@ -165,7 +162,7 @@ def run_pass_one(
         except SourceChangedError:
             raise  # not one bad file: the whole drop changed under the reader
         except Exception as exc:  # one unreadable file must not stop the rest
-            return _Fetched(error=ImageResult(code="unreadable", reason=f"cannot read the file: {type(exc).__name__}: {exc}"))
+            return _Fetched(error=unreadable(exc))
         if len(data) > options.max_file_bytes:
             return _Fetched(error=too_large(max(len(data), record.size), options.max_file_bytes))
         if cache is None:
@@ -255,16 +252,16 @@ def run_pass_one(
             return None
 
         threads = read_threads_for(read_concurrency, workers)
-        pull: PullPool | None = PullPool(
+        pull = PullPool(
             _mp_context(), workers, settings, max_bytes,
             cache_filter=None if cache is None else cache.process_filter(), read_threads=threads,
         )  # fmt: skip
         try:
-            pull.start()  # type: ignore[union-attr]
+            pull.start()
         except (OSError, ImportError, NotImplementedError) as exc:  # no working semaphores (e.g. no /dev/shm)
             log.warning("converting in one process: cannot start worker processes (%s)", exc)
-            pull, workers = None, 1
-        if pull is not None:
+            workers = 1
+        else:
             try:
                 with pull:
                     pull.run(

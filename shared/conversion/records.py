@@ -29,6 +29,11 @@ class Record:
     in_cache: bool = False  # its JPEG is in the image cache and not yet in the spill file (``offset`` unset)
 
 
+def unreadable(error: Exception) -> ImageResult:
+    """The rejection of a file whose read failed with ``error`` (a reader's message never holds credentials)."""
+    return ImageResult(code="unreadable", reason=f"cannot read the file: {type(error).__name__}: {error}")
+
+
 def too_large(size: int, max_bytes: int) -> ImageResult:
     return ImageResult(
         code="too_large",

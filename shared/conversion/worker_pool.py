@@ -23,12 +23,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.conversion.allocator import keep_freed_memory
 from shared.conversion.images import ImageResult, ImageSettings, normalise_image
-from shared.conversion.records import too_large
+from shared.conversion.records import too_large, unreadable
 from shared.errors import SourceChangedError, VisiontuneError
 
 if TYPE_CHECKING:
@@ -92,13 +92,21 @@ class WorkerDied(VisiontuneError, RuntimeError):
     transient = True
 
 
+def decode(data: bytes, settings: ImageSettings) -> ImageResult:
+    """``normalise_image``, with a decoder bug on one odd file turned into that file's rejection."""
+    try:
+        return normalise_image(data, settings)
+    except Exception as exc:  # a decoder bug on one odd file must not stop the rest
+        return ImageResult(code="corrupt", reason=f"cannot decode the image: {type(exc).__name__}: {exc}")
+
+
 def _read_one(reader: ProcessReader, task: WorkerTask, limit: int) -> tuple[bytes | None, Any]:
     try:
         return reader.read(task.path, task.etag, limit), None
     except SourceChangedError as exc:
         return None, exc
     except Exception as exc:  # one unreadable file must not stop the rest
-        return None, ImageResult(code="unreadable", reason=f"cannot read the file: {type(exc).__name__}: {exc}")
+        return None, unreadable(exc)
 
 
 def _worker_main(
@@ -143,10 +151,7 @@ def _worker_main(
             if cache_filter is not None and not task.decode and cache_filter.may_have(digest):
                 results.put(WorkerResult(task.index, digest, None))
                 continue
-            try:
-                result = normalise_image(data, settings)
-            except Exception as exc:  # a decoder bug on one odd file must not stop the rest
-                result = ImageResult(code="corrupt", reason=f"cannot decode the image: {type(exc).__name__}: {exc}")
+            result = decode(data, settings)
             del data
             results.put(WorkerResult(task.index, digest, result))
     except BaseException as exc:  # a bug here: the caller raises it rather than wait forever
@@ -166,12 +171,13 @@ class PullPool:
     cache_filter: CacheFilter | None = None
     read_threads: int = DEFAULT_READ_THREADS
 
+    _processes: list[Any] = field(default_factory=list, init=False)
+
     def __enter__(self) -> PullPool:
-        return self if getattr(self, "_processes", None) is not None else self.start()
+        return self if self._processes else self.start()
 
     def start(self) -> PullPool:
         """Start the worker processes (``OSError`` and the like when this system cannot)."""
-        self._processes: list[Any] = []
         self._tasks = self.context.Queue()
         self._results = self.context.Queue()
         self._processes = [
