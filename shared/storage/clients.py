@@ -46,20 +46,24 @@ def _service_client(
     timeouts: tuple[float, float, int] = (20.0, 60.0, 3),
 ) -> BlobServiceClient:
     """``timeouts``: (connect seconds, read seconds, retries). Without them a server that accepts the
-    connection and never answers holds a call for the SDK's 10 retries of a 60 s read, with backoff."""
+    connection and never answers holds a call for the SDK's 10 retries of a 60 s read, with backoff.
+    Retries follow ``shared.storage.retry`` (a quick one after a dropped connection)."""
     from azure.storage.blob import BlobServiceClient
+
+    from shared.storage.retry import storage_retry_policy
 
     connect, read, retries = timeouts
     transport = pooled_transport(connection_timeout=connect, read_timeout=read)
+    policy = storage_retry_policy(retries)
     if connection_string:
-        return BlobServiceClient.from_connection_string(connection_string, transport=transport, retry_total=retries)
+        return BlobServiceClient.from_connection_string(connection_string, transport=transport, retry_policy=policy)
     if not blob_service_uri:
         raise ValueError("a storage connection string or blob service URI is needed")
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(managed_identity_client_id=client_id)
     return BlobServiceClient(
-        account_url=blob_service_uri, credential=credential, transport=transport, retry_total=retries
+        account_url=blob_service_uri, credential=credential, transport=transport, retry_policy=policy
     )
 
 
