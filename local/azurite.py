@@ -145,13 +145,12 @@ class AzuriteProcess:
             "--disableTelemetry",
             "--skipApiVersionCheck",  # the pinned SDKs may speak a newer API version than Azurite knows
             "--loose",
-            "--location", str(self.location),
             "--blobHost", HOST, "--blobPort", str(self._requested_ports["Blob"]),
             "--queueHost", HOST, "--queuePort", str(self._requested_ports["Queue"]),
             "--tableHost", HOST, "--tablePort", str(self._requested_ports["Table"]),
         ]  # fmt: skip
-        if self._in_memory:
-            command.append("--inMemoryPersistence")
+        # Azurite refuses --location together with --inMemoryPersistence (its start-up error says so).
+        command += ["--inMemoryPersistence"] if self._in_memory else ["--location", str(self.location)]
         self._process = subprocess.Popen(
             command,
             cwd=self.location,

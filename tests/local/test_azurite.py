@@ -47,6 +47,16 @@ def test_restart_on_same_folder_keeps_blobs_and_stop_ends_the_process(tmp_path: 
         assert client.get_blob_client("keep", "x.bin").download_blob().readall() == b"\x00\x01"
 
 
+def test_in_memory_azurite_serves_blobs_and_writes_no_files():
+    """``in_memory`` (``make bench-intake``'s Azurite): Azurite refuses ``--location`` with
+    ``--inMemoryPersistence``, so none is passed; nothing lands in the working folder."""
+    with AzuriteProcess(in_memory=True) as process:
+        client = BlobServiceClient.from_connection_string(process.connection_string)
+        client.create_container("memory").upload_blob("x.bin", b"\x00\x01")
+        assert client.get_blob_client("memory", "x.bin").download_blob().readall() == b"\x00\x01"
+        assert process.location is not None and list(process.location.iterdir()) == []
+
+
 def test_temporary_folder_is_removed_on_stop():
     process = AzuriteProcess().start()
     location = process.location
