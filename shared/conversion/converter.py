@@ -26,7 +26,7 @@ from shared.conversion.decisions import decide
 from shared.conversion.estimate import tokens_per_label
 from shared.conversion.examples import build_prompt, example_line
 from shared.conversion.images import ImageSettings
-from shared.conversion.manifest import canonical_json, describe, split_summary
+from shared.conversion.manifest import canonical_json, describe, identify, split_summary
 from shared.conversion.options import ConvertOptions, image_settings
 from shared.conversion.processing import run_pass_one, spill_cached
 from shared.conversion.records import Record, prepare_records
@@ -73,7 +73,8 @@ def convert_dataset(
     live_stats: dict[str, Any] | None = None,
 ) -> ConversionResult:
     """Convert an ImageFolder ``source`` into ``train.jsonl``, ``validation.jsonl``, ``test.jsonl``,
-    ``rejected.json`` and ``manifest.json`` (written in that order, then ``sink.commit(version)``).
+    ``rejected.json`` and ``manifest.json``, the manifest last, then ``sink.commit(version)``. A sink that
+    assembles (blob storage) gets the three JSONL files and ``rejected.json`` at once, on threads.
 
     One bad file never stops the rest: it lands in ``rejected.json`` with a code and a reason.
     ``DatasetError`` when the dataset as a whole cannot train (fewer than 2 labels or 10 training
@@ -83,8 +84,9 @@ def convert_dataset(
 
     ``cache`` (an ``ImageCache`` built with this conversion's image settings): images found in it are
     reused, the others are converted and added; the artifacts are byte-identical either way. Its new
-    pack and the version's refs are written just before the artifacts are committed; collecting old
-    entries is the caller's job (``cache.collect``).
+    pack is sealed while the JSONL is written, the version's refs and line record just before the
+    artifacts are committed (a failure in between leaves a sealed pack no version refers to, which
+    ``cache.collect`` deletes after its grace period); collecting old entries is the caller's job.
 
     ``live_stats``, if given, receives ``images_converted``, ``images_reused`` and ``files_rejected`` as soon
     as they are known, before ``sink.commit`` (so a sink's publish hook can record them).
@@ -129,6 +131,7 @@ def _convert(
         pass_one = run_pass_one(source, records, settings, options, spill, progress, cache, defer_cached=previous is not None)
         processed_at = time.perf_counter()
         by_split, labels = decide(prepared, options)
+        identity = identify(prepared, options)  # known now: the version and rejections need no JSONL
         prompt = build_prompt(labels, options.prompt)
         writer = _SplitWriter(source, records, settings, options, spill, cache, sink, prompt)
 
@@ -138,33 +141,54 @@ def _convert(
         reused_lines = 0
         plans = [writer.plan(split, by_split[split], previous) for split in SPLITS]
         writer.spill_needed(plans)
-        if isinstance(sink, AssemblingSink):  # blob storage: each split waits on round trips, not on CPU
-            with ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="visiontune-split") as pool:
+
+        def write_side_documents() -> None:
+            """``rejected.json`` and the cache's new pack index: neither depends on the JSONL."""
+            with sink.open(REJECTED_NAME) as out:
+                out.write(canonical_json(identity.rejected))
+            if cache is not None:
+                cache.seal()
+
+        if isinstance(sink, AssemblingSink):  # blob storage: each write waits on round trips, not on CPU
+            with ThreadPoolExecutor(max_workers=len(plans) + 1, thread_name_prefix="visiontune-split") as pool:
+                side = pool.submit(write_side_documents)
                 written = list(pool.map(writer.write, plans))
+                side.result()
         else:
             written = [writer.write(plan) for plan in plans]
+            write_side_documents()
         for split, (lengths, reused) in zip(SPLITS, written, strict=True):
             members = by_split[split]
             reused_lines += reused
             splits_manifest[split] = split_summary(members, labels, label_tokens, sum(lengths))
             lines[split] = list(zip(writer.line_ids(members), lengths, strict=True))
 
-    version, manifest, rejected = describe(prepared, options, labels, prompt, splits_manifest)
-    with sink.open(REJECTED_NAME) as out:
-        out.write(canonical_json(rejected))
-    if cache is not None:
-        cache.finish(
-            version,
-            (cache.key(r.sha256) for r in records if r.code is None),
-            {r.path: (r.size, r.etag, r.sha256) for r in records if r.code is None and r.etag is not None},
-        )
-        record_lines(cache.store, version, lines)
+    version, manifest, rejected = describe(prepared, options, labels, prompt, splits_manifest, identity)
+
+    def write_manifest() -> None:
+        with sink.open(MANIFEST_NAME) as out:
+            out.write(canonical_json(manifest))
+
+    if cache is None:
+        write_manifest()
+    else:  # three independent documents, each one round trip on blob storage: at once
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="visiontune-finish") as pool:
+            done = [
+                pool.submit(
+                    cache.finish,
+                    version,
+                    (cache.key(r.sha256) for r in records if r.code is None),
+                    {r.path: (r.size, r.etag, r.sha256) for r in records if r.code is None and r.etag is not None},
+                ),
+                pool.submit(record_lines, cache.store, version, lines),
+                pool.submit(write_manifest),
+            ]
+            for future in done:
+                future.result()
     if live_stats is not None:
         live_stats.update(
             images_converted=pass_one.converted, images_reused=pass_one.reused, files_rejected=len(rejected)
         )
-    with sink.open(MANIFEST_NAME) as out:
-        out.write(canonical_json(manifest))
     sink.commit(version)
 
     finished = time.perf_counter()

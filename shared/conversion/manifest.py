@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from shared.conversion.estimate import estimate, split_tokens
@@ -49,12 +50,21 @@ def split_summary(members: list[Record], labels: list[str], label_tokens: Any, w
     }
 
 
-def describe(
-    prepared: Prepared, options: ConvertOptions, labels: list[str], prompt: str, splits_manifest: dict[str, Any]
-) -> tuple[str, dict[str, Any], list[dict[str, str]]]:
-    """The version, ``manifest.json`` and ``rejected.json`` of a decided conversion."""
+@dataclass(frozen=True)
+class Identity:
+    """What a conversion is known by once every file is processed, before any JSONL is written: its version
+    (a digest of the source files and the converter's settings), the settings, the source digest and
+    ``rejected.json``'s entries."""
+
+    version: str
+    converter_settings: dict[str, Any]
+    source_digest: str
+    rejected: list[dict[str, str]]
+
+
+def identify(prepared: Prepared, options: ConvertOptions) -> Identity:
+    """The ``Identity`` of a conversion whose records are all processed (each has its sha256 or its code)."""
     records = prepared.records
-    splits_given = prepared.splits_given
     converter_settings = {
             "name": "visiontune",
             "format": CONVERTER_FORMAT,
@@ -66,7 +76,7 @@ def describe(
             "max_aspect_ratio": options.max_aspect_ratio,
             "memory_budget": options.memory_budget,
             "draft_tolerance": DRAFT_TOLERANCE,
-            "split": "given" if splits_given else list(options.split),
+            "split": "given" if prepared.splits_given else list(options.split),
             "seed": options.seed,
             "prompt_template": options.prompt,
             "model": options.model,
@@ -78,6 +88,24 @@ def describe(
     # A rejected record always has its reason with its code.
     image_rejects = [{"path": r.path, "code": r.code, "reason": r.reason or ""} for r in records if r.code]
     rejected = sorted(prepared.layout_rejects + image_rejects, key=lambda item: item["path"])
+    return Identity(version, converter_settings, digest, rejected)
+
+
+def describe(
+    prepared: Prepared,
+    options: ConvertOptions,
+    labels: list[str],
+    prompt: str,
+    splits_manifest: dict[str, Any],
+    identity: Identity | None = None,
+) -> tuple[str, dict[str, Any], list[dict[str, str]]]:
+    """The version, ``manifest.json`` and ``rejected.json`` of a decided conversion (``identity``: its
+    ``identify``, when already known)."""
+    identity = identity or identify(prepared, options)
+    version, converter_settings, digest, rejected = (
+        identity.version, identity.converter_settings, identity.source_digest, identity.rejected
+    )  # fmt: skip
+    splits_given = prepared.splits_given
     train = splits_manifest["train"]
     manifest: dict[str, Any] = Manifest.model_validate({
         "version": version,
