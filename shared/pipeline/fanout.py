@@ -307,9 +307,9 @@ def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], wher
     container = pipeline.training
     options = _options(plan)
     overrides = RunOverrides.parse_marker(base64.b64decode(plan["marker"]))
-    results = []
-    for blob in sorted(container.list_blobs(name_starts_with=prefix + DONE), key=lambda b: b.name):
-        results.append(json.loads(container.download_blob(blob.name).readall()))
+    markers = sorted(blob.name for blob in container.list_blobs(name_starts_with=prefix + DONE))
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(markers))), thread_name_prefix="visiontune-results") as pool:
+        results = list(pool.map(lambda name: json.loads(container.download_blob(name).readall()), markers))  # in order
     cache = image_cache(pipeline, settings, dataset, options.validated()) if settings.convert_cache else None
     try:
         assembly = assemble(Prepared.from_json(plan["prepared"]), options, results, cache)
@@ -343,16 +343,23 @@ def _assemble(pipeline: Pipeline, settings: Settings, plan: dict[str, Any], wher
              for shard, offset, length in assembly.ranges[split]],
         )  # fmt: skip
 
+    def write(name: str, document: Any) -> None:
+        with sink.open(name) as out:
+            out.write(canonical_json(document))
+
     try:
-        with ThreadPoolExecutor(max_workers=len(SPLITS), thread_name_prefix="visiontune-splits") as pool:
-            for future in [pool.submit(assemble_split, split) for split in SPLITS]:
-                future.result()  # the splits at once: each waits on requests
-        with sink.open(REJECTED_NAME) as out:
-            out.write(canonical_json(assembly.rejected))
-        if cache is not None:
-            cache.finish(assembly.version, assembly.cache_keys, assembly.sources)
-        with sink.open(MANIFEST_NAME) as out:
-            out.write(canonical_json(assembly.manifest))
+        # Every call waits on requests, not on CPU: the splits and rejected.json at once, then the cache's refs
+        # and the manifest at once; the commit publishes the manifest last.
+        with ThreadPoolExecutor(max_workers=len(SPLITS) + 1, thread_name_prefix="visiontune-splits") as pool:
+            futures = [pool.submit(assemble_split, split) for split in SPLITS]
+            futures.append(pool.submit(write, REJECTED_NAME, assembly.rejected))
+            for future in futures:
+                future.result()
+            futures = [pool.submit(write, MANIFEST_NAME, assembly.manifest)]
+            if cache is not None:
+                futures.append(pool.submit(cache.finish, assembly.version, assembly.cache_keys, assembly.sources))
+            for future in futures:
+                future.result()
         sink.commit(assembly.version)
     except BaseException:
         sink.discard()
