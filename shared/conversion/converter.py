@@ -216,7 +216,7 @@ def _previous_lines(cache: ImageCache | None, sink: ArtifactSink) -> PreviousLin
     """The published version whose lines this conversion may copy, when the sink can copy them."""
     if cache is None or not isinstance(sink, AssemblingSink):
         return None
-    versions = [version for version, _modified in cache.referenced_versions()]
+    versions = [version for version, _modified in cache.loaded_versions()]  # load() listed them just before
     return find_previous_lines(cache.store, versions, sink.published_artifact)
 
 

@@ -201,3 +201,37 @@ def test_many_small_packs_are_merged_and_still_serve_every_entry(tmp_path, monke
     again, _ = convert(cases.write(tmp_path / "last", files), tmp_path / "again", tmp_path / "cache")
     assert again.stats["images_converted"] == 0 and again.version == result.version
     assert artifacts(tmp_path / "again") == artifacts(tmp_path / "o5")
+
+
+def test_load_lists_each_prefix_once_and_remembers_the_versions(tmp_path):
+    """``load`` lists the index and refs prefixes once each (at once) and reads every document; the versions
+    it found are then known without another listing (the previous version's lines are looked up with them)."""
+    first, _ = convert(dataset(tmp_path / "v1"), tmp_path / "o1", tmp_path / "cache")
+    second, _ = convert(dataset(tmp_path / "v2", start=100), tmp_path / "o2", tmp_path / "cache")
+
+    class CountingStore(FolderCacheStore):
+        def __init__(self, root: Path) -> None:
+            super().__init__(root)
+            self.listed: list[str] = []
+            self.read_names: list[str] = []
+
+        def list(self, prefix: str):
+            self.listed.append(prefix)
+            return super().list(prefix)
+
+        def read(self, name: str):
+            self.read_names.append(name)
+            return super().read(name)
+
+    store = CountingStore(tmp_path / "cache")
+    cache = ImageCache(store, image_settings(ConvertOptions()), CONVERTER_FORMAT)
+    assert cache.loaded_versions() == []
+    assert cache.load() > 0
+    assert sorted(store.listed) == ["index/", "refs/"]
+    assert sorted(n for n in store.read_names if n.startswith("refs/")) == sorted(
+        f"refs/{v}.json" for v in (first.version, second.version)
+    )
+    assert len([n for n in store.read_names if n.startswith("index/")]) == 2
+    assert cache.loaded_versions() == cache.referenced_versions()
+    assert {v for v, _ in cache.loaded_versions()} == {first.version, second.version}
+    assert sorted(store.listed) == ["index/", "refs/", "refs/"]  # referenced_versions() listed; loaded_versions() did not
