@@ -7,6 +7,9 @@ Every client made from the settings goes through ``_service_client`` (benchmarks
 from __future__ import annotations
 
 import functools
+import threading
+import time
+import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -101,6 +104,13 @@ def ensure_containers(service: BlobServiceClient, names: Iterable[str] = ALL_CON
 
 
 SOURCE_SAS_SECONDS = 3600
+DELEGATION_KEY_REUSE_SECONDS = 600  # a SAS signed with a reused key still has at least 50 minutes left
+
+# User delegation keys by credential, then blob service URL: (key, start, expiry, monotonic time fetched).
+_delegation_keys: weakref.WeakKeyDictionary[Any, dict[str, tuple[Any, datetime, datetime, float]]] = (
+    weakref.WeakKeyDictionary()
+)
+_delegation_lock = threading.Lock()
 
 
 def _sas_signer(container: ContainerClient) -> tuple[str, dict[str, Any], datetime, datetime]:
@@ -109,20 +119,34 @@ def _sas_signer(container: ContainerClient) -> tuple[str, dict[str, Any], dateti
 
     On Azure (shared keys disabled, managed identity) a user delegation SAS, signed with a key the identity
     gets from ``Get User Delegation Key`` (Learn: "Create a user delegation SAS for a container or blob with
-    Python"; needs a role with ``generateUserDelegationKey``, e.g. Storage Blob Data Owner/Contributor).
-    Locally (Azurite, an account-key connection string) a service SAS signed with that key."""
+    Python"; needs a role with ``generateUserDelegationKey``, e.g. Storage Blob Data Owner/Contributor). One
+    key serves every SAS of the credential and account for ``DELEGATION_KEY_REUSE_SECONDS`` (an assembly
+    signs one URL per source blob: one key request each would be a round trip per part). Locally (Azurite,
+    an account-key connection string) a service SAS signed with that key."""
     from azure.storage.blob import BlobServiceClient
 
     account = container.account_name
     if account is None:
         raise ValueError(f"no storage account name in {container.url}")
-    start = datetime.now(UTC) - timedelta(minutes=5)  # clock skew
-    expiry = datetime.now(UTC) + timedelta(seconds=SOURCE_SAS_SECONDS)
     account_key = getattr(container.credential, "account_key", None)
     if account_key:
-        return account, {"account_key": account_key}, start, expiry
-    service = BlobServiceClient(container.url.rsplit("/", 1)[0], credential=container.credential)
-    return account, {"user_delegation_key": service.get_user_delegation_key(start, expiry)}, start, expiry
+        start = datetime.now(UTC) - timedelta(minutes=5)  # clock skew
+        return account, {"account_key": account_key}, start, datetime.now(UTC) + timedelta(seconds=SOURCE_SAS_SECONDS)
+    service_url = container.url.rsplit("/", 1)[0]
+    with _delegation_lock:  # concurrent assemblies wait for one key rather than each asking for its own
+        try:
+            known = _delegation_keys.setdefault(container.credential, {})
+        except TypeError:  # a credential that cannot be weakly referenced or hashed: a key per call
+            known = {}
+        entry = known.get(service_url)
+        if entry is None or time.monotonic() - entry[3] > DELEGATION_KEY_REUSE_SECONDS:
+            start = datetime.now(UTC) - timedelta(minutes=5)  # clock skew
+            expiry = datetime.now(UTC) + timedelta(seconds=SOURCE_SAS_SECONDS)
+            service = BlobServiceClient(service_url, credential=container.credential)
+            entry = (service.get_user_delegation_key(start, expiry), start, expiry, time.monotonic())
+            known[service_url] = entry
+    key, start, expiry, _fetched = entry
+    return account, {"user_delegation_key": key}, start, expiry
 
 
 def readable_url(container: ContainerClient, blob: str) -> str:

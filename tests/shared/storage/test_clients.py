@@ -142,3 +142,45 @@ def test_read_sas_on_azure_is_a_user_delegation_sas(monkeypatch):
     assert sas["skoid"] == "11111111-1111-1111-1111-111111111111"  # signed by the identity's delegation key
     start, expiry = asked[0]
     assert 3000 < (expiry - start).total_seconds() < 3901  # one hour (and the clock-skew margin)
+
+
+def test_one_user_delegation_key_serves_every_sas_for_ten_minutes(monkeypatch):
+    """An assembly signs a URL per source blob: on Azure they share one delegation key (one request), made
+    again once the key is ``DELEGATION_KEY_REUSE_SECONDS`` old; another credential gets its own."""
+    from azure.storage.blob import BlobServiceClient, UserDelegationKey
+
+    from shared.storage import clients
+
+    asked: list[object] = []
+
+    def delegation_key(self, start, expiry, **kwargs):
+        asked.append(self.credential)
+        key = UserDelegationKey()
+        key.signed_oid, key.signed_tid = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
+        key.signed_start, key.signed_expiry = "2026-11-30T00:00:00Z", "2026-11-30T02:00:00Z"
+        key.signed_service, key.signed_version = "b", "2025-01-05"
+        key.value = "a2V5"
+        return key
+
+    class TokenCredential:
+        def get_token(self, *scopes, **kwargs):  # pragma: no cover - never called: no request is sent
+            raise AssertionError("no request")
+
+    now = [1000.0]
+    monkeypatch.setattr(clients.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(BlobServiceClient, "get_user_delegation_key", delegation_key)
+    identity, other = TokenCredential(), TokenCredential()
+
+    def container(credential, name):
+        return BlobServiceClient("https://acct.blob.core.windows.net", credential=credential).get_container_client(name)
+
+    training = container(identity, "training")
+    urls = [clients.readable_url(training, f"_shards/part-{k}.jsonl") for k in range(5)]
+    assert len(asked) == 1 and len(set(urls)) == 5 and all("skoid=" in url for url in urls)
+    clients.container_read_sas(container(identity, "datasets"))
+    assert len(asked) == 1  # same credential and account
+    clients.readable_url(container(other, "training"), "x")
+    assert len(asked) == 2
+    now[0] += clients.DELEGATION_KEY_REUSE_SECONDS + 1
+    clients.readable_url(training, "_shards/part-0.jsonl")
+    assert len(asked) == 3
