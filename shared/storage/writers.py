@@ -507,6 +507,7 @@ class BlobArtifactSink:
             raise ValueError(f"commit({version!r}) before {MANIFEST_NAME} was written")
         self.version = version
         final_prefix = f"{self._dataset}/{version}/"
+        staged = [self._staged_name(n) for n in self._names]  # every staged blob: each artifact was completed
         try:
             if self._container.get_blob_client(final_prefix + MANIFEST_NAME).exists():
                 log.info("%s%s already published; nothing to copy", final_prefix, MANIFEST_NAME)
@@ -518,10 +519,16 @@ class BlobArtifactSink:
                 with ThreadPoolExecutor(max_workers=max(1, len(data)), thread_name_prefix="visiontune-publish") as pool:
                     for future in [pool.submit(self._copy, self._staged_name(n), final_prefix + n) for n in data]:
                         future.result()
-                self._copy(self._staged_name(MANIFEST_NAME), final_prefix + MANIFEST_NAME)
-                self.published = True
-        finally:
+                    # published: their staged copies go while the manifest is copied
+                    cleanup = pool.submit(delete_blobs, self._container, [self._staged_name(n) for n in data])
+                    self._copy(self._staged_name(MANIFEST_NAME), final_prefix + MANIFEST_NAME)
+                    self.published = True
+                    cleanup.result()
+                staged = [self._staged_name(MANIFEST_NAME)]
+        except BaseException:
             self.discard()
+            raise
+        delete_blobs(self._container, staged)  # known names: no listing needed
 
     def _copy(self, source: str, target: str) -> None:
         """Server-side copy within the account (authorised by this request, also with Entra ID)."""
