@@ -245,6 +245,7 @@ class SasBlobReader:
     def _get(self, url: str, headers: dict[str, str], what: str) -> tuple[int, bytes]:
         """``(status, body)`` of a GET answered 2xx, 412 or 416; raises ``OSError`` naming ``what`` otherwise."""
         for attempt in range(len(_RETRY_DELAYS) + 1):
+            delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
             try:
                 response = _http().request("GET", url, headers=headers, preload_content=False)
                 try:
@@ -258,12 +259,14 @@ class SasBlobReader:
             except Exception as exc:  # urllib3's errors name the URL: never let the SAS out
                 if attempt == len(_RETRY_DELAYS):
                     raise OSError(f"GET {what} failed: {self._redact(str(exc))}") from None
+                if attempt == 0:  # no answer, most often a pooled connection the server just closed: again at once
+                    delay = 0.0
             else:
                 if status in (412, 416):
                     return status, b""
                 if status not in _RETRY_STATUSES or attempt == len(_RETRY_DELAYS):
                     raise OSError(f"GET {what} answered HTTP {status} {code}".rstrip())
-            time.sleep(_RETRY_DELAYS[attempt])
+            time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod

@@ -6,9 +6,10 @@ The Storage SDK's ``ExponentialRetry`` waits ``initial_backoff + increment_base 
 wrong wait after a connection failure that got no answer at all, typically a pooled keep-alive connection
 the server closed just as a request went out on it (Azurite closes idle ones after 5 s, Azure's front ends
 and load balancers after longer). That says nothing about the service's load, yet held a conversion for
-19 s in ``make bench-intake``. So: a connection dropped or refused without an answer, a quick retry
-(0.25-0.5 s, doubling); an answer or a timeout (a server too slow to answer may be overloaded), the SDK's
-backoff. Learn, "Implement a retry policy using the Azure Storage client library for Python": the policy
+19 s in ``make bench-intake``. So: a connection dropped or refused without an answer is retried at once
+the first time (within 50 ms, on a new connection: what urllib3 itself does for a stale pooled connection),
+then after 0.25-0.5 s, doubling; an answer or a timeout (a server too slow to answer may be overloaded)
+waits the SDK's backoff. Learn, "Implement a retry policy using the Azure Storage client library for Python": the policy
 "should always be tuned to match ... the nature of the failure".
 """
 
@@ -23,13 +24,14 @@ from azure.storage.blob import ExponentialRetry
 
 log = logging.getLogger(__name__)
 
-CONNECTION_RETRY_SECONDS = 0.5  # at most, before the first retry after a connection failure; doubles each time
+FIRST_CONNECTION_RETRY_SECONDS = 0.05  # at most, before the first retry after a connection failure
+CONNECTION_RETRY_SECONDS = 0.5  # at most, before the second; doubles each time after
 
 
 class StorageRetry(ExponentialRetry):
-    """``ExponentialRetry`` (its defaults) after an answer or a timeout; a short jittered wait after a
-    connection that failed with no answer. Every retry is logged at WARNING with the request, the cause and
-    the wait."""
+    """``ExponentialRetry`` (its defaults) after an answer or a timeout; an immediate retry, then short
+    jittered waits, after a connection that failed with no answer. Every retry is logged at WARNING with
+    the request, the cause and the wait."""
 
     def get_backoff_time(self, settings: dict[str, Any]) -> float:
         history = settings.get("history") or []
@@ -41,8 +43,11 @@ class StorageRetry(ExponentialRetry):
             and last.error is not None
             and not isinstance(last.error, ServiceRequestTimeoutError | ServiceResponseTimeoutError)
         ):
-            ceiling = CONNECTION_RETRY_SECONDS * 2 ** (attempt - 1)
-            seconds = random.uniform(ceiling / 2, ceiling)
+            if attempt == 1:
+                seconds = random.uniform(0.0, FIRST_CONNECTION_RETRY_SECONDS)
+            else:
+                ceiling = CONNECTION_RETRY_SECONDS * 2 ** (attempt - 2)
+                seconds = random.uniform(ceiling / 2, ceiling)
             cause = f"{type(last.error).__name__}: {last.error}"
         else:
             seconds = super().get_backoff_time(settings)

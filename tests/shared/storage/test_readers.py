@@ -287,3 +287,30 @@ def socket_port_nobody_listens_on() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_sas_reader_retries_a_dropped_connection_at_once(container, monkeypatch):
+    """A GET whose connection fails without an answer (a pooled connection the server just closed) is sent
+    again at once; only answers asking to slow down wait ``_RETRY_DELAYS``."""
+    import time
+
+    import urllib3
+
+    import shared.storage.readers as readers
+
+    container.upload_blob("pets/cat/1.jpg", b"photo")
+    reader = BlobDatasetSource(container, "pets").process_reader()
+    real = readers._http()
+    failures = []
+
+    class DroppedOnce:
+        def request(self, method, url, **kwargs):
+            if not failures:
+                failures.append(url)
+                raise urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
+            return real.request(method, url, **kwargs)
+
+    monkeypatch.setattr(readers, "_http", lambda: DroppedOnce())
+    started = time.monotonic()
+    assert reader.read("cat/1.jpg", None, 1000) == b"photo"
+    assert len(failures) == 1 and time.monotonic() - started < readers._RETRY_DELAYS[0]
