@@ -10,7 +10,7 @@ instance would see, not a loopback. Measured in one run and printed:
     (``run_shard``, what the ``convert_shard`` queue trigger runs; each worker one process);
   - peak RSS (process tree) converting 1,000 vs 20,000 small images from blob storage;
   - the machine's load average when each figure was taken (about 8 people share this machine).
-Each timed figure is measured ``--trials`` times (2), the trials of the two sides of a ratio interleaved, and
+Each timed figure is measured ``--trials`` times (3), the trials of the two sides of a ratio interleaved, and
 the best of each side is compared (as ``timeit`` does: the other users of the machine only ever slow a run
 down); every trial is printed. A PASS/FAIL line per target of issue 10 closes the report. Figures are
 printed, never asserted in tests.
@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-photos", type=int, default=240, help="phone photos for the fan-out (240)")
     parser.add_argument("--shards", type=int, default=4, help="shards of the fan-out drop (4)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for every conversion (2)")
-    parser.add_argument("--trials", type=int, default=2,
-                        help="runs of each timed figure, interleaved; the best of each is compared (2)")
+    parser.add_argument("--trials", type=int, default=3,
+                        help="runs of each timed figure, interleaved; the best of each is compared (3)")
     parser.add_argument("--work", type=Path, default=None,
                         help="keep the corpus here (and Azurite's data, with --azurite-on-disk)")
     parser.add_argument("--azurite-on-disk", action="store_true",
