@@ -46,7 +46,7 @@ from shared.settings import Settings
 from shared.storage.cache_store import BlobCacheStore
 from shared.storage.clients import ensure_containers, pooled_transport
 from shared.storage.readers import BlobDatasetSource
-from shared.storage.writers import BlobArtifactSink
+from shared.storage.writers import BlobArtifactSink, delete_blobs
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = "training"
@@ -350,9 +350,7 @@ def fan_out(connection: str, latency_ms: float, uploader, dataset: str, workers:
     workers (imports done, as warm Functions instances) to the published manifest (the planning is the
     dataset_ready call's, not timed)."""
     for container, prefix in ((TRAINING, f"{dataset}/"), (TRAINING, f"_shards/{dataset}/"), ("runs", f"{dataset}/")):
-        client = uploader.get_container_client(container)
-        for blob in list(client.list_blobs(name_starts_with=prefix)):
-            client.delete_blob(blob.name)
+        _delete_prefix(uploader, container, prefix)
     images = sum(1 for _ in uploader.get_container_client(DATASETS).list_blobs(name_starts_with=f"{dataset}/"))
     values = {
         "AzureWebJobsStorage": connection,
@@ -394,23 +392,18 @@ def fan_out(connection: str, latency_ms: float, uploader, dataset: str, workers:
     return {"seconds": seconds, "version": versions[0], "shards": len(messages)}
 
 
-def _delete_prefix(uploader, container: str, prefix: str) -> None:
+def _delete_prefix(uploader, container: str, prefix: str, keep=lambda name: False) -> None:
+    """Delete the blobs under ``prefix`` of ``container``, except those ``keep(name)`` holds."""
     client = uploader.get_container_client(container)
-    for blob in list(client.list_blobs(name_starts_with=prefix)):
-        client.delete_blob(blob.name)
+    delete_blobs(client, [b.name for b in client.list_blobs(name_starts_with=prefix) if not keep(b.name)])
 
 
 def _forget(uploader, dataset: str) -> None:
     """Delete the dataset's cache, its published versions and the +5% files of an earlier run of the
     benchmark (a version already published is not copied again, which would flatter the full drop)."""
-    training = uploader.get_container_client(TRAINING)
     for prefix in (f"_cache/{dataset}/", f"{dataset}/"):
-        for blob in list(training.list_blobs(name_starts_with=prefix)):
-            training.delete_blob(blob.name)
-    datasets = uploader.get_container_client(DATASETS)
-    for blob in list(datasets.list_blobs(name_starts_with=f"{dataset}/")):
-        if blob.name.rsplit("/", 1)[-1].startswith("new-"):
-            datasets.delete_blob(blob.name)
+        _delete_prefix(uploader, TRAINING, prefix)
+    _delete_prefix(uploader, DATASETS, f"{dataset}/", keep=lambda name: not name.rsplit("/", 1)[-1].startswith("new-"))
 
 
 def _grow_in_place(service, uploader, photos: Path, grown: Path, workers: int, latency_ms: float):

@@ -113,6 +113,13 @@ _delegation_keys: weakref.WeakKeyDictionary[Any, dict[str, tuple[Any, datetime, 
 _delegation_lock = threading.Lock()
 
 
+def _validity() -> tuple[datetime, datetime]:
+    """(start, expiry) of a SAS or delegation key made now: 5 minutes back for clock skew, ``SOURCE_SAS_SECONDS``
+    ahead."""
+    now = datetime.now(UTC)
+    return now - timedelta(minutes=5), now + timedelta(seconds=SOURCE_SAS_SECONDS)
+
+
 def _sas_signer(container: ContainerClient) -> tuple[str, dict[str, Any], datetime, datetime]:
     """(account name, the signing keyword of ``generate_*_sas``, start, expiry) for a read SAS over
     ``container``'s blobs, valid ``SOURCE_SAS_SECONDS``.
@@ -130,8 +137,7 @@ def _sas_signer(container: ContainerClient) -> tuple[str, dict[str, Any], dateti
         raise ValueError(f"no storage account name in {container.url}")
     account_key = getattr(container.credential, "account_key", None)
     if account_key:
-        start = datetime.now(UTC) - timedelta(minutes=5)  # clock skew
-        return account, {"account_key": account_key}, start, datetime.now(UTC) + timedelta(seconds=SOURCE_SAS_SECONDS)
+        return account, {"account_key": account_key}, *_validity()
     service_url = container.url.rsplit("/", 1)[0]
     with _delegation_lock:  # concurrent assemblies wait for one key rather than each asking for its own
         try:
@@ -140,8 +146,7 @@ def _sas_signer(container: ContainerClient) -> tuple[str, dict[str, Any], dateti
             known = {}
         entry = known.get(service_url)
         if entry is None or time.monotonic() - entry[3] > DELEGATION_KEY_REUSE_SECONDS:
-            start = datetime.now(UTC) - timedelta(minutes=5)  # clock skew
-            expiry = datetime.now(UTC) + timedelta(seconds=SOURCE_SAS_SECONDS)
+            start, expiry = _validity()
             service = BlobServiceClient(service_url, credential=container.credential)
             entry = (service.get_user_delegation_key(start, expiry), start, expiry, time.monotonic())
             known[service_url] = entry

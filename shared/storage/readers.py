@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_READ_BUFFER = 4 * 1024 * 1024
 LIST_PAGE_SIZE = 2500
-SAS_REUSE_SECONDS = 600.0  # a SAS lives SOURCE_SAS_SECONDS (1 h); the worker pool renews its reader every 15 min
 
 
 class BlobChangedError(SourceChangedError):
@@ -117,7 +116,6 @@ class BlobDatasetSource:
         self._prefix = prefix if prefix.endswith("/") else prefix + "/"
         # Reads wait on per-request latency, not bandwidth: the converter keeps this many in flight.
         self.read_concurrency = read_concurrency
-        self._sas: tuple[str, float] | None = None
         self._sas_refused = ""  # why the SAS could not be used, once it could not: the SDK reads instead
 
     def entries(self) -> Iterator[SourceEntry]:
@@ -154,13 +152,11 @@ class BlobDatasetSource:
 
     def process_reader(self) -> SasBlobReader:
         """How a worker process reads (and this process lists) these blobs: plain requests with a read and
-        list SAS over the container (``container_read_sas``; on Azure this asks for a user delegation key,
-        so it may raise). The SAS is made again once it is ``SAS_REUSE_SECONDS`` old."""
+        list SAS over the container, valid an hour (``container_read_sas``; on Azure it is signed with a
+        user delegation key, asked for at most every 10 minutes, so this may raise)."""
         if self._sas_refused:
             raise PermissionError(f"the SAS over {self._prefix} cannot be used: {self._sas_refused}")
-        if self._sas is None or time.monotonic() - self._sas[1] > SAS_REUSE_SECONDS:
-            self._sas = container_read_sas(self._container), time.monotonic()
-        return SasBlobReader(self._container.url, self._prefix, self._sas[0])
+        return SasBlobReader(self._container.url, self._prefix, container_read_sas(self._container))
 
 
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
